@@ -1,0 +1,69 @@
+# slawatch — the two commands a newcomer needs are `make run` and `make test`.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifier
+PYTEST_ARGS ?=
+
+.PHONY: help install lint format test test-unit test-integration run bench schemas lock \
+        kafka-up kafka-down pg-up pg-down clean
+
+help:
+	@echo "make run     set up and run slawatch locally (Ctrl-C stops everything)"
+	@echo "make test    lint + unit + integration + end-to-end tests (starts Kafka and PostgreSQL)"
+	@echo "make install build .venv with the three services and the dev tools"
+	@echo "make lint    ruff + mypy --strict"
+	@echo "make bench   benchmarks into bench/results/latest.json"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PKGS))
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt \
+	  $(addprefix -e ,$(PKGS)) -r requirements-dev.txt
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas: install
+	$(BIN)/python -m slawatch_common.schemagen schemas
+
+lock: install
+	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
+
+kafka-up:
+	deploy/kafka/kafka.sh start
+
+kafka-down:
+	deploy/kafka/kafka.sh stop
+
+pg-up:
+	deploy/postgres/pg.sh start
+
+pg-down:
+	deploy/postgres/pg.sh stop
+
+test: install lint kafka-up pg-up
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest -m "not kafka and not postgres and not e2e and not smtp" $(PYTEST_ARGS)
+
+run: install kafka-up
+	deploy/dev/run.sh
+
+bench: install kafka-up pg-up
+	$(BIN)/python bench/run.py
+
+clean:
+	deploy/kafka/kafka.sh stop || true
+	rm -rf .data

@@ -1,0 +1,101 @@
+"""Database plumbing: async engines for PostgreSQL and SQLite, and Alembic upgrades.
+
+Each service owns its tables and its Alembic history (``<package>/migrations``)
+with a version table of its own, so two services may share one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, event, pool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
+
+    For SQLite the file's folder is created, WAL journaling is switched on and
+    writers wait for each other instead of failing with "database is locked".
+    """
+    if url.startswith("sqlite"):
+        _ensure_sqlite_folder(url)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=5, pool_pre_ping=True)
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def alembic_config(script_location: Path, version_table: str, url: str = "") -> Config:
+    """An Alembic config for one service's migrations, without an ini file."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("version_table", version_table)
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+async def upgrade(engine: AsyncEngine, script_location: Path, version_table: str) -> None:
+    """Bring the database behind ``engine`` to the newest revision. Idempotent."""
+
+    def run(connection: Connection) -> None:
+        cfg = alembic_config(script_location, version_table)
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+def run_env(metadata: MetaData) -> None:
+    """The body of a service's ``migrations/env.py``.
+
+    Uses the connection handed in by ``upgrade``; from the ``alembic`` command
+    line it connects to ``sqlalchemy.url`` itself.
+    """
+    cfg = context.config
+    version_table = cfg.get_main_option("version_table") or "alembic_version"
+    connection = cfg.attributes.get("connection")
+    if connection is not None:
+        _migrate(connection, metadata, version_table)
+        return
+    url = cfg.get_main_option("sqlalchemy.url") or ""
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+
+    async def run() -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate, metadata, version_table)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _migrate(connection: Connection, metadata: MetaData, version_table: str) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=version_table,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,252 @@
+"""The canonical event shapes: the Python side of the contracts in ``schemas/``.
+
+Every event shares one envelope (``event_id``, ``type``, ``schema_version``,
+``occurred_at``, ``source``) and carries its payload under ``data``. The JSON
+Schema files in ``schemas/`` are generated from these models by
+``python -m slawatch_common.schemagen`` and a contract test fails when the two
+drift apart, so a change here is a change of the published contract.
+
+``event_id`` is the idempotency key: every consumer deduplicates by it, so a
+producer that retries must reuse it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION: Literal[1] = 1
+
+Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class Priority(StrEnum):
+    """P1 (highest) to P5 (lowest), from the urgency × impact matrix."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+    P5 = "P5"
+
+
+class Metric(StrEnum):
+    """The kind of SLA clock."""
+
+    RESPONSE = "response"
+    RESOLUTION = "resolution"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(_Model):
+    """Fields every event carries."""
+
+    event_id: Identifier = Field(description="Idempotency key: consumers drop a repeated event_id.")
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Version of this schema."
+    )
+    occurred_at: AwareDatetime = Field(
+        description="When it happened at the source (RFC 3339 with offset); clocks use this time."
+    )
+    source: Identifier = Field(
+        description="The emitting system: a ticketing system's name or a slawatch service."
+    )
+
+
+# --- ticket events ---------------------------------------------------------
+
+
+class Person(_Model):
+    """Someone a notification can reach."""
+
+    id: Identifier
+    name: Name | None = None
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)] | None = None
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{3,32}$")] | None = None
+
+
+class Ticket(_Model):
+    """The ticket as the source knows it at ``occurred_at``; absent fields are unchanged."""
+
+    id: Identifier = Field(description="The ticket's id in its source system.")
+    priority: Priority | None = None
+    status: Identifier | None = Field(
+        default=None, description="The source's status name; policies map statuses to pauses."
+    )
+    customer: Identifier | None = None
+    service: Identifier | None = None
+    type: Identifier | None = Field(default=None, description="incident, service_request, ...")
+    title: Name | None = None
+    assignee: Person | None = None
+    group: Identifier | None = Field(default=None, description="The assigned support group.")
+
+
+TicketEventType = Literal[
+    "ticket.created",
+    "ticket.updated",
+    "ticket.priority_changed",
+    "ticket.status_changed",
+    "ticket.assigned",
+    "ticket.responded",
+    "ticket.resolved",
+    "ticket.reopened",
+    "ticket.closed",
+]
+
+
+class TicketEvent(Envelope):
+    """A change of a ticket in a ticketing system. Kafka key: ``source:ticket.id``."""
+
+    type: TicketEventType
+    data: Ticket
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.data.id}"
+
+
+# --- monitoring events -----------------------------------------------------
+
+
+class Alert(_Model):
+    """An alert from monitoring, about one service."""
+
+    service: Identifier = Field(description="The monitored service the alert is about.")
+    name: Name = Field(description="The alert rule's name.")
+    fingerprint: Identifier = Field(description="Stable identity of this alert instance.")
+    severity: Identifier | None = None
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class MonitoringEvent(Envelope):
+    """An alert firing or resolved. Kafka key: ``data.service``."""
+
+    type: Literal["monitor.alert_firing", "monitor.alert_resolved"]
+    data: Alert
+
+    @property
+    def key(self) -> str:
+        return self.data.service
+
+
+# --- SLA events --------------------------------------------------------------
+
+
+class TicketRef(_Model):
+    """The ticket an SLA event is about, as the engine last saw it."""
+
+    source: Identifier
+    id: Identifier
+    priority: Priority
+    title: Name | None = None
+    customer: Identifier | None = None
+    service: Identifier | None = None
+    assignee: Person | None = None
+    group: Identifier | None = None
+
+
+class ClockState(_Model):
+    """An SLA clock at the instant of the event."""
+
+    clock_id: Identifier = Field(description="source:ticket_id:metric")
+    metric: Metric
+    policy: Identifier
+    escalation: Identifier | None = Field(
+        default=None, description="The escalation chain the policy names, if any."
+    )
+    target_seconds: Annotated[int, Field(ge=0)]
+    business_seconds_used: Annotated[int, Field(ge=0)]
+    started_at: AwareDatetime
+    deadline: AwareDatetime | None = Field(
+        default=None, description="When the target is reached; null while paused."
+    )
+
+
+SlaEventType = Literal[
+    "sla.warning", "sla.breach", "sla.met", "sla.paused", "sla.resumed", "sla.cancelled"
+]
+
+
+class SlaData(_Model):
+    ticket: TicketRef
+    clock: ClockState
+    stage: Identifier | None = Field(
+        default=None,
+        description="warning:<percent> or breach, for sla.warning and sla.breach.",
+    )
+    threshold_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+
+
+class SlaEvent(Envelope):
+    """A clock's transition, emitted by the SLA engine. Kafka key: ``source:ticket_id``."""
+
+    type: SlaEventType
+    data: SlaData
+
+    @property
+    def key(self) -> str:
+        return f"{self.data.ticket.source}:{self.data.ticket.id}"
+
+
+# --- notification records --------------------------------------------------
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class Notification(_Model):
+    notification_id: Identifier = Field(description="sla_event's clock, stage, recipient, channel.")
+    sla_event_id: Identifier
+    clock_id: Identifier
+    stage: Identifier
+    ticket_source: Identifier
+    ticket_id: Identifier
+    recipient: Identifier
+    channel: Channel
+    address: Annotated[str, Field(min_length=1, max_length=320)]
+    attempts: Annotated[int, Field(ge=1)]
+    error: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class NotificationRecord(Envelope):
+    """The outcome of one notification, emitted by the notifier. Key: ``source:ticket_id``."""
+
+    type: Literal["notification.sent", "notification.failed"]
+    data: Notification
+
+    @property
+    def key(self) -> str:
+        return f"{self.data.ticket_source}:{self.data.ticket_id}"
+
+
+# --- unions ----------------------------------------------------------------
+
+InboundEvent = Annotated[TicketEvent | MonitoringEvent, Field(discriminator="type")]
+"""What ingest accepts on ``POST /v1/events``."""
+
+Event = Annotated[
+    TicketEvent | MonitoringEvent | SlaEvent | NotificationRecord, Field(discriminator="type")
+]
+
+INBOUND_ADAPTER: TypeAdapter[TicketEvent | MonitoringEvent] = TypeAdapter(InboundEvent)
+EVENT_ADAPTER: TypeAdapter[TicketEvent | MonitoringEvent | SlaEvent | NotificationRecord] = (
+    TypeAdapter(Event)
+)
+
+CONTRACTS: dict[str, type[Envelope]] = {
+    "ticket-event": TicketEvent,
+    "monitoring-event": MonitoringEvent,
+    "sla-event": SlaEvent,
+    "notification-record": NotificationRecord,
+}
+"""Schema file stem → model; ``schemas/<stem>.schema.json`` is generated from it."""

@@ -1,0 +1,64 @@
+"""Fixtures for the real infrastructure tests touch.
+
+Tests say what they touch with markers: ``kafka`` (the broker that
+``make kafka-up`` starts), ``postgres`` (``make pg-up``), ``smtp`` (a real
+aiosmtpd server in the test process) and ``e2e`` (services as processes).
+Each test gets its own topic prefix and its own database, so tests never see
+each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from slawatch_common.kafka import ensure_topics
+from slawatch_common.topics import Topics
+from support.smtp import SmtpSink
+
+KAFKA_BOOTSTRAP = os.environ.get("SLAWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+PG_ADMIN_DSN = os.environ.get(
+    "SLAWATCH_TEST_PG_DSN", "postgresql://slawatch:slawatch@127.0.0.1:5432/slawatch"
+)
+
+
+@pytest.fixture
+def kafka_bootstrap() -> str:
+    return KAFKA_BOOTSTRAP
+
+
+@pytest.fixture
+async def topics() -> Topics:
+    """A fresh set of topics (2 partitions each) under a unique prefix."""
+    fresh = Topics(prefix=f"t{uuid.uuid4().hex[:12]}")
+    await ensure_topics(KAFKA_BOOTSTRAP, fresh.all(), partitions=2)
+    return fresh
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on a free loopback port that keeps what it receives."""
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

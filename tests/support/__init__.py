@@ -1,0 +1,1 @@
+"""Test-only helpers: real servers and process runners the tests share."""
