@@ -7,13 +7,37 @@ with a version table of its own, so two services may share one database.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, event, pool
+from sqlalchemy import Connection, DateTime, Dialect, MetaData, TypeDecorator, event, pool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every database (SQLite keeps no offset of its own).
+
+    Naive datetimes are refused: every instant in slawatch carries its zone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: slawatch stores aware UTC instants only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:

@@ -15,7 +15,9 @@ from slawatch_common.topics import Topics
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SLAWATCH_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SLAWATCH_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field("slawatch", pattern=r"^[A-Za-z0-9._-]+$")

@@ -1,0 +1,147 @@
+"""The engine process: wiring of intake, timer and outbox publisher, and its HTTP face.
+
+    Kafka tickets ──▶ Intake ──(one transaction: clocks + outbox)──▶ commit offsets
+                                   ▲
+    DueIndex ──▶ Timer ────────────┘ (fires due stages, same transaction shape)
+    outbox ──▶ Publisher ──▶ Kafka SLA topic
+
+All three workers share one lock around their write transactions, so within a
+process the intake and the timer never interleave on a clock; across
+processes the clock's version column guards every update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI, HTTPException, Response
+from prometheus_client import CollectorRegistry, make_asgi_app
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from slawatch_common.db import create_engine, upgrade
+from slawatch_common.kafka import ensure_topics, start_producer
+from slawatch_common.runtime import start_worker, stop_workers
+from slawatch_engine import store
+from slawatch_engine.intake import Intake
+from slawatch_engine.ledger import Changes, Ledger
+from slawatch_engine.metrics import OPEN_STATES, EngineMetrics
+from slawatch_engine.outbox import Publisher
+from slawatch_engine.policy import PolicyBook
+from slawatch_engine.settings import EngineSettings
+from slawatch_engine.status import clock_status
+from slawatch_engine.timer import DueIndex, Timer
+
+
+def utc_now() -> datetime:
+    """The one place the engine reads real time."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    db: AsyncEngine
+    producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer
+    intake: Intake
+    book: PolicyBook
+
+
+def create_app(
+    settings: EngineSettings, book: PolicyBook, now: Callable[[], datetime] = utc_now
+) -> FastAPI:
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(registry)
+    state: dict[str, Runtime] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        db = create_engine(settings.database_url)
+        await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
+        topics = settings.topics
+        await ensure_topics(settings.kafka_bootstrap, topics.all(), settings.kafka_partitions)
+        producer = await start_producer(settings.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        ledger = Ledger(book, topics.sla)
+        index = DueIndex()
+        lock = asyncio.Lock()
+        publisher = Publisher(db, producer, metrics, now)
+
+        def committed(changes: Changes) -> None:
+            for event in changes.emitted:
+                metrics.emitted(event.type, event.data.ticket.priority.value)
+            if changes.emitted:
+                publisher.wake()
+
+        timer = Timer(db, ledger, index, lock, committed, now, metrics)
+        intake = Intake(consumer, db, ledger, index, timer, lock, committed, now, metrics)
+        consumer.subscribe([topics.tickets], listener=intake)
+        await consumer.start()
+        state["rt"] = Runtime(db, producer, consumer, intake, book)
+        workers = [
+            start_worker(publisher.run(), "publisher"),
+            start_worker(timer.run(), "timer"),
+            start_worker(intake.run(), "intake"),
+            start_worker(_count_open_clocks(db, metrics, settings.gauge_refresh_s), "gauges"),
+        ]
+        try:
+            yield
+        finally:
+            await stop_workers(*workers)
+            await consumer.stop()
+            await producer.stop()
+            await db.dispose()
+
+    app = FastAPI(title="slawatch SLA engine", version="0.1.0", lifespan=lifespan)
+    app.mount("/metrics", make_asgi_app(registry=registry))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(response: Response) -> dict[str, Any]:
+        runtime = state.get("rt")
+        ready = runtime is not None and runtime.intake.assigned
+        response.status_code = 200 if ready else 503
+        return {"ready": ready}
+
+    @app.get("/v1/tickets/{source}/{ticket_id}/sla")
+    async def ticket_sla(source: str, ticket_id: str) -> dict[str, Any]:
+        """Every clock of the ticket: state, business time used, remaining, deadline."""
+        runtime = state["rt"]
+        async with runtime.db.connect() as conn:
+            found = await store.clocks_of_ticket(conn, f"{source}:{ticket_id}")
+        if not found:
+            raise HTTPException(404, f"no SLA clocks for ticket {source}:{ticket_id}")
+        at = now()
+        return {
+            "ticket": {"source": source, "id": ticket_id},
+            "at": at.isoformat(),
+            "clocks": [clock_status(c, runtime.book.calendar(c.calendar), at) for c in found],
+        }
+
+    return app
+
+
+async def _count_open_clocks(db: AsyncEngine, metrics: EngineMetrics, every_s: float) -> None:
+    column = store.clocks.c.state
+    query = select(column, func.count()).where(column.in_(OPEN_STATES)).group_by(column)
+    while True:
+        async with db.connect() as conn:
+            counts = {row[0]: int(row[1]) for row in await conn.execute(query)}
+        for open_state in OPEN_STATES:
+            metrics.open_clocks(open_state, counts.get(open_state, 0))
+        await asyncio.sleep(every_s)

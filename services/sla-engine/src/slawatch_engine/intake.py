@@ -1,0 +1,165 @@
+"""Reads ticket events from Kafka and applies them, one transaction per batch.
+
+Per batch: parse every record (an unreadable one goes to
+``engine_dead_letters`` with the reason), drop event ids applied before, apply
+the rest in order, stage their SLA events — all in one database transaction —
+then commit the Kafka offsets. Offsets therefore never run ahead of the state
+they describe; a crash before the offset commit redelivers the batch, and the
+processed-event ids make the replay change nothing.
+
+On partition assignment the clocks of those partitions are loaded into the
+timer index, and the timer is held until the input is read up to the end
+offsets of that moment (the lag guard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from pydantic import ValidationError
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from slawatch_common.events import TicketEvent
+from slawatch_engine import store
+from slawatch_engine.ledger import Changes, Ledger
+from slawatch_engine.metrics import EngineMetrics
+from slawatch_engine.timer import DueIndex, Timer
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        db: AsyncEngine,
+        ledger: Ledger,
+        index: DueIndex,
+        timer: Timer,
+        lock: asyncio.Lock,
+        on_committed: Callable[[Changes], None],
+        now: Callable[[], datetime],
+        metrics: EngineMetrics,
+    ) -> None:
+        self._consumer = consumer
+        self._db = db
+        self._ledger = ledger
+        self._index = index
+        self._timer = timer
+        self._lock = lock
+        self._on_committed = on_committed
+        self._now = now
+        self._metrics = metrics
+        self._catch_up_to: dict[TopicPartition, int] = {}
+
+    @property
+    def assigned(self) -> bool:
+        return bool(self._consumer.assignment())
+
+    # --- rebalance ---------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._index.drop_partitions(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._timer.hold(True)
+        async with self._db.connect() as conn:
+            due = await store.due_clocks(conn, [tp.partition for tp in assigned])
+        for clock_id, partition, at in due:
+            self._index.set(clock_id, partition, at)
+        ends = await self._consumer.end_offsets(assigned) if assigned else {}
+        self._catch_up_to = {tp: end for tp, end in ends.items() if end > 0}
+        log.info(
+            "assigned %s: %d clocks scheduled", sorted(tp.partition for tp in assigned), len(due)
+        )
+        await self._check_caught_up()
+
+    async def _check_caught_up(self) -> None:
+        for tp, end in list(self._catch_up_to.items()):
+            if await self._consumer.position(tp) >= end:
+                del self._catch_up_to[tp]
+        if not self._catch_up_to:
+            self._timer.hold(False)
+
+    # --- consumption ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+            records = [record for batch in batches.values() for record in batch]
+            if records:
+                await self._apply(records)
+                await self._consumer.commit()
+            if self._catch_up_to:
+                await self._check_caught_up()
+
+    async def _apply(self, records: list[Any]) -> None:
+        parsed: list[tuple[TicketEvent, int]] = []
+        invalid: list[tuple[Any, str]] = []
+        for record in records:
+            try:
+                parsed.append((TicketEvent.model_validate_json(record.value), record.partition))
+            except ValidationError as exc:
+                invalid.append((record, str(exc)))
+        now = self._now()
+        changes = Changes()
+        rejected: list[str] = []
+        applied: list[str] = []
+        async with self._lock, self._db.begin() as conn:
+            await self._dead_letter(conn, invalid, now)
+            unseen = await store.unseen_event_ids(conn, [event.event_id for event, _ in parsed])
+            fresh: list[str] = []
+            for event, partition in parsed:
+                if event.event_id not in unseen:
+                    rejected.append("duplicate")
+                    continue
+                unseen.discard(event.event_id)  # a repeat within the batch is a duplicate too
+                fresh.append(event.event_id)
+                outcome = await self._ledger.apply(conn, event, partition, now)
+                changes.merge(outcome)
+                if outcome.rejected:
+                    rejected.append(outcome.rejected)
+                else:
+                    applied.append(event.type)
+            await store.mark_processed(conn, fresh, now)
+        self._index.update(changes)
+        self._timer.wake()
+        for event_type in applied:
+            self._metrics.applied(event_type)
+        for reason in rejected:
+            self._metrics.rejected(reason)
+        self._on_committed(changes)
+
+    async def _dead_letter(
+        self, conn: AsyncConnection, invalid: list[tuple[Any, str]], now: datetime
+    ) -> None:
+        if not invalid:
+            return
+        for record, reason in invalid:
+            log.warning(
+                "dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+            )
+        self._metrics.rejected("invalid", len(invalid))
+        await conn.execute(
+            insert(store.dead_letters),
+            [
+                {
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "key": record.key.decode(errors="replace") if record.key else None,
+                    "value": record.value.decode(errors="replace"),
+                    "reason": reason[:4000],
+                    "received_at": now,
+                }
+                for record, reason in invalid
+            ],
+        )

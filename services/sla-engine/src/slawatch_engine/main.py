@@ -1,0 +1,70 @@
+"""``slawatch-engine``: run the engine, migrate its database, or check a policy file.
+
+slawatch-engine [run]                 serve (migrates first)
+slawatch-engine migrate               bring the database to the newest revision
+slawatch-engine check-config FILE     validate a policy file; exit 1 naming each error
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from slawatch_common.db import create_engine, upgrade
+from slawatch_common.runtime import ConfigError, configure_logging
+from slawatch_engine import store
+from slawatch_engine.app import create_app
+from slawatch_engine.policy import load_policies
+from slawatch_engine.settings import EngineSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slawatch-engine", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="serve (the default)")
+    commands.add_parser("migrate", help="upgrade the database schema")
+    check = commands.add_parser("check-config", help="validate a policy file")
+    check.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        return _check(args.file)
+    settings = EngineSettings()
+    configure_logging(settings.log_level)
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings.database_url))
+        return 0
+    try:
+        book = load_policies(settings.config_file)
+    except ConfigError as exc:
+        print(f"slawatch-engine: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, book)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    return 0
+
+
+def _check(path: Path) -> int:
+    try:
+        load_policies(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+async def _migrate(url: str) -> None:
+    db = create_engine(url)
+    try:
+        await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
+    finally:
+        await db.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

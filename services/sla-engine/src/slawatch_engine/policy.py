@@ -1,0 +1,170 @@
+"""Policies and calendars from the YAML configuration, validated at start-up.
+
+A policy says which targets apply to a ticket: ordered rules match by
+customer, service, type and priority; the first match wins, and a policy
+without ``match`` fits every ticket (the default, last). The engine reads the
+``calendars`` and ``policies`` sections; other sections belong to other
+services and are ignored here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from slawatch_common.events import Metric, Priority, Ticket
+from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
+from slawatch_engine.calendar import Calendar, CalendarError, always_open, weekly_calendar
+
+DEFAULT_PRIORITY = Priority.P3
+"""The priority of a ticket whose source sent none."""
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds from an integer or text like ``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``.
+
+    A day is 24 hours of business time.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration is seconds or text like '15m'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+    match = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration like '90s', '15m', '4h', '1h30m', '2d'")
+    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalendarConfig(_Strict):
+    timezone: str = "UTC"
+    always_open: bool = False
+    weekly: dict[str, list[list[str]]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _usable(self) -> CalendarConfig:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        if self.always_open and self.weekly:
+            raise ValueError("a calendar is either always_open or has weekly hours, not both")
+        if not self.always_open:
+            self.build("check")
+        return self
+
+    def build(self, name: str) -> Calendar:
+        if self.always_open:
+            return always_open(name, self.timezone)
+        try:
+            return weekly_calendar(name, self.timezone, self.weekly)
+        except CalendarError as exc:
+            raise ValueError(str(exc).replace("calendar check: ", "")) from None
+
+
+class Targets(_Strict):
+    response: Duration | None = None
+    resolution: Duration | None = None
+
+    def of(self, metric: Metric) -> int | None:
+        return self.response if metric is Metric.RESPONSE else self.resolution
+
+
+class Match(_Strict):
+    customer: list[str] | None = None
+    service: list[str] | None = None
+    type: list[str] | None = None
+    priority: list[Priority] | None = None
+
+    def fits(self, ticket: Ticket, priority: Priority) -> bool:
+        return (
+            _among(ticket.customer, self.customer)
+            and _among(ticket.service, self.service)
+            and _among(ticket.type, self.type)
+            and _among(priority, self.priority)
+        )
+
+
+def _among(value: str | None, allowed: Sequence[str] | None) -> bool:
+    return allowed is None or value in allowed
+
+
+class Policy(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    match: Match = Field(default_factory=Match)
+    calendar: str
+    escalation: str | None = None
+    warn_at: list[Annotated[int, Field(gt=0, lt=100)]] = Field(default_factory=lambda: [50, 75, 90])
+    pause_statuses: list[str] = Field(default_factory=list)
+    targets: dict[Priority, Targets]
+
+    def target(self, priority: Priority, metric: Metric) -> int | None:
+        targets = self.targets.get(priority)
+        return None if targets is None else targets.of(metric)
+
+    @property
+    def thresholds(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.warn_at)))
+
+
+class EngineConfig(_Strict):
+    """The engine's part of the configuration file."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    calendars: dict[str, CalendarConfig]
+    policies: list[Policy] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> EngineConfig:
+        names = [policy.name for policy in self.policies]
+        if len(names) != len(set(names)):
+            raise ValueError("policy names must be unique")
+        for index, policy in enumerate(self.policies):
+            if policy.calendar not in self.calendars:
+                raise ValueError(f"policies.{index}.calendar: unknown calendar {policy.calendar!r}")
+        return self
+
+
+class PolicyBook:
+    """The validated policies and built calendars; chooses the policy of a ticket."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._policies = tuple(config.policies)
+        self._by_name = {policy.name: policy for policy in config.policies}
+        self.calendars = {name: cal.build(name) for name, cal in config.calendars.items()}
+
+    def select(self, ticket: Ticket, priority: Priority) -> Policy | None:
+        """The first policy that fits, or None when no rule (and no default) fits."""
+        return next((p for p in self._policies if p.match.fits(ticket, priority)), None)
+
+    def named(self, name: str) -> Policy | None:
+        return self._by_name.get(name)
+
+    def calendar(self, name: str) -> Calendar:
+        return self.calendars[name]
+
+
+def load_policies(path: Path) -> PolicyBook:
+    """Read and validate ``path``; ``ConfigError`` names every bad place."""
+    raw = read_yaml(path)
+    try:
+        return PolicyBook(EngineConfig.model_validate(raw))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}:\n{describe_errors(exc)}") from None

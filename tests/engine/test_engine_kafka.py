@@ -1,0 +1,189 @@
+"""The engine in-process against the real broker and a real database."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from slawatch_common.db import create_engine
+from slawatch_common.topics import Topics
+from slawatch_engine import store
+from slawatch_engine.app import create_app
+from slawatch_engine.policy import load_policies
+from slawatch_engine.settings import EngineSettings
+from support.kafka import TopicReader, produce
+from support.serving import serving
+
+POLICY = """
+calendars:
+  always: {timezone: UTC, always_open: true}
+policies:
+  - name: fast
+    calendar: always
+    escalation: standard
+    warn_at: [50]
+    pause_statuses: [pending_customer]
+    targets:
+      P1: {response: 2s, resolution: 30s}
+      P2: {response: 4s, resolution: 60s}
+"""
+
+
+def ticket_event(
+    kind: str, ticket: str, at: datetime | None = None, event_id: str | None = None, **data: Any
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uuid.uuid4().hex,
+        "type": f"ticket.{kind}",
+        "occurred_at": (at or datetime.now(UTC)).isoformat(),
+        "source": "jira",
+        "data": {"id": ticket, **data},
+    }
+
+
+async def send(bootstrap: str, topics: Topics, *events: dict[str, Any]) -> None:
+    await produce(bootstrap, topics.tickets, [(f"jira:{e['data']['id']}", e) for e in events])
+
+
+def of_ticket(values: list[dict[str, Any]], ticket: str) -> list[tuple[str, str | None]]:
+    return [
+        (v["type"], v["data"].get("stage")) for v in values if v["data"]["ticket"]["id"] == ticket
+    ]
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/engine.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def engine_url(
+    tmp_path: Path, kafka_bootstrap: str, topics: Topics, database_url: str
+) -> AsyncIterator[str]:
+    config = tmp_path / "policy.yaml"
+    config.write_text(POLICY)
+    settings = EngineSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topics.prefix,
+        kafka_partitions=2,
+        database_url=database_url,
+        config_file=config,
+    )
+    async with serving(create_app(settings, load_policies(config))) as url:
+        yield url
+
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+async def test_warning_then_breach_at_their_instants(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    created = datetime.now(UTC)
+    await send(kafka_bootstrap, topics, ticket_event("created", "A-1", created, priority="P1"))
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        values = await reader.wait_for(
+            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "A-1"), within=15
+        )
+        stamps = {v["data"]["stage"]: k for (_, v, k) in reader.records if v["data"].get("stage")}
+    assert of_ticket(values, "A-1") == [("sla.warning", "warning:50"), ("sla.breach", "breach")]
+    warning = next(v for v in values if v["type"] == "sla.warning")
+    assert warning["occurred_at"].startswith((created + timedelta(seconds=1)).isoformat()[:19])
+    assert warning["data"]["clock"]["clock_id"] == "jira:A-1:response"
+    assert warning["data"]["clock"]["escalation"] == "standard"
+    # emitted at the instant, not on a sweep: broker append within 1 s of the threshold
+    for stage, offset_s in (("warning:50", 1.0), ("breach", 2.0)):
+        lag = stamps[stage] / 1000 - (created.timestamp() + offset_s)
+        assert 0 <= lag < 1.0, (stage, lag)
+
+
+async def test_response_before_deadline_is_met_and_never_breaches(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    t0 = datetime.now(UTC)
+    await send(
+        kafka_bootstrap,
+        topics,
+        ticket_event("created", "B-1", t0, priority="P1"),
+        ticket_event("responded", "B-1", t0 + timedelta(milliseconds=500)),
+    )
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        await reader.wait_for(lambda vs: of_ticket(vs, "B-1") == [("sla.met", None)], within=10)
+        # let the 2 s deadline pass, then look again
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            await reader.poll(0.3)
+    assert of_ticket(reader.values, "B-1") == [("sla.met", None)]
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        status = (await client.get("/v1/tickets/jira/B-1/sla")).json()
+    clocks = {c["metric"]: c for c in status["clocks"]}
+    assert clocks["response"]["state"] == "stopped"
+    assert clocks["response"]["breached"] is False
+    assert clocks["response"]["business_seconds_used"] == 0
+    assert clocks["resolution"]["state"] == "running"
+
+
+async def test_pause_and_resume_move_the_deadline(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    t0 = datetime.now(UTC)
+    await send(
+        kafka_bootstrap,
+        topics,
+        ticket_event("created", "C-1", t0, priority="P2"),
+        ticket_event("status_changed", "C-1", t0 + timedelta(seconds=1), status="pending_customer"),
+        ticket_event("status_changed", "C-1", t0 + timedelta(seconds=3), status="open"),
+    )
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        values = await reader.wait_for(
+            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "C-1"), within=15
+        )
+    response = [v for v in values if v["data"]["clock"]["clock_id"] == "jira:C-1:response"]
+    kinds = [v["type"] for v in response]
+    assert kinds == ["sla.paused", "sla.resumed", "sla.warning", "sla.breach"]
+    # 4 s target, paused from +1 s to +3 s: the breach is due at +6 s
+    breach = datetime.fromisoformat(response[-1]["occurred_at"])
+    assert abs((breach - (t0 + timedelta(seconds=6))).total_seconds()) < 0.001
+
+
+async def test_redelivered_and_invalid_input_change_nothing_twice(
+    engine_url: str, kafka_bootstrap: str, topics: Topics, database_url: str
+) -> None:
+    created = ticket_event("created", "D-1", priority="P2", event_id="jira:D-1:created")
+    responded = ticket_event("responded", "D-1", event_id="jira:D-1:responded")
+    await send(kafka_bootstrap, topics, created, created, responded, responded)
+    await produce(kafka_bootstrap, topics.tickets, [("jira:D-1", b"{not json")])
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        await reader.wait_for(lambda vs: ("sla.met", None) in of_ticket(vs, "D-1"))
+        for _ in range(5):
+            await reader.poll(0.2)
+    assert of_ticket(reader.values, "D-1") == [("sla.met", None)]
+    db = create_engine(database_url)
+    try:
+        async with db.connect() as conn:
+            clocks = await conn.scalar(
+                select(func.count())
+                .select_from(store.clocks)
+                .where(store.clocks.c.ticket_key == "jira:D-1")
+            )
+            letters = (await conn.execute(select(store.dead_letters.c.reason))).scalars().all()
+    finally:
+        await db.dispose()
+    assert clocks == 2
+    assert len(letters) == 1
+    assert "Invalid JSON" in letters[0]
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        metrics = (await client.get("/metrics/")).text
+    assert 'slawatch_engine_events_rejected_total{reason="duplicate"} 2.0' in metrics
+    assert 'slawatch_engine_events_rejected_total{reason="invalid"} 1.0' in metrics
