@@ -31,7 +31,11 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 start() {
   if running; then echo "kafka: already running (pid $(cat "$pidfile"), port $port)"; return 0; fi
-  if port_open; then echo "kafka: port $port is taken by another process" >&2; return 1; fi
+  if port_open; then
+    # another checkout's broker (or one started by hand): use it rather than fail
+    echo "kafka: a process already listens on 127.0.0.1:$port; using it as the broker"
+    return 0
+  fi
   jars
   mkdir -p "$data/logs"
   sed -e "s#@DATA_DIR@#$data#g" -e "s#@PORT@#$port#g" \

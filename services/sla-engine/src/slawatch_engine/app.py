@@ -73,6 +73,10 @@ def create_app(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            # a restarted engine takes over a dead member's partitions once its
+            # session expires: keep that short (the broker's minimum is 6 s)
+            session_timeout_ms=6_000,
+            heartbeat_interval_ms=1_500,
         )
         ledger = Ledger(book, topics.sla)
         index = DueIndex()

@@ -1,0 +1,130 @@
+"""The ingest service's metrics: a closed vocabulary, defined once, on a registry passed in.
+
+Every label value a series can take is listed here and initialised at
+start-up, so a dashboard sees zeros instead of missing series, and a typo in
+a label value is a ``KeyError`` in tests rather than a silent new series.
+
+| metric                                   | labels  | counts                               |
+|------------------------------------------|---------|--------------------------------------|
+| slawatch_ingest_events_received_total    | type    | events in a readable body            |
+| slawatch_ingest_events_produced_total    | type    | events the broker acknowledged       |
+| slawatch_ingest_events_rejected_total    | reason  | events in a request answered 422/503 |
+| slawatch_ingest_requests_rejected_total  | reason  | requests answered 4xx/503            |
+| slawatch_ingest_request_duration_seconds |         | POST /v1/events, start to answer     |
+| slawatch_ingest_broker_failures_total    | reason  | batches the broker did not take      |
+
+Requests and events are counted apart because a request refused before its
+body is read (401, 413, malformed JSON) has no countable events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import get_args
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from slawatch_common.events import MonitoringEvent, TicketEventType
+
+UNKNOWN_TYPE = "unknown"
+EVENT_TYPES: tuple[str, ...] = (
+    *get_args(TicketEventType),
+    *get_args(MonitoringEvent.model_fields["type"].annotation),
+)
+"""Label values of ``type``: every inbound event type, plus ``unknown``."""
+
+
+class Rejection(StrEnum):
+    """Why a request was refused; the label value of ``reason``."""
+
+    UNAUTHORIZED = "unauthorized"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    MALFORMED = "malformed"
+    INVALID = "invalid"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+
+
+EVENT_REJECTIONS = (Rejection.INVALID, Rejection.BROKER_UNAVAILABLE)
+"""The rejections that happen once the events are known, so they can be counted."""
+
+
+class BrokerFailure(StrEnum):
+    """How the broker failed a batch; the label value of ``reason``."""
+
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestMetrics:
+    events_received: Counter
+    events_produced: Counter
+    events_rejected: Counter
+    requests_rejected: Counter
+    request_duration: Histogram
+    broker_failures: Counter
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> IngestMetrics:
+        """Create every series on ``registry``. Call once per registry."""
+        metrics = cls(
+            events_received=Counter(
+                "slawatch_ingest_events_received",
+                "Events in readable request bodies, by type.",
+                ["type"],
+                registry=registry,
+            ),
+            events_produced=Counter(
+                "slawatch_ingest_events_produced",
+                "Events acknowledged by the broker, by type.",
+                ["type"],
+                registry=registry,
+            ),
+            events_rejected=Counter(
+                "slawatch_ingest_events_rejected",
+                "Events in requests that were refused (none of them produced), by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            requests_rejected=Counter(
+                "slawatch_ingest_requests_rejected",
+                "Requests answered with 4xx or 503, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            request_duration=Histogram(
+                "slawatch_ingest_request_duration_seconds",
+                "Time to answer POST /v1/events, broker acknowledgement included.",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
+            broker_failures=Counter(
+                "slawatch_ingest_broker_failures",
+                "Requests whose events the broker did not acknowledge, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+        )
+        metrics._initialise_series()
+        return metrics
+
+    def _initialise_series(self) -> None:
+        for event_type in (*EVENT_TYPES, UNKNOWN_TYPE):
+            self.events_received.labels(type=event_type)
+            self.events_produced.labels(type=event_type)
+        for rejection in Rejection:
+            self.requests_rejected.labels(reason=rejection)
+        for rejection in EVENT_REJECTIONS:
+            self.events_rejected.labels(reason=rejection)
+        for failure in BrokerFailure:
+            self.broker_failures.labels(reason=failure)
+
+
+def type_label(value: object) -> str:
+    """The ``type`` label for a raw item: its event type if known, else ``unknown``."""
+    event_type = value.get("type") if isinstance(value, dict) else None
+    if isinstance(event_type, str) and event_type in EVENT_TYPES:
+        return event_type
+    return UNKNOWN_TYPE

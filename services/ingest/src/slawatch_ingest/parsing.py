@@ -1,0 +1,187 @@
+"""From a request body to validated canonical events: pure, no I/O.
+
+The body comes in one of three encodings:
+
+* a JSON object: one event;
+* a JSON array of objects: a batch;
+* NDJSON (``application/x-ndjson``): one event per line, blank lines ignored.
+
+``read_items`` decodes the body into raw items, each remembering where it came
+from; ``validate_items`` turns every item into an event or, if any is invalid,
+raises ``InvalidEventsError`` listing every bad field of every item. A request is
+all-or-nothing: callers publish only what ``validate_items`` returned.
+
+Error locations follow FastAPI's shape, ``["body", <index>, <field>, ...]``:
+the index is the event's position in the batch (absent for a single object)
+and NDJSON errors also carry the 1-based ``line``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from pydantic import ValidationError
+
+from slawatch_common.events import INBOUND_ADAPTER, MonitoringEvent, TicketEvent
+
+Inbound: TypeAlias = TicketEvent | MonitoringEvent
+Loc: TypeAlias = tuple[str | int, ...]
+
+NDJSON = "application/x-ndjson"
+JSON_TYPES = ("application/json",)
+MAX_EVENT_BYTES = 1_000_000
+"""An event's serialized size limit: the producer refuses requests over 1 MiB."""
+
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+
+class BodyError(ValueError):
+    """The body is refused; the subclass says why, ``str(error)`` says where."""
+
+
+class BodyTooLargeError(BodyError):
+    """The body exceeds the size limit."""
+
+
+class MalformedBodyError(BodyError):
+    """Not UTF-8 or not JSON; the message names the line and column."""
+
+
+class UnsupportedMediaTypeError(BodyError):
+    """A ``Content-Type`` that is neither JSON nor NDJSON."""
+
+
+class InvalidEventsError(BodyError):
+    """At least one item is not a valid event; ``errors`` lists every problem."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One decoded but unvalidated event and where it sits in the body."""
+
+    value: Any
+    loc: Loc
+    line: int | None = None
+
+    def error(self, msg: str, type_: str, loc: Loc = ()) -> dict[str, Any]:
+        """An error entry in FastAPI's shape, located inside this item."""
+        entry: dict[str, Any] = {"loc": ["body", *self.loc, *loc], "msg": msg, "type": type_}
+        if self.line is not None:
+            entry["line"] = self.line
+        return entry
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare, lower-case media type of a ``Content-Type`` header; JSON if absent."""
+    if not content_type:
+        return JSON_TYPES[0]
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def read_items(body: bytes, content_type: str | None) -> list[Item]:
+    """Decode ``body`` into items; an empty list is possible.
+
+    Raises ``UnsupportedMediaTypeError`` or ``MalformedBodyError`` when the body
+    cannot be read, ``InvalidEventsError`` when it is JSON but neither an
+    object nor an array.
+    """
+    kind = media_type(content_type)
+    text = _utf8(body)
+    if kind == NDJSON:
+        return list(_ndjson_items(text))
+    if kind in JSON_TYPES or kind.endswith("+json"):
+        return _json_items(text)
+    raise UnsupportedMediaTypeError(
+        f"Content-Type {kind!r} is not accepted; send application/json or {NDJSON}"
+    )
+
+
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError(
+            f"the body is not UTF-8: invalid byte at offset {exc.start}"
+        ) from exc
+
+
+def _json_items(text: str) -> list[Item]:
+    document = _loads(text)
+    if isinstance(document, list):
+        return [Item(value, (index,)) for index, value in enumerate(document)]
+    if isinstance(document, dict):
+        return [Item(document, ())]
+    raise InvalidEventsError(
+        [Item(document, ()).error("expected an event object or an array of events", "body_type")]
+    )
+
+
+def _ndjson_items(text: str) -> Iterator[Item]:
+    index = 0
+    # Split on "\n" only: str.splitlines would also split on U+2028 and kin,
+    # which JSON strings may hold unescaped. A "\r" left over is whitespace.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():  # blank lines (and a trailing newline) carry nothing
+            continue
+        yield Item(_loads(line, line=number), (index,), line=number)
+        index += 1
+
+
+def _loads(text: str, *, line: int | None = None) -> Any:
+    """``json.loads``; for an NDJSON ``line`` the error names that line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno if line is None else line} column {exc.colno}"
+        raise MalformedBodyError(f"malformed JSON at {where}: {exc.msg}") from exc
+
+
+def validate_items(items: Sequence[Item]) -> list[Inbound]:
+    """Every item as a validated event, in order, or ``InvalidEventsError`` with all errors.
+
+    An empty batch is invalid: a client that sends nothing has made a mistake.
+    """
+    if not items:
+        raise InvalidEventsError(
+            [{"loc": ["body"], "msg": "the batch holds no events", "type": "empty_batch"}]
+        )
+    events: list[Inbound] = []
+    errors: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            event = INBOUND_ADAPTER.validate_python(item.value)
+        except ValidationError as exc:
+            errors.extend(_located(item, exc))
+            continue
+        size_error = _size_error(item, event)
+        if size_error is not None:
+            errors.append(size_error)
+        events.append(event)
+    if errors:
+        raise InvalidEventsError(errors)
+    return events
+
+
+def _located(item: Item, exc: ValidationError) -> Iterator[dict[str, Any]]:
+    tag = item.value.get("type") if isinstance(item.value, dict) else None
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc: Loc = tuple(error["loc"])
+        if error["type"] in _TAG_ERRORS:
+            loc = ("type",)  # pydantic reports these at the root; the culprit is ``type``
+        elif loc and loc[0] == tag:
+            loc = loc[1:]  # pydantic prefixes the discriminator's value; clients never wrote it
+        yield item.error(error["msg"], error["type"], loc)
+
+
+def _size_error(item: Item, event: Inbound) -> dict[str, Any] | None:
+    size = len(event.model_dump_json(exclude_none=True).encode())
+    if size <= MAX_EVENT_BYTES:
+        return None
+    return item.error(f"the event is {size} bytes; at most {MAX_EVENT_BYTES}", "event_too_large")

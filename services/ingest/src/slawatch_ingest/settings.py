@@ -1,0 +1,44 @@
+"""The ingest service's settings: the shared ``SLAWATCH_*`` ones plus its own.
+
+Built once by ``main`` (or a test) and passed to ``create_app``; nothing here
+reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from slawatch_common.settings import ServiceSettings
+
+MIB = 1024 * 1024
+
+
+class IngestSettings(ServiceSettings):
+    # An alias of its own (not SLAWATCH_HTTP_PORT) so that one environment can
+    # give each service its port.
+    http_port: int = Field(
+        8080, ge=1, le=65535, validation_alias="SLAWATCH_INGEST_PORT", description="HTTP port."
+    )
+    # NoDecode: the variable is a plain comma-separated list, not JSON.
+    ingest_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("dev-token",),
+        min_length=1,
+        description="Accepted bearer tokens (SLAWATCH_INGEST_TOKENS, comma-separated).",
+    )
+    produce_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="A send not acknowledged by the broker by then fails."
+    )
+    max_body_bytes: int = Field(
+        5 * MIB, ge=1024, description="Larger request bodies are refused with 413."
+    )
+
+    @field_validator("ingest_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        """Split ``"a, b"`` into ``("a", "b")``; blank entries are dropped."""
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value

@@ -1,0 +1,1 @@
+"""Channels: one adapter per outside system behind the port in ``port.py``."""

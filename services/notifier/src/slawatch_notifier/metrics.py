@@ -1,0 +1,104 @@
+"""The notifier's metrics: every name and label value it may emit, defined once.
+
+Built against a registry passed in (``create_app`` makes one per app), with
+every label combination initialised so that each series exists from start-up.
+
+| metric                                        | labels              |
+|-----------------------------------------------|---------------------|
+| slawatch_notifier_sla_events_total            | outcome             |
+| slawatch_notifier_dead_letters_total          | reason              |
+| slawatch_notifier_skipped_targets_total       | reason              |
+| slawatch_notifier_planned_total               | channel, result     |
+| slawatch_notifier_notifications_total         | channel, outcome    |
+| slawatch_notifier_attempts_total              | channel, outcome    |
+| slawatch_notifier_retries_total               | channel             |
+| slawatch_notifier_send_duration_seconds       | channel             |
+| slawatch_notifier_records_published_total     | type                |
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from itertools import product
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from slawatch_common.events import Channel
+from slawatch_notifier.retry import AttemptOutcome, Status
+from slawatch_notifier.routing import SkipReason
+
+
+class EventOutcome(StrEnum):
+    ROUTED = "routed"
+    IGNORED = "ignored"
+    DEAD_LETTER = "dead_letter"
+
+
+class DeadLetterReason(StrEnum):
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"
+    UNROUTABLE = "unroutable"
+
+
+class PlanResult(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+
+
+FINAL_STATUSES = (Status.SENT, Status.FAILED)
+RECORD_TYPES = ("notification.sent", "notification.failed")
+SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class NotifierMetrics:
+    """Counters and histograms of the notifier; label values come from the enums above."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(f"slawatch_notifier_{name}", doc, labels, registry=registry)
+
+        self.sla_events = counter("sla_events", "SLA events consumed, by outcome.", ("outcome",))
+        self.dead_letters = counter(
+            "dead_letters", "Messages dropped as invalid, by reason.", ("reason",)
+        )
+        self.skipped_targets = counter(
+            "skipped_targets", "Escalation targets that could not be reached.", ("reason",)
+        )
+        self.planned = counter(
+            "planned", "Planned notifications: new or already known.", ("channel", "result")
+        )
+        self.notifications = counter(
+            "notifications", "Notifications finished, by outcome.", ("channel", "outcome")
+        )
+        self.attempts = counter("attempts", "Delivery attempts.", ("channel", "outcome"))
+        self.retries = counter("retries", "Attempts rescheduled to retry.", ("channel",))
+        self.records_published = counter(
+            "records_published", "NotificationRecords published.", ("type",)
+        )
+        self.send_seconds = Histogram(
+            "slawatch_notifier_send_duration_seconds",
+            "Time one delivery attempt took.",
+            ("channel",),
+            buckets=SEND_BUCKETS,
+            registry=registry,
+        )
+        self._initialise()
+
+    def _initialise(self) -> None:
+        for outcome in EventOutcome:
+            self.sla_events.labels(outcome)
+        for reason in DeadLetterReason:
+            self.dead_letters.labels(reason)
+        for skip in SkipReason:
+            self.skipped_targets.labels(skip)
+        for kind in RECORD_TYPES:
+            self.records_published.labels(kind)
+        for channel in Channel:
+            self.retries.labels(channel)
+            self.send_seconds.labels(channel)
+            for result in PlanResult:
+                self.planned.labels(channel, result)
+            for status in FINAL_STATUSES:
+                self.notifications.labels(channel, status)
+        for channel, attempt in product(Channel, AttemptOutcome):
+            self.attempts.labels(channel, attempt)

@@ -1,0 +1,109 @@
+"""Outbox: every finished notification's ``NotificationRecord``, published after its commit.
+
+The dispatcher commits a notification as ``sent`` or ``failed`` with
+``published = false`` and rings the outbox bell; the outbox reads such rows,
+publishes one record each to ``<prefix>.notifications`` (key
+``source:ticket_id``) with the idempotent producer, then marks them published.
+A stop or crash between the two republishes a record with the same
+``event_id``; consumers drop the repeat. A broker outage is recoverable: the rows stay
+unpublished and the next pass (bell or ``interval_s``) tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from slawatch_common.events import Notification, NotificationRecord
+from slawatch_notifier import store
+from slawatch_notifier.metrics import NotifierMetrics
+from slawatch_notifier.retry import Status
+
+log = logging.getLogger(__name__)
+
+SOURCE = "slawatch-notifier"
+BATCH = 100
+ERROR_LIMIT = 2000
+
+
+def record_for(finished: store.Finished) -> NotificationRecord:
+    """The record of a finished notification; its ``event_id`` is stable across republishing."""
+    kind = "sent" if finished.status is Status.SENT else "failed"
+    error = finished.last_error[:ERROR_LIMIT] if finished.last_error else None
+    return NotificationRecord(
+        event_id=f"notification:{finished.id}:{kind}",
+        type="notification.sent" if kind == "sent" else "notification.failed",
+        occurred_at=finished.updated_at,
+        source=SOURCE,
+        data=Notification(
+            notification_id=finished.id,
+            sla_event_id=finished.sla_event_id,
+            clock_id=finished.clock_id,
+            stage=finished.stage,
+            ticket_source=finished.ticket_source,
+            ticket_id=finished.ticket_id,
+            recipient=finished.recipient,
+            channel=finished.channel,
+            address=finished.address,
+            attempts=max(finished.attempts, 1),
+            error=None if kind == "sent" else error,
+        ),
+    )
+
+
+class Outbox:
+    """The publisher loop; ``run`` never returns."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        metrics: NotifierMetrics,
+        bell: asyncio.Event,
+        interval_s: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._topic = topic
+        self._metrics = metrics
+        self._bell = bell
+        self._interval_s = interval_s
+
+    async def run(self) -> None:
+        while True:
+            self._bell.clear()
+            while await self.flush() == BATCH:
+                pass
+            try:
+                async with asyncio.timeout(self._interval_s):
+                    await self._bell.wait()
+            except TimeoutError:
+                pass
+
+    async def flush(self) -> int:
+        """Publish up to ``BATCH`` pending records; how many were published."""
+        async with self._engine.connect() as conn:
+            finished = await store.unpublished(conn, BATCH)
+        published: list[str] = []
+        try:
+            for item in finished:
+                await self._publish(record_for(item))
+                published.append(item.id)
+        except KafkaError as exc:
+            log.warning("publishing notification records failed; will retry: %s", exc)
+        if published:
+            async with self._engine.begin() as conn:
+                await store.mark_published(conn, published)
+        return len(published)
+
+    async def _publish(self, record: NotificationRecord) -> None:
+        await self._producer.send_and_wait(
+            self._topic, value=record.model_dump_json().encode(), key=record.key.encode()
+        )
+        self._metrics.records_published.labels(record.type).inc()

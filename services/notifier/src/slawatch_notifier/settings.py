@@ -1,0 +1,41 @@
+"""The notifier's typed settings, read from ``SLAWATCH_*`` environment variables.
+
+Built once in ``main`` (or by a test) and passed in; nothing here reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from slawatch_common.settings import ServiceSettings
+
+
+class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLAWATCH_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    http_port: int = Field(8082, ge=1, le=65535, validation_alias="SLAWATCH_NOTIFIER_PORT")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///.data/notifier.db",
+        validation_alias=AliasChoices("SLAWATCH_NOTIFIER_DATABASE_URL", "DATABASE_URL"),
+        description="postgresql+asyncpg://… or sqlite+aiosqlite:///…",
+    )
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(1025, ge=1, le=65535)
+    smtp_sender: str = "slawatch <slawatch@localhost>"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+
+    sms_url: str = "http://127.0.0.1:8025/sms"
+    sms_token: SecretStr = SecretStr("dev-sms-token")
+
+    max_attempts: int = Field(5, ge=1, le=100, description="Tries per notification.")
+    retry_base_s: float = Field(1.0, gt=0, description="First retry waits up to this long.")
+    retry_cap_s: float = Field(60.0, gt=0, description="No retry waits longer than this.")
+    send_timeout_s: float = Field(10.0, gt=0, description="One SMTP or HTTP send, end to end.")
+    send_concurrency: int = Field(8, ge=1, le=256, description="Sends in flight at once.")

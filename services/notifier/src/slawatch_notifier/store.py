@@ -1,0 +1,368 @@
+"""The notifier's tables and every statement that touches them.
+
+``notifier_notifications`` holds one row per notification; its primary key is
+the dedup key ``clock_id:stage:recipient:channel``, so inserting a notification
+twice changes nothing. The row carries the rendered content (a snapshot taken
+when the event arrived), the delivery state and ``published``, the outbox flag
+for its ``NotificationRecord``. ``notifier_attempts`` keeps one row per attempt.
+
+Every state change is a guarded update on the state it expects (``status`` and
+``attempts``), so a stale or repeated step changes nothing. Functions take a
+connection inside the caller's transaction and never commit themselves.
+Works on PostgreSQL and SQLite; the schema comes from the Alembic history in
+``migrations/`` (``migrate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import ReturningInsert
+
+from slawatch_common.db import upgrade
+from slawatch_common.events import Channel
+from slawatch_notifier.channels.port import Delivered, Outbound, Outcome
+from slawatch_notifier.retry import AttemptOutcome, NextStep, Status, attempt_outcome
+from slawatch_notifier.routing import PlannedNotification
+from slawatch_notifier.templates import Content
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version_notifier"
+_INSERT_CHUNK = 200
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every dialect (SQLite drops offsets)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass a timezone-aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+notifications = sa.Table(
+    "notifier_notifications",
+    metadata,
+    sa.Column("id", sa.String(1000), primary_key=True),
+    sa.Column("sla_event_id", sa.String(200), nullable=False),
+    sa.Column("clock_id", sa.String(200), nullable=False),
+    sa.Column("stage", sa.String(64), nullable=False),
+    sa.Column("ticket_source", sa.String(200), nullable=False),
+    sa.Column("ticket_id", sa.String(200), nullable=False),
+    sa.Column("recipient", sa.String(200), nullable=False),
+    sa.Column("recipient_name", sa.String(500), nullable=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("content", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("published", sa.Boolean, nullable=False),
+    sa.Index("ix_notifier_notifications_due", "status", "next_attempt_at"),
+    sa.Index("ix_notifier_notifications_outbox", "published", "status"),
+)
+
+attempts = sa.Table(
+    "notifier_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "notification_id",
+        sa.String(1000),
+        sa.ForeignKey("notifier_notifications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("latency_ms", sa.Integer, nullable=True),
+    sa.Column("provider_message_id", sa.String(500), nullable=True),
+    sa.UniqueConstraint("notification_id", "number", name="uq_notifier_attempts_number"),
+)
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the notifier's tables to the newest revision. Idempotent."""
+    await upgrade(engine, MIGRATIONS, VERSION_TABLE)
+
+
+# --- intake --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A planned notification with its rendered content, ready to be stored."""
+
+    planned: PlannedNotification
+    content: Content
+
+
+async def insert_new(conn: AsyncConnection, drafts: Sequence[Draft], now: datetime) -> set[str]:
+    """Insert ``drafts`` as pending notifications due ``now``; the ids actually inserted.
+
+    A notification whose id exists already is left untouched (dedup by key).
+    """
+    inserted: set[str] = set()
+    rows = list({d.planned.notification_id: _new_row(d, now) for d in drafts}.values())
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        statement = _insert_ignoring_duplicates(conn, rows[start : start + _INSERT_CHUNK])
+        inserted.update((await conn.execute(statement)).scalars())
+    return inserted
+
+
+def _insert_ignoring_duplicates(
+    conn: AsyncConnection, rows: list[dict[str, Any]]
+) -> ReturningInsert[str]:
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(notifications).values(rows).on_conflict_do_nothing(index_elements=["id"])
+    return statement.returning(notifications.c.id)
+
+
+def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
+    planned, event = draft.planned, draft.planned.event
+    return {
+        "id": planned.notification_id,
+        "sla_event_id": event.event_id,
+        "clock_id": event.data.clock.clock_id,
+        "stage": planned.stage,
+        "ticket_source": event.data.ticket.source,
+        "ticket_id": event.data.ticket.id,
+        "recipient": planned.recipient,
+        "recipient_name": planned.recipient_name,
+        "channel": str(planned.channel),
+        "address": planned.address,
+        "content": _content_json(draft.content),
+        "status": Status.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "published": False,
+    }
+
+
+def _content_json(content: Content) -> dict[str, str | None]:
+    return {"subject": content.subject, "text": content.text, "html": content.html}
+
+
+# --- dispatch ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A notification this process has marked ``sending`` for attempt number ``attempts``."""
+
+    id: str
+    channel: Channel
+    attempts: int
+    outbound: Outbound
+
+
+async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Claimed]:
+    """Mark up to ``limit`` due pending notifications ``sending`` (+1 attempt) and return them.
+
+    Oldest due first. On PostgreSQL rows locked by another claimer are skipped;
+    the guarded update makes a double claim impossible on every dialect.
+    """
+    due = (
+        sa.select(notifications.c.id)
+        .where(notifications.c.status == Status.PENDING, notifications.c.next_attempt_at <= now)
+        .order_by(notifications.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await conn.execute(due)).scalars())
+    if not ids:
+        return []
+    claim = (
+        sa.update(notifications)
+        .where(notifications.c.id.in_(ids), notifications.c.status == Status.PENDING)
+        .values(status=Status.SENDING, attempts=notifications.c.attempts + 1, updated_at=now)
+        .returning(*notifications.c)
+    )
+    return [_claimed(row) for row in (await conn.execute(claim)).mappings()]
+
+
+def _claimed(row: sa.RowMapping) -> Claimed:
+    content = row["content"]
+    outbound = Outbound(
+        notification_id=row["id"],
+        ticket_source=row["ticket_source"],
+        ticket_id=row["ticket_id"],
+        recipient_name=row["recipient_name"],
+        address=row["address"],
+        content=Content(content["subject"], content["text"], content.get("html")),
+    )
+    return Claimed(row["id"], Channel(row["channel"]), row["attempts"], outbound)
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    """When the earliest pending notification falls due, if there is one."""
+    earliest = sa.select(sa.func.min(notifications.c.next_attempt_at)).where(
+        notifications.c.status == Status.PENDING
+    )
+    moment: datetime | None = (await conn.execute(earliest)).scalar()
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened in one send."""
+
+    started_at: datetime
+    latency_ms: int
+    outcome: Outcome
+
+
+async def finish_attempt(
+    conn: AsyncConnection, claimed: Claimed, attempt: Attempt, step: NextStep, now: datetime
+) -> bool:
+    """Record ``attempt`` and move the notification to ``step``; False if it was not ours.
+
+    Guarded on (``sending``, ``claimed.attempts``): a stale finisher changes nothing.
+    """
+    moved = await conn.execute(
+        sa.update(notifications)
+        .where(
+            notifications.c.id == claimed.id,
+            notifications.c.status == Status.SENDING,
+            notifications.c.attempts == claimed.attempts,
+        )
+        .values(
+            status=step.status,
+            next_attempt_at=step.next_attempt_at or now,
+            last_error=step.error,
+            updated_at=now,
+        )
+    )
+    if moved.rowcount != 1:
+        return False
+    await conn.execute(sa.insert(attempts).values(_attempt_row(claimed, attempt)))
+    return True
+
+
+def _attempt_row(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
+    outcome = attempt.outcome
+    return {
+        "notification_id": claimed.id,
+        "number": claimed.attempts,
+        "started_at": attempt.started_at,
+        "outcome": attempt_outcome(outcome),
+        "reason": None if isinstance(outcome, Delivered) else outcome.reason,
+        "latency_ms": attempt.latency_ms,
+        "provider_message_id": outcome.provider_message_id
+        if isinstance(outcome, Delivered)
+        else None,
+    }
+
+
+async def recover_interrupted(conn: AsyncConnection, now: datetime) -> list[str]:
+    """Put every ``sending`` notification back to pending, due ``now``; their ids.
+
+    Their attempt in flight is recorded as ``interrupted``. Call once at start,
+    before dispatching, while no other process dispatches from this database.
+    """
+    rows = (
+        await conn.execute(
+            sa.select(notifications.c.id, notifications.c.attempts, notifications.c.updated_at)
+            .where(notifications.c.status == Status.SENDING)
+            .with_for_update()
+        )
+    ).all()
+    for row in rows:
+        await _record_interrupted(conn, row.id, row.attempts, row.updated_at)
+    if rows:
+        await conn.execute(
+            sa.update(notifications)
+            .where(notifications.c.status == Status.SENDING)
+            .values(status=Status.PENDING, next_attempt_at=now, updated_at=now)
+        )
+    return [row.id for row in rows]
+
+
+async def _record_interrupted(
+    conn: AsyncConnection, notification_id: str, number: int, started_at: datetime
+) -> None:
+    await conn.execute(
+        sa.insert(attempts).values(
+            notification_id=notification_id,
+            number=number,
+            started_at=started_at,
+            outcome=AttemptOutcome.INTERRUPTED,
+            reason="the process stopped during the send; it will be resent",
+        )
+    )
+
+
+# --- outbox --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A sent or failed notification whose record is not yet published."""
+
+    id: str
+    sla_event_id: str
+    clock_id: str
+    stage: str
+    ticket_source: str
+    ticket_id: str
+    recipient: str
+    channel: Channel
+    address: str
+    status: Status
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+async def unpublished(conn: AsyncConnection, limit: int) -> list[Finished]:
+    """Finished notifications whose record has not been published, oldest first."""
+    query = (
+        sa.select(*(notifications.c[field.name] for field in fields(Finished)))
+        .where(
+            notifications.c.published.is_(False),
+            notifications.c.status.in_([Status.SENT, Status.FAILED]),
+        )
+        .order_by(notifications.c.updated_at)
+        .limit(limit)
+    )
+    return [_finished(row) for row in (await conn.execute(query)).mappings()]
+
+
+def _finished(row: sa.RowMapping) -> Finished:
+    values = dict(row)
+    values["channel"] = Channel(values["channel"])
+    values["status"] = Status(values["status"])
+    return Finished(**values)
+
+
+async def mark_published(conn: AsyncConnection, ids: Sequence[str]) -> None:
+    await conn.execute(
+        sa.update(notifications).where(notifications.c.id.in_(ids)).values(published=True)
+    )

@@ -1,0 +1,193 @@
+"""Channels: message building, outcome classification, and real SMTP/HTTP servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosmtplib
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from deploy.dev.sms_sink import SmsSink
+
+from slawatch_notifier.channels.email import (
+    EmailChannel,
+    build_message,
+    classify_smtp_error,
+    classify_smtp_reply,
+    message_id,
+    thread_id,
+)
+from slawatch_notifier.channels.port import Delivered, Outbound, Permanent, Retryable
+from slawatch_notifier.channels.sms import SmsChannel, classify_response, request_body
+from slawatch_notifier.clock import SystemClock
+from slawatch_notifier.settings import NotifierSettings
+from slawatch_notifier.templates import Content
+from support.smtp import SmtpSink, free_port
+
+NOW = datetime(2026, 11, 26, 0, 26, 15, tzinfo=UTC)
+
+
+def _outbound(notification_id: str = "jira:OPS-42:response:warning:75:li.wei:email") -> Outbound:
+    return Outbound(
+        notification_id=notification_id,
+        ticket_source="jira",
+        ticket_id="OPS-42",
+        recipient_name="Li Wei",
+        address="li.wei@example.com",
+        content=Content("subject", "plain text", "<p>html</p>"),
+    )
+
+
+# --- email, pure -------------------------------------------------------------
+
+
+def test_message_has_text_and_html_alternatives_and_stable_ids() -> None:
+    outbound = _outbound()
+    message = build_message(outbound, sender="slawatch <slawatch@example.com>", now=NOW)
+    assert message.get_content_type() == "multipart/alternative"
+    types = [part.get_content_type() for part in message.iter_parts()]
+    assert types == ["text/plain", "text/html"]
+    assert message["Message-ID"] == message_id(outbound.notification_id, "example.com")
+    assert message["In-Reply-To"] == thread_id("jira", "OPS-42", "example.com")
+    assert message["References"] == message["In-Reply-To"]
+    assert message["To"] == "Li Wei <li.wei@example.com>"
+    again = build_message(outbound, sender="slawatch <slawatch@example.com>", now=NOW)
+    assert again["Message-ID"] == message["Message-ID"]
+
+
+def test_ids_differ_per_notification_and_threads_per_ticket() -> None:
+    assert message_id("a:warning:50:x:email", "d") != message_id("a:warning:75:x:email", "d")
+    assert thread_id("jira", "OPS-1", "d") != thread_id("jira", "OPS-2", "d")
+    assert message_id("a:b", "d").startswith("<")
+    assert message_id("a:b", "d").endswith("@d>")
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [(421, Retryable), (451, Retryable), (550, Permanent), (554, Permanent)]
+)
+def test_smtp_reply_classification(code: int, kind: type) -> None:
+    assert isinstance(classify_smtp_reply(code, "text"), kind)
+
+
+def test_smtp_error_classification() -> None:
+    assert isinstance(classify_smtp_error(aiosmtplib.SMTPServerDisconnected("gone")), Retryable)
+    assert isinstance(classify_smtp_error(aiosmtplib.SMTPConnectError("refused")), Retryable)
+    assert isinstance(classify_smtp_error(aiosmtplib.SMTPReadTimeoutError("slow")), Retryable)
+    assert isinstance(classify_smtp_error(aiosmtplib.SMTPNotSupported("no tls")), Permanent)
+    assert isinstance(classify_smtp_error(aiosmtplib.SMTPDataError(552, "big")), Permanent)
+    refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "busy", "x")])
+    assert isinstance(classify_smtp_error(refused), Retryable)
+
+
+# --- SMS, pure ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (200, Delivered),
+        (202, Delivered),
+        (408, Retryable),
+        (429, Retryable),
+        (500, Retryable),
+        (503, Retryable),
+        (400, Permanent),
+        (401, Permanent),
+        (404, Permanent),
+        (422, Permanent),
+    ],
+)
+def test_http_status_classification(status: int, kind: type) -> None:
+    assert isinstance(classify_response(status, b"{}"), kind)
+
+
+def test_provider_id_comes_from_the_json_answer() -> None:
+    assert classify_response(200, b'{"id": "abc"}') == Delivered("abc")
+    assert classify_response(200, b"not json") == Delivered(None)
+
+
+def test_request_body_carries_the_idempotency_key() -> None:
+    outbound = _outbound("n1")
+    assert request_body(outbound) == {
+        "to": "li.wei@example.com",
+        "message": "plain text",
+        "idempotency_key": "n1",
+    }
+
+
+# --- SMS against the development provider ------------------------------------
+
+
+@pytest.fixture
+def sms_sink() -> Iterator[SmsSink]:
+    sink = SmsSink(token="t0ken")
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+async def test_sms_channel_against_the_sink(sms_sink: SmsSink) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        channel = SmsChannel(client, sms_sink.url, "t0ken")
+        assert await channel.send(_outbound("n1")) == Delivered("sms-1")
+        sms_sink.fail_next(1, 503)
+        assert isinstance(await channel.send(_outbound("n2")), Retryable)
+        sms_sink.fail_next(1, 400)
+        assert isinstance(await channel.send(_outbound("n3")), Permanent)
+        wrong_token = SmsChannel(client, sms_sink.url, "wrong")
+        assert isinstance(await wrong_token.send(_outbound("n4")), Permanent)
+        unreachable = SmsChannel(client, f"http://127.0.0.1:{free_port()}/sms", "t0ken")
+        assert isinstance(await unreachable.send(_outbound("n5")), Retryable)
+    assert [(s.to, s.idempotency_key) for s in sms_sink.received()] == [
+        ("li.wei@example.com", "n1")
+    ]
+
+
+# --- email against real SMTP servers -----------------------------------------
+
+
+class _Refuser:
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        return self.reply
+
+
+def _settings(port: int) -> NotifierSettings:
+    return NotifierSettings(smtp_port=port, send_timeout_s=5)
+
+
+@pytest.mark.smtp
+async def test_email_channel_delivers_to_a_real_server(smtp_sink: SmtpSink) -> None:
+    outcome = await EmailChannel(_settings(smtp_sink.port), SystemClock()).send(_outbound())
+    (_, recipients, message) = smtp_sink.snapshot()[0]
+    assert recipients == ["li.wei@example.com"]
+    assert outcome == Delivered(message["Message-ID"])
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [("550 5.1.1 No such user", Permanent), ("451 4.3.0 Try again later", Retryable)],
+)
+async def test_email_channel_classifies_real_refusals(reply: str, kind: type) -> None:
+    port = free_port()
+    controller = Controller(_Refuser(reply), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        outcome = await EmailChannel(_settings(port), SystemClock()).send(_outbound())
+    finally:
+        controller.stop()
+    assert isinstance(outcome, kind)
+    assert reply.split()[0] in str(outcome)
+
+
+async def test_email_channel_unreachable_server_is_retryable() -> None:
+    outcome = await EmailChannel(_settings(free_port()), SystemClock()).send(_outbound())
+    assert isinstance(outcome, Retryable)

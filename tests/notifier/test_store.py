@@ -1,0 +1,185 @@
+"""The notifier's tables on SQLite and PostgreSQL: migrations, dedup, guarded transitions.
+
+Every scenario runs on a fresh SQLite file and on a fresh PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from notifier.factories import CONFIG, sla_event
+from slawatch_common.db import create_engine
+from slawatch_notifier import store
+from slawatch_notifier.channels.port import Delivered, Retryable
+from slawatch_notifier.config import parse_config
+from slawatch_notifier.retry import NextStep, Status
+from slawatch_notifier.routing import route
+from slawatch_notifier.templates import render
+
+NOW = datetime(2026, 11, 26, 4, 15, tzinfo=UTC)
+Scenario = Callable[[AsyncEngine], Awaitable[None]]
+
+
+def _drafts(stage: str = "breach", ticket_id: str = "OPS-42") -> list[store.Draft]:
+    planned = route(sla_event(stage, ticket_id=ticket_id), parse_config(CONFIG)).notifications
+    return [store.Draft(p, render(p)) for p in planned]
+
+
+async def _status(conn: AsyncConnection, notification_id: str) -> tuple[str, int]:
+    table = store.notifications
+    row = (
+        await conn.execute(
+            sa.select(table.c.status, table.c.attempts).where(table.c.id == notification_id)
+        )
+    ).one()
+    return row.status, row.attempts
+
+
+async def migrations_match_the_model(engine: AsyncEngine) -> None:
+    def differences(connection: sa.Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection,
+            opts={"version_table": store.VERSION_TABLE, "compare_type": True},
+        )
+        return list(compare_metadata(context, store.metadata))
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+
+
+async def inserting_twice_stores_once(engine: AsyncEngine) -> None:
+    drafts = _drafts()
+    async with engine.begin() as conn:
+        first = await store.insert_new(conn, drafts + drafts, NOW)
+    async with engine.begin() as conn:
+        second = await store.insert_new(conn, drafts, NOW + timedelta(minutes=1))
+        counting = sa.select(sa.func.count()).select_from(store.notifications)
+        count = (await conn.execute(counting)).scalar()
+    assert first == {d.planned.notification_id for d in drafts}
+    assert len(first) == 2
+    assert second == set()
+    assert count == 2
+
+
+async def claim_send_retry_and_finish(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await store.insert_new(conn, _drafts(), NOW)
+    async with engine.begin() as conn:
+        claimed = await store.claim_due(conn, NOW, 10)
+    assert [c.attempts for c in claimed] == [1, 1]
+    async with engine.begin() as conn:
+        assert await store.claim_due(conn, NOW, 10) == []  # sending rows are not due
+    sms, mail = sorted(claimed, key=lambda c: c.channel != "sms")
+    retry_at = NOW + timedelta(seconds=30)
+    async with engine.begin() as conn:
+        attempt = store.Attempt(NOW, 12, Retryable("HTTP 503"))
+        step = NextStep(Status.PENDING, retry_at, "HTTP 503")
+        assert await store.finish_attempt(conn, sms, attempt, step, NOW)
+        assert not await store.finish_attempt(conn, sms, attempt, step, NOW)  # stale: no-op
+        sent = store.Attempt(NOW, 8, Delivered("<id@x>"))
+        assert await store.finish_attempt(conn, mail, sent, NextStep(Status.SENT), NOW)
+    async with engine.connect() as conn:
+        assert await store.next_due(conn) == retry_at
+        assert await _status(conn, sms.id) == ("pending", 1)
+        assert await _status(conn, mail.id) == ("sent", 1)
+        assert [f.id for f in await store.unpublished(conn, 10)] == [mail.id]
+    async with engine.begin() as conn:
+        assert await store.claim_due(conn, NOW + timedelta(seconds=29), 10) == []
+        (again,) = await store.claim_due(conn, retry_at, 10)
+    assert (again.id, again.attempts) == (sms.id, 2)
+
+
+async def interrupted_sends_are_recovered(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await store.insert_new(conn, _drafts("warning:75"), NOW)
+        (claimed,) = await store.claim_due(conn, NOW, 10)
+    later = NOW + timedelta(minutes=5)
+    async with engine.begin() as conn:
+        assert await store.recover_interrupted(conn, later) == [claimed.id]
+    async with engine.begin() as conn:
+        (resent,) = await store.claim_due(conn, later, 10)
+        outcomes = (
+            await conn.execute(sa.select(store.attempts.c.number, store.attempts.c.outcome))
+        ).all()
+    assert (resent.id, resent.attempts) == (claimed.id, 2)
+    assert resent.outbound == claimed.outbound
+    assert [tuple(row) for row in outcomes] == [(1, "interrupted")]
+
+
+async def published_records_are_not_listed_again(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await store.insert_new(conn, _drafts("warning:75"), NOW)
+        (claimed,) = await store.claim_due(conn, NOW, 10)
+        attempt = store.Attempt(NOW, 5, Delivered(None))
+        await store.finish_attempt(conn, claimed, attempt, NextStep(Status.SENT), NOW)
+    async with engine.begin() as conn:
+        (finished,) = await store.unpublished(conn, 10)
+        await store.mark_published(conn, [finished.id])
+        assert await store.unpublished(conn, 10) == []
+    assert (finished.status, finished.attempts, finished.updated_at) == (Status.SENT, 1, NOW)
+
+
+SCENARIOS: list[Scenario] = [
+    migrations_match_the_model,
+    inserting_twice_stores_once,
+    claim_send_retry_and_finish,
+    interrupted_sends_are_recovered,
+    published_records_are_not_listed_again,
+]
+
+
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url)
+    try:
+        await store.migrate(engine)
+        await store.migrate(engine)  # idempotent
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_on_sqlite(tmp_path: Path, scenario: Scenario) -> None:
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
+        await scenario(engine)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_on_postgresql(pg_url: str, scenario: Scenario) -> None:
+    async with migrated(pg_url) as engine:
+        await scenario(engine)
+
+
+@pytest.mark.postgres
+async def test_concurrent_claims_never_share_a_notification(pg_url: str) -> None:
+    async with migrated(pg_url) as engine:
+        async with engine.begin() as conn:
+            for n in range(10):
+                await store.insert_new(conn, _drafts("breach", ticket_id=f"OPS-{n}"), NOW)
+        gate = asyncio.Event()
+
+        async def claimer() -> list[str]:
+            async with engine.begin() as conn:
+                claimed = await store.claim_due(conn, NOW, 12)
+                await gate.wait()  # hold the locks until both have claimed
+                return [c.id for c in claimed]
+
+        first = asyncio.create_task(claimer())
+        second = asyncio.create_task(claimer())
+        await asyncio.sleep(0.5)
+        gate.set()
+        a, b = await asyncio.gather(first, second)
+    assert len(a) + len(b) == 20
+    assert not set(a) & set(b)

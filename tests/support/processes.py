@@ -1,0 +1,66 @@
+"""Services as real OS processes, the way they run in production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+class ServiceProcess:
+    """One console script (``slawatch-engine`` …) run with its own environment and log file."""
+
+    def __init__(self, script: str, port: int, env: dict[str, str], log_dir: Path) -> None:
+        self.script = script
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._env = {**os.environ, **env}
+        self._log_path = log_dir / f"{script}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready: bool = True, within: float = 60.0) -> None:
+        """Start and wait for ``/healthz`` (and ``/readyz`` when ``ready``)."""
+        log = self._log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [str(BIN / self.script)], env=self._env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        probe = "/readyz" if ready else "/healthz"
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.script} exited: {self.log_tail()}")
+            try:
+                if httpx.get(self.url + probe, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.script} not ready in {within} s: {self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self._log_path.exists():
+            return ""
+        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
