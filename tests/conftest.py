@@ -3,6 +3,8 @@
 Tests say what they touch with markers: ``kafka`` (the broker that
 ``make kafka-up`` starts), ``postgres`` (``make pg-up``), ``smtp`` (a real
 aiosmtpd server in the test process) and ``e2e`` (services as processes).
+The SMS provider is the development sink from ``deploy/dev``, a real HTTP
+server on loopback.
 Each test gets its own topic prefix and its own database, so tests never see
 each other's data.
 """
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from deploy.dev.sms_sink import SmsSink
 
 from slawatch_common.kafka import ensure_topics
 from slawatch_common.topics import Topics
@@ -57,6 +60,21 @@ async def pg_url() -> AsyncIterator[str]:
 def smtp_sink() -> Iterator[SmtpSink]:
     """A real SMTP server on a free loopback port that keeps what it receives."""
     sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def sms_sink() -> Iterator[SmsSink]:
+    """The development SMS provider (deploy/dev/sms_sink.py) on a free port.
+
+    It checks the bearer token (``sms_sink.token``), keeps what it accepts
+    (``received()``) and can be told to fail (``fail_next``).
+    """
+    sink = SmsSink()
     sink.start()
     try:
         yield sink

@@ -22,13 +22,13 @@ import pytest
 from deploy.dev.sms_sink import SmsSink
 
 from slawatch_common.topics import Topics
+from support.net import free_port
 from support.processes import ServiceProcess
-from support.smtp import SmtpSink, free_port
+from support.smtp import SmtpSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
 TOKEN = "e2e-token"
-SMS_TOKEN = "e2e-sms-token"
 CONFIG = """
 calendars:
   always: {timezone: UTC, always_open: true}
@@ -77,16 +77,6 @@ class System:
 
 
 @pytest.fixture
-def sms_sink() -> Iterator[SmsSink]:
-    sink = SmsSink(token=SMS_TOKEN)
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
 def system(
     tmp_path: Path,
     kafka_bootstrap: str,
@@ -105,7 +95,7 @@ def system(
         "DATABASE_URL": pg_url,
         "SLAWATCH_SMTP_PORT": str(smtp_sink.port),
         "SLAWATCH_SMS_URL": sms_sink.url,
-        "SLAWATCH_SMS_TOKEN": SMS_TOKEN,
+        "SLAWATCH_SMS_TOKEN": sms_sink.token,
         "SLAWATCH_INGEST_TOKENS": TOKEN,
         "SLAWATCH_INGEST_PORT": str(free_port()),
         "SLAWATCH_ENGINE_PORT": str(free_port()),

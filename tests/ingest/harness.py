@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
+
+from support.net import free_port
+from support.serving import serving
 
 KAFKA_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
 TOKEN = "test-token"
@@ -53,27 +53,12 @@ def alert(service: str = "core-network") -> dict[str, Any]:
 
 @asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Serve ``app`` with uvicorn on a free loopback port (lifespan included).
-
-    Yields a client for it, authenticated with ``TOKEN``.
-    """
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                raise RuntimeError("the app did not start") from task.exception()
-            await asyncio.sleep(0.02)
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    """Serve ``app`` on a free loopback port; yields a client authenticated with ``TOKEN``."""
+    async with (
+        serving(app) as base,
+        httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as client,
+    ):
+        yield client
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
@@ -101,22 +86,6 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
         return records
     finally:
         await consumer.stop()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of the sample ``name`` with ``labels`` in a Prometheus exposition."""
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    raise KeyError(f"{name}{labels} not exposed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ScratchBroker:

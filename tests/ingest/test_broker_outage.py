@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.harness import TOKEN, ScratchBroker, event, metric, read_topic, serve
+from ingest.harness import TOKEN, ScratchBroker, event, read_topic, serve
 from slawatch_ingest.app import create_app
 from slawatch_ingest.settings import IngestSettings
+from support.prom import metric
 
 pytestmark = pytest.mark.kafka
 

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.harness import alert, event, metric, read_topic
+from ingest.harness import alert, event, read_topic
 from slawatch_common.topics import Topics
+from support.prom import metric
 
 pytestmark = pytest.mark.kafka
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.harness import free_port
+from support.net import free_port
 
 SCRIPT = Path(sys.executable).with_name("slawatch-ingest")
 

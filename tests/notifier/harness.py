@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from slawatch_common.events import NotificationRecord, SlaEvent
 from slawatch_common.kafka import start_producer
@@ -85,13 +84,3 @@ async def rewind_group(bootstrap: str, group: str, topic: str) -> None:
         await consumer.commit(dict.fromkeys(partitions, 0))
     finally:
         await consumer.stop()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The summed value of the samples of ``name`` matching ``labels`` in an exposition."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                total += sample.value
-    return total

@@ -25,7 +25,8 @@ from slawatch_notifier.channels.sms import SmsChannel, classify_response, reques
 from slawatch_notifier.clock import SystemClock
 from slawatch_notifier.settings import NotifierSettings
 from slawatch_notifier.templates import Content
-from support.smtp import SmtpSink, free_port
+from support.net import free_port
+from support.smtp import SmtpSink
 
 NOW = datetime(2026, 11, 26, 0, 26, 15, tzinfo=UTC)
 

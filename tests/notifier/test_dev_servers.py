@@ -14,7 +14,7 @@ import pytest
 from deploy.dev import mailcatcher
 from deploy.dev.sms_sink import SmsSink
 
-from support.smtp import free_port
+from support.net import free_port
 
 
 @pytest.fixture

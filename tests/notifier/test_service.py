@@ -18,7 +18,6 @@ from deploy.dev.sms_sink import SmsSink
 from notifier.factories import sla_event, write_config
 from notifier.harness import (
     eventually,
-    metric,
     produce,
     read_records,
     rewind_group,
@@ -31,6 +30,7 @@ from slawatch_notifier import store
 from slawatch_notifier.channels.email import message_id, thread_id
 from slawatch_notifier.intake import consumer_group
 from slawatch_notifier.settings import NotifierSettings
+from support.prom import metric
 from support.smtp import SmtpSink
 
 pytestmark = [pytest.mark.kafka, pytest.mark.smtp]
@@ -46,7 +46,7 @@ def settings(
     kafka_bootstrap: str,
     topics: Topics,
     smtp_sink: SmtpSink,
-    sms_provider: SmsSink,
+    sms_sink: SmsSink,
 ) -> NotifierSettings:
     return NotifierSettings(
         kafka_bootstrap=kafka_bootstrap,
@@ -55,7 +55,7 @@ def settings(
         config_file=write_config(tmp_path),
         database_url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db",
         smtp_port=smtp_sink.port,
-        sms_url=sms_provider.url,
+        sms_url=sms_sink.url,
         max_attempts=4,
         retry_base_s=0.05,
         retry_cap_s=0.2,
@@ -88,7 +88,7 @@ async def _attempt_outcomes(database_url: str, notification_id: str) -> list[str
 
 @pytest.mark.postgres
 async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redelivery(
-    pg_settings: NotifierSettings, smtp_sink: SmtpSink, sms_provider: SmsSink
+    pg_settings: NotifierSettings, smtp_sink: SmtpSink, sms_sink: SmsSink
 ) -> None:
     settings = pg_settings
     warning, breach = sla_event("warning:75"), sla_event("breach")
@@ -104,7 +104,7 @@ async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redeliver
     mails = _mails(smtp_sink)
     assert sorted(mails) == ["li.wei@example.com", "supervisor@example.com"]
     _assert_warning_mail(mails["li.wei@example.com"])
-    (sms,) = sms_provider.received()
+    (sms,) = sms_sink.received()
     assert (sms.to, sms.idempotency_key) == ("+8613800000002", BREACH_SMS_ID)
     assert sorted((key, r.type, r.data.notification_id) for key, r in records) == [
         (b"jira:OPS-42", "notification.sent", BREACH_SMS_ID),
@@ -112,6 +112,7 @@ async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redeliver
         (b"jira:OPS-42", "notification.sent", WARNING_ID),
     ]
     assert metric(exposition, "slawatch_notifier_dead_letters_total", reason="invalid_json") == 1
+    assert await _dead_letters(settings.database_url) == [("invalid_json", "{not json")]
     assert metric(exposition, "slawatch_notifier_sla_events_total", outcome="ignored") == 1
     assert metric(exposition, "slawatch_notifier_planned_total", result="duplicate") == 3
     sent_mail = {"channel": "email", "outcome": "sent"}
@@ -134,10 +135,20 @@ async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redeliver
         assert await duplicates() == 6
         await asyncio.sleep(0.5)  # time for any (wrong) send to happen
     assert len(smtp_sink.snapshot()) == 2
-    assert len(sms_provider.received()) == 1
+    assert len(sms_sink.received()) == 1
     # A record whose publication a stop interrupted may be published again, under the same id.
     again = await read_records(settings.kafka_bootstrap, settings.topics.notifications, 7, 2)
     assert {record.event_id for _, record in again} == {r.event_id for _, r in records}
+
+
+async def _dead_letters(database_url: str) -> list[tuple[str, str]]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            query = sa.select(store.dead_letters.c.reason, store.dead_letters.c.value)
+            return [(row.reason, row.value) for row in await conn.execute(query)]
+    finally:
+        await engine.dispose()
 
 
 def _assert_warning_mail(mail: Message) -> None:
@@ -152,15 +163,15 @@ def _assert_warning_mail(mail: Message) -> None:
 
 @pytest.mark.postgres
 async def test_sms_provider_failing_twice_is_retried_and_delivered_once(
-    pg_settings: NotifierSettings, smtp_sink: SmtpSink, sms_provider: SmsSink
+    pg_settings: NotifierSettings, smtp_sink: SmtpSink, sms_sink: SmsSink
 ) -> None:
-    sms_provider.fail_next(2, 503)
+    sms_sink.fail_next(2, 503)
     async with running_notifier(pg_settings):
         await produce(pg_settings.kafka_bootstrap, pg_settings.topics.sla, [sla_event("breach")])
         records = await read_records(
             pg_settings.kafka_bootstrap, pg_settings.topics.notifications, 2
         )
-    assert len(sms_provider.received()) == 1
+    assert len(sms_sink.received()) == 1
     by_id = {record.data.notification_id: record for _, record in records}
     assert by_id[BREACH_SMS_ID].type == "notification.sent"
     assert by_id[BREACH_SMS_ID].data.attempts == 3
@@ -170,9 +181,9 @@ async def test_sms_provider_failing_twice_is_retried_and_delivered_once(
 
 @pytest.mark.postgres
 async def test_sms_provider_rejecting_fails_permanently_and_says_so(
-    pg_settings: NotifierSettings, smtp_sink: SmtpSink, sms_provider: SmsSink
+    pg_settings: NotifierSettings, smtp_sink: SmtpSink, sms_sink: SmsSink
 ) -> None:
-    sms_provider.fail_next(1, 400)
+    sms_sink.fail_next(1, 400)
     async with running_notifier(pg_settings):
         await produce(pg_settings.kafka_bootstrap, pg_settings.topics.sla, [sla_event("breach")])
         records = await read_records(
@@ -185,7 +196,7 @@ async def test_sms_provider_rejecting_fails_permanently_and_says_so(
     assert failed.data.error.startswith("HTTP 400")
     assert failed.event_id == f"notification:{BREACH_SMS_ID}:failed"
     assert by_id[BREACH_MAIL_ID].type == "notification.sent"
-    assert sms_provider.received() == []
+    assert sms_sink.received() == []
     assert await _attempt_outcomes(pg_settings.database_url, BREACH_SMS_ID) == ["permanent"]
 
 

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
 
-from support.smtp import free_port
-
 
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
-    """Yields the base URL once the app has started; shuts it down on exit."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # re-raises why start-up failed
-            raise RuntimeError("server stopped during start-up")
-        await asyncio.sleep(0.02)
+    """Yields the base URL once the app has started; shuts it down on exit.
+
+    The socket is bound before uvicorn starts, so no other process can take
+    the port in between.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
+        while not server.started:
+            if task.done():
+                raise RuntimeError("the app did not start") from task.exception()
+            await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+        sock.close()

@@ -3,11 +3,12 @@
 One pass per ``getmany`` batch, in this order:
 
 1. decode every record as an ``SlaEvent``; an invalid one (bad JSON, wrong
-   schema, a warning without a stage) is a dead letter: logged and counted with
-   its reason, its offset committed with the rest, the batch carries on;
+   schema, a warning without a stage) is a dead letter: logged, counted and
+   kept in ``notifier_dead_letters`` with its reason, its offset committed with
+   the rest, the batch carries on;
 2. route the warnings and breaches (``routing.route``) and render them
    (``templates.render``); other SLA events are counted as ignored;
-3. insert the drafts in ONE transaction with ``INSERT … ON CONFLICT DO NOTHING``
+3. insert the drafts (and dead letters) in ONE transaction with ``INSERT … ON CONFLICT DO NOTHING``
    on the notification id, and commit;
 4. only then commit the batch's offsets, so a crash in between redelivers the
    batch and step 3 drops what is already stored;
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
@@ -117,20 +119,31 @@ class Intake:
 
     async def handle(self, batch: Batch) -> None:
         """Store the batch's notifications, then commit its offsets, then ring the doorbell."""
-        drafts = [draft for records in batch.values() for draft in self._drafts(records)]
+        now = self._clock.now()
+        letters: list[store.DeadLetter] = []
+        drafts = [
+            draft
+            for records in batch.values()
+            for record in records
+            for draft in self._plan(record, letters, now)
+        ]
         inserted: set[str] = set()
-        if drafts:
+        if drafts or letters:
             async with self._engine.begin() as conn:
-                inserted = await store.insert_new(conn, drafts, self._clock.now())
+                await store.insert_dead_letters(conn, letters)
+                if drafts:
+                    inserted = await store.insert_new(conn, drafts, now)
         self._count_planned(drafts, inserted)
         await self._commit(batch)
         if inserted:
             self._doorbell.set()
 
-    def _drafts(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> list[store.Draft]:
-        return [draft for record in records for draft in self._plan(record)]
-
-    def _plan(self, record: ConsumerRecord[bytes, bytes]) -> list[store.Draft]:
+    def _plan(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        letters: list[store.DeadLetter],
+        now: datetime,
+    ) -> list[store.Draft]:
         try:
             event = decode(record.value)
             if event.type not in NOTIFYING_TYPES:
@@ -138,9 +151,9 @@ class Intake:
                 return []
             planned = route(event, self._config)
         except InvalidMessageError as exc:
-            return self._dead_letter(record, exc.reason, str(exc))
+            return self._dead_letter(record, exc.reason, str(exc), letters, now)
         except UnroutableEventError as exc:
-            return self._dead_letter(record, DeadLetterReason.UNROUTABLE, str(exc))
+            return self._dead_letter(record, DeadLetterReason.UNROUTABLE, str(exc), letters, now)
         self._metrics.sla_events.labels(EventOutcome.ROUTED).inc()
         for skip in planned.skipped:
             log.info("event %s: skipped target (%s): %s", event.event_id, skip.reason, skip.detail)
@@ -148,8 +161,26 @@ class Intake:
         return [store.Draft(p, render(p)) for p in planned.notifications]
 
     def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], reason: DeadLetterReason, detail: str
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        reason: DeadLetterReason,
+        detail: str,
+        letters: list[store.DeadLetter],
+        now: datetime,
     ) -> list[store.Draft]:
+        """Log, count and keep (in ``notifier_dead_letters``) a record that cannot be used."""
+        letters.append(
+            store.DeadLetter(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key.decode(errors="replace") if record.key else None,
+                value=(record.value or b"").decode(errors="replace"),
+                reason=str(reason),
+                detail=detail[:4000],
+                received_at=now,
+            )
+        )
         log.warning(
             "dead letter %s[%d]@%d (%s): %s",
             record.topic,

@@ -4,7 +4,9 @@
 the dedup key ``clock_id:stage:recipient:channel``, so inserting a notification
 twice changes nothing. The row carries the rendered content (a snapshot taken
 when the event arrived), the delivery state and ``published``, the outbox flag
-for its ``NotificationRecord``. ``notifier_attempts`` keeps one row per attempt.
+for its ``NotificationRecord``. ``notifier_attempts`` keeps one row per
+attempt; ``notifier_dead_letters`` every input record that could not be used,
+with the reason.
 
 Every state change is a guarded update on the state it expects (``status`` and
 ``attempts``), so a stale or repeated step changes nothing. Functions take a
@@ -17,17 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import ReturningInsert
 
-from slawatch_common.db import upgrade
+from slawatch_common.db import UtcDateTime, upgrade
 from slawatch_common.events import Channel
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome
 from slawatch_notifier.retry import AttemptOutcome, NextStep, Status, attempt_outcome
@@ -37,25 +38,6 @@ from slawatch_notifier.templates import Content
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version_notifier"
 _INSERT_CHUNK = 200
-
-
-class UtcDateTime(sa.TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on every dialect (SQLite drops offsets)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime; pass a timezone-aware one")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = sa.MetaData()
@@ -104,10 +86,45 @@ attempts = sa.Table(
     sa.UniqueConstraint("notification_id", "number", name="uq_notifier_attempts_number"),
 )
 
+dead_letters = sa.Table(
+    "notifier_dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.Text, nullable=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
 
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the notifier's tables to the newest revision. Idempotent."""
     await upgrade(engine, MIGRATIONS, VERSION_TABLE)
+
+
+async def insert_dead_letters(conn: AsyncConnection, rows: Sequence[DeadLetter]) -> None:
+    """Keep records that could not be used, with the reason, in the caller's transaction."""
+    if rows:
+        await conn.execute(sa.insert(dead_letters), [row.values() for row in rows])
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    reason: str
+    detail: str
+    received_at: datetime
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # --- intake --------------------------------------------------------------------

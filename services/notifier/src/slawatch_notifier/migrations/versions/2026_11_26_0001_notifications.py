@@ -1,4 +1,4 @@
-"""Notifications (the dedup key is the primary key) and their delivery attempts.
+"""Notifications (the dedup key is the primary key), their delivery attempts, dead letters.
 
 Revision ID: notifier_0001
 Revises:
@@ -64,9 +64,22 @@ def upgrade() -> None:
         sa.Column("provider_message_id", sa.String(500), nullable=True),
         sa.UniqueConstraint("notification_id", "number", name="uq_notifier_attempts_number"),
     )
+    op.create_table(
+        "notifier_dead_letters",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("key", sa.Text, nullable=True),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column("reason", sa.String(32), nullable=False),
+        sa.Column("detail", sa.Text, nullable=False),
+        sa.Column("received_at", moment, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("notifier_dead_letters")
     op.drop_table("notifier_attempts")
     op.drop_index("ix_notifier_notifications_outbox", table_name="notifier_notifications")
     op.drop_index("ix_notifier_notifications_due", table_name="notifier_notifications")
