@@ -23,6 +23,7 @@ export SLAWATCH_INGEST_TOKENS=${SLAWATCH_INGEST_TOKENS:-dev-token}
 pids=()
 cleanup() {
   trap - INT TERM EXIT
+  trap '' PIPE  # keep stopping even if the terminal's pipe is gone
   echo; echo "stopping slawatch..."
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true

@@ -21,7 +21,7 @@ lib=$here/target/lib
 jars() {
   if ! ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1; then
     echo "kafka: resolving broker jars from Maven Central" >&2
-    (cd "$here" && mvn -q -B package)
+    (cd "$here" && mvn -q -B -Dstyle.color=never package)
   fi
 }
 
