@@ -134,6 +134,18 @@ async def test_response_before_deadline_is_met_and_never_breaches(
     assert clocks["resolution"]["state"] == "running"
 
 
+async def test_preview_endpoint_answers_with_the_engines_calendars(engine_url: str) -> None:
+    day, next_day = "2026-11-26T00:00:00Z", "2026-11-27T00:00:00Z"
+    requests = [
+        {"calendar": {"name": "always"}, "start": day, "target_seconds": 90},
+        {"calendar": {"name": "nowhere"}, "from": day, "to": next_day},
+    ]
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        answers = (await client.post("/v1/preview", json=requests)).json()
+    assert answers[0] == {"deadline": "2026-11-26T00:01:30Z"}
+    assert "nowhere" in answers[1]["error"]
+
+
 async def test_pause_and_resume_move_the_deadline(
     engine_url: str, kafka_bootstrap: str, topics: Topics
 ) -> None:

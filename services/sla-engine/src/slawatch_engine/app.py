@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import Body, FastAPI, HTTPException, Response
 from prometheus_client import CollectorRegistry, make_asgi_app
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +34,7 @@ from slawatch_engine.ledger import Changes, Ledger
 from slawatch_engine.metrics import OPEN_STATES, EngineMetrics
 from slawatch_engine.outbox import Publisher
 from slawatch_engine.policy import PolicyBook
+from slawatch_engine.preview import Previewer
 from slawatch_engine.settings import EngineSettings
 from slawatch_engine.status import clock_status
 from slawatch_engine.timer import DueIndex, Timer
@@ -121,6 +122,13 @@ def create_app(
         ready = runtime is not None and runtime.intake.assigned
         response.status_code = 200 if ready else 503
         return {"ready": ready}
+
+    previewer = Previewer(book.calendars)
+
+    @app.post("/v1/preview")
+    async def preview(body: Annotated[Any, Body()]) -> Any:
+        """Deadline or elapsed-time answers for one request or an array (see preview.py)."""
+        return previewer.answer_all(body)
 
     @app.get("/v1/tickets/{source}/{ticket_id}/sla")
     async def ticket_sla(source: str, ticket_id: str) -> dict[str, Any]:

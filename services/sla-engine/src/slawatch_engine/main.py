@@ -1,14 +1,16 @@
-"""``slawatch-engine``: run the engine, migrate its database, or check a policy file.
+"""``slawatch-engine``: run the engine, migrate its database, check a policy file, preview.
 
 slawatch-engine [run]                 serve (migrates first)
 slawatch-engine migrate               bring the database to the newest revision
 slawatch-engine check-config FILE     validate a policy file; exit 1 naming each error
+slawatch-engine preview [--config F]  answer deadline / elapsed-time requests from stdin
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from slawatch_common.runtime import ConfigError, configure_logging
 from slawatch_engine import store
 from slawatch_engine.app import create_app
 from slawatch_engine.policy import load_policies
+from slawatch_engine.preview import Previewer
 from slawatch_engine.settings import EngineSettings
 
 
@@ -29,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="upgrade the database schema")
     check = commands.add_parser("check-config", help="validate a policy file")
     check.add_argument("file", type=Path)
+    preview = commands.add_parser("preview", help="answer preview requests read from stdin")
+    preview.add_argument("--config", type=Path, help="policy file with the named calendars")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
         return _check(args.file)
+    if args.command == "preview":
+        return _preview(args.config or EngineSettings().config_file)
     settings = EngineSettings()
     configure_logging(settings.log_level)
     if args.command == "migrate":
@@ -55,6 +62,18 @@ def _check(path: Path) -> int:
         print(exc, file=sys.stderr)
         return 1
     print(f"{path}: ok")
+    return 0
+
+
+def _preview(config: Path) -> int:
+    """Read one request or an array from stdin; print the answers as JSON."""
+    try:
+        body = json.load(sys.stdin)
+    except json.JSONDecodeError as exc:
+        print(json.dumps({"error": f"stdin is not JSON: {exc}"}))
+        return 1
+    named = load_policies(config).calendars if config.is_file() else {}
+    print(json.dumps(Previewer(named).answer_all(body), ensure_ascii=False))
     return 0
 
 

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from slawatch_common.events import Metric, Priority, Ticket
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
-from slawatch_engine.calendar import Calendar, CalendarError, always_open, weekly_calendar
+from slawatch_engine.calendar import (
+    ALWAYS,
+    Calendar,
+    CalendarError,
+    Schedule,
+    parse_hours,
+    weekly_hours,
+)
+from slawatch_engine.holiday_sets import holiday_set
 
 DEFAULT_PRIORITY = Priority.P3
 """The priority of a ticket whose source sent none."""
@@ -46,16 +55,67 @@ def parse_duration(value: Any) -> int:
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CalendarConfig(_Strict):
+Hours = list[Annotated[list[str], Field(min_length=2, max_length=2)]]
+
+
+class HoursConfig(_Strict):
+    """A calendar's hours: weekly hours, closed dates, per-date hours, holiday sets."""
+
+    weekly: dict[Weekday, Hours] = Field(default_factory=dict)
+    holidays: list[date] = Field(default_factory=list)
+    overrides: dict[date, Hours] = Field(default_factory=dict)
+    holiday_sets: list[Literal["CN"]] = Field(default_factory=list)
+    workday_hours: Hours | None = Field(
+        default=None,
+        description="Hours of a make-up working day from a holiday set; default: Monday's.",
+    )
+
+    def schedule(self, name: str, effective_from: date, always: bool) -> Schedule:
+        by_day: dict[str, Hours] = {str(day): hours for day, hours in self.weekly.items()}
+        weekly = ALWAYS if always else weekly_hours(name, by_day)
+        closed: set[date] = set(self.holidays)
+        makeup: set[date] = set()
+        for code in self.holiday_sets:
+            set_closed, set_makeup = holiday_set(code)
+            closed |= set_closed
+            makeup |= set_makeup
+        workday = (
+            parse_hours(name, "workday_hours", self.workday_hours)
+            if self.workday_hours is not None
+            else next((hours for hours in weekly if hours), ())
+        )
+        return Schedule(
+            weekly=weekly,
+            effective_from=effective_from,
+            holidays=frozenset(closed - makeup) | frozenset(self.holidays),
+            overrides={
+                day: parse_hours(name, day.isoformat(), hours)
+                for day, hours in self.overrides.items()
+            },
+            makeup_days=frozenset(makeup - set(self.holidays)),
+            workday=workday,
+        )
+
+
+class CalendarVersion(HoursConfig):
+    """The calendar's hours in full, in force from ``effective_from`` on."""
+
+    effective_from: date
+
+
+class CalendarConfig(HoursConfig):
+    """One calendar, as in the YAML file and in preview requests."""
+
     timezone: str = "UTC"
     always_open: bool = False
-    weekly: dict[str, list[list[str]]] = Field(default_factory=dict)
+    versions: list[CalendarVersion] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _usable(self) -> CalendarConfig:
@@ -65,15 +125,14 @@ class CalendarConfig(_Strict):
             raise ValueError(f"unknown time zone {self.timezone!r}") from None
         if self.always_open and self.weekly:
             raise ValueError("a calendar is either always_open or has weekly hours, not both")
-        if not self.always_open:
-            self.build("check")
+        self.build("check")
         return self
 
     def build(self, name: str) -> Calendar:
-        if self.always_open:
-            return always_open(name, self.timezone)
         try:
-            return weekly_calendar(name, self.timezone, self.weekly)
+            versions = [self.schedule(name, date.min, self.always_open)]
+            versions += [v.schedule(name, v.effective_from, False) for v in self.versions]
+            return Calendar(name, ZoneInfo(self.timezone), versions)
         except CalendarError as exc:
             raise ValueError(str(exc).replace("calendar check: ", "")) from None
 
