@@ -1,111 +1,130 @@
-"""The clock state machine: pure transitions with explicit instants."""
+"""The clock: a timeline replayed into state, crossings and what to emit. Pure."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from slawatch_common.events import Metric
-from slawatch_engine import clock as clocks
 from slawatch_engine.calendar import always_open
-from slawatch_engine.clock import Clock, State
+from slawatch_engine.clock import BREACH, Clock, Entry, State, assess, replay, stage_percent
 
 CAL = always_open()
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+STAGES = ("warning:50", "warning:75", "warning:900s-before")
 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def new_clock(target: int = 100, paused: bool = False) -> Clock:
-    return clocks.start(
-        clock_id="jira:1:response",
+def clock(*entries: Entry, target: int = 3600, fired: frozenset[str] = frozenset()) -> Clock:
+    started = Clock(
+        id="jira:1:response",
         ticket_key="jira:1",
         partition=0,
         metric=Metric.RESPONSE,
         policy="p",
         escalation=None,
         calendar="always",
-        target_seconds=target,
-        thresholds=(50, 75, 90),
-        at=T0,
-        paused=paused,
+        stages=STAGES,
+        timeline=(Entry(T0, "start", target=target),),
+        fired=fired,
+    )
+    for entry in entries:
+        started = started.record(entry)
+    return started
+
+
+def test_stages_cross_at_their_percent_or_lead_time() -> None:
+    view = replay(clock(), CAL)
+    assert view.crossings == {
+        "warning:50": at(1800),
+        "warning:75": at(2700),
+        "warning:900s-before": at(2700),
+        BREACH: at(3600),
+    }
+    assert stage_percent("warning:900s-before", 3600) == 75
+
+
+def test_each_stage_is_emitted_once_then_counted_done() -> None:
+    c = clock()
+    outcome = assess(c, replay(c, CAL), at(1800))
+    assert outcome.emit == ("warning:50", at(1800))
+    assert outcome.next_due == at(2700)
+    c = replace(c, fired=outcome.fired(c.fired))
+    again = assess(c, replay(c, CAL), at(1900))
+    assert (again.emit, again.passed) == (None, ())
+
+
+def test_after_a_gap_only_the_highest_crossed_stage_is_emitted() -> None:
+    c = clock()
+    outcome = assess(c, replay(c, CAL), at(4000))
+    assert outcome.emit == (BREACH, at(3600))
+    assert set(outcome.passed) == {*STAGES, BREACH}
+    assert outcome.next_due is None
+
+
+def test_a_pause_moves_the_deadline_by_its_length() -> None:
+    view = replay(clock(Entry(at(600), "pause"), Entry(at(1800), "resume")), CAL)
+    assert view.deadline == at(4800)
+    paused = replay(clock(Entry(at(600), "pause")), CAL)
+    assert (paused.state, paused.used, paused.deadline) == (State.PAUSED, 600, None)
+
+
+def test_stopping_before_or_at_the_deadline_meets_it_after_breaches_it() -> None:
+    met = replay(clock(Entry(at(3600), "stop")), CAL)
+    late = replay(clock(Entry(at(3601), "stop")), CAL)
+    assert (met.state, met.breached_by(at(9999)), late.breached_by(at(9999))) == (
+        State.STOPPED,
+        False,
+        True,
     )
 
 
-def test_stages_are_due_at_their_percent_of_the_target() -> None:
-    clock = new_clock()
-    assert [clocks.due_at(clock, i, CAL) for i in range(4)] == [at(50), at(75), at(90), at(100)]
-    assert clocks.deadline(clock, CAL) == at(100)
+def test_reopen_modes() -> None:
+    stopped = (Entry(at(1000), "stop"),)
+    exclude = replay(clock(*stopped, Entry(at(5000), "reopen", mode="exclude")), CAL)
+    include = replay(clock(*stopped, Entry(at(2000), "reopen", mode="include")), CAL)
+    restart = replay(clock(*stopped, Entry(at(5000), "restart", target=3600)), CAL)
+    assert exclude.deadline == at(5000 + 2600)
+    assert include.deadline == at(3600)  # the resolved hour counted too
+    assert (restart.deadline, restart.cycle) == (at(8600), 2)
 
 
-def test_fire_emits_each_stage_once() -> None:
-    clock = new_clock()
-    clock, stage = clocks.fire(clock, at(49.9), CAL)
-    assert stage is None
-    clock, stage = clocks.fire(clock, at(50), CAL)
-    assert stage is not None
-    assert (stage.name, stage.crossed_at) == ("warning:50", at(50))
-    again, repeat = clocks.fire(clock, at(60), CAL)
-    assert repeat is None
-    assert again == clock
+def test_a_target_change_recalculates_from_the_start_keeping_pauses() -> None:
+    c = clock(
+        Entry(at(600), "pause"), Entry(at(1200), "resume"), Entry(at(1900), "retarget", target=2400)
+    )
+    view = replay(c, CAL)
+    # 2400 s of business time from T0, the 600 s pause left out
+    assert view.deadline == at(3000)
+    # the half-way point (1200 s used) was crossed at +1800 s: due at once, dated then
+    outcome = assess(c, view, at(1900))
+    assert outcome.emit == ("warning:50", at(1800))
 
 
-def test_fire_after_a_gap_emits_only_the_highest_crossed_stage() -> None:
-    clock, stage = clocks.fire(new_clock(), at(120), CAL)
-    assert stage is not None
-    assert (stage.name, stage.crossed_at, clock.breached) == ("breach", at(100), True)
-    assert clocks.next_due(clock, CAL) is None
+def test_a_late_stop_before_the_deadline_retracts_the_breach() -> None:
+    breached = clock(fired=frozenset({*STAGES, BREACH}))
+    late = breached.record(Entry(at(3000), "stop"))
+    outcome = assess(late, replay(late, CAL), at(4000))
+    assert outcome.retracted == (BREACH,)
+    assert outcome.emit is None
+    assert BREACH not in outcome.fired(late.fired)
 
 
-def test_pause_stops_time_and_resume_moves_the_deadline() -> None:
-    clock = clocks.pause(new_clock(), at(30), CAL)
-    assert (clock.state, clock.used_seconds) == (State.PAUSED, 30)
-    assert clocks.deadline(clock, CAL) is None
-    clock = clocks.resume(clock, at(1030))
-    assert clocks.deadline(clock, CAL) == at(1100)
-    assert clocks.used_at(clock, at(1040), CAL) == 40
+def test_a_late_pause_pushes_a_future_deadline() -> None:
+    c = clock(Entry(at(1000), "pause"))
+    c = c.record(Entry(at(500), "pause")).record(Entry(at(700), "resume"))
+    # timeline in time order: pause 500, resume 700, pause 1000 — used 500 + 300
+    view = replay(c, CAL)
+    assert [e.kind for e in c.timeline] == ["start", "pause", "resume", "pause"]
+    assert (view.state, view.used) == (State.PAUSED, 800)
 
 
-def test_stop_before_the_deadline_is_met_after_it_is_breached() -> None:
-    met = clocks.stop(new_clock(), at(99), CAL)
-    assert (met.state, met.breached, met.used_seconds) == (State.STOPPED, False, 99)
-    late = clocks.stop(new_clock(), at(101), CAL)
-    assert late.breached
-
-
-def test_transitions_that_do_not_apply_change_nothing() -> None:
-    stopped = clocks.stop(new_clock(), at(10), CAL)
-    assert clocks.stop(stopped, at(20), CAL) is stopped
-    assert clocks.pause(stopped, at(20), CAL) is stopped
-    assert clocks.resume(new_clock(), at(5)).state is State.RUNNING
-
-
-def test_reopen_continues_without_the_stopped_interval() -> None:
-    stopped = clocks.stop(new_clock(), at(40), CAL)
-    reopened = clocks.reopen(stopped, at(500))
-    assert clocks.deadline(reopened, CAL) == at(560)
-
-
-def test_retarget_keeps_time_used_and_fired_stages() -> None:
-    clock, _ = clocks.fire(new_clock(), at(60), CAL)
-    shorter = clocks.retarget(clock, 70, at(60), CAL)
-    assert shorter.used_seconds == 60
-    assert shorter.next_stage == 1
-    # 75 % of 70 s = 52.5 s: already crossed, fires at once on the next tick
-    fired, stage = clocks.fire(shorter, at(60), CAL)
-    assert stage is not None
-    assert stage.name == "warning:75"
-    assert fired.next_stage == 2
-
-
-def test_a_late_event_never_makes_time_negative() -> None:
-    clock = clocks.resume(clocks.pause(new_clock(), at(10), CAL), at(50))
-    paused_in_the_past = clocks.pause(clock, at(20), CAL)
-    assert paused_in_the_past.used_seconds == 10
-
-
-def test_cancel_ends_an_open_clock() -> None:
-    cancelled = clocks.cancel(new_clock(), at(10), CAL)
-    assert cancelled.state is State.CANCELLED
-    assert clocks.next_due(cancelled, CAL) is None
+def test_cancel_ends_without_an_outcome() -> None:
+    c = clock(Entry(at(4000), "cancel"))
+    view = replay(c, CAL)
+    assert view.state is State.CANCELLED
+    outcome = assess(c, view, at(5000))
+    assert (outcome.emit, outcome.next_due) == (None, None)

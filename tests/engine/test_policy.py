@@ -61,7 +61,7 @@ def test_first_matching_policy_wins(tmp_path: Path) -> None:
     assert other is not None
     assert other.target(Priority.P3, Metric.RESOLUTION) == 86400
     assert other.target(Priority.P1, Metric.RESOLUTION) is None
-    assert other.thresholds == (80,)
+    assert other.stages == ("warning:80",)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +86,49 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad = write(tmp_path, VALID.replace("response: 5m", "response: soon"))
     assert main(["check-config", str(bad)]) == 1
     assert "policies.0.targets.P1.response" in capsys.readouterr().err
+
+
+RICH = """
+calendars:
+  office:
+    timezone: Asia/Shanghai
+    weekly: {mon: [["09:00", "18:00"]], tue: [["09:00", "18:00"]]}
+priority_matrix:
+  high: {high: P1, low: P2}
+  low: {high: P3, low: P4}
+policies:
+  - name: rich
+    calendar: office
+    warn_at: [50, "15m before", "1h before"]
+    pause_statuses: [pending_customer]
+    pause: {response: []}
+    stops: {resolution: [ticket.closed]}
+    reopen: restart
+    targets:
+      P1: {response: 30m, resolution: {working_days: 2, at: end_of_day}, update: 2h}
+"""
+
+
+def test_warnings_updates_matrix_pauses_stops_and_reopen(tmp_path: Path) -> None:
+    book = load_policies(write(tmp_path, RICH))
+    policy = book.named("rich")
+    assert policy is not None
+    assert policy.stages == ("warning:50", "warning:900s-before", "warning:3600s-before")
+    assert book.priority(Ticket(id="1", urgency="high", impact="low"), None) is Priority.P2
+    assert book.priority(Ticket(id="1", urgency="odd", impact="low"), Priority.P4) is Priority.P4
+    assert book.priority(Ticket(id="1", priority=Priority.P5, urgency="high"), None) is Priority.P5
+    assert (
+        policy.pauses(Metric.RESPONSE, "pending_customer"),
+        policy.pauses(Metric.UPDATE, "pending_customer"),
+    ) == (False, True)
+    assert policy.stopped_by(Metric.RESOLUTION, "ticket.closed")
+    assert not policy.stopped_by(Metric.RESOLUTION, "ticket.resolved")
+    assert policy.stopped_by(Metric.RESPONSE, "ticket.resolved")  # the default
+    assert policy.reopen == "restart"
+    assert policy.target(Priority.P1, Metric.UPDATE) == 7200
+
+
+@pytest.mark.parametrize("bad", ["[120]", '["soon before"]', '["15m after"]', '["0s before"]'])
+def test_bad_warnings_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ConfigError, match="warn_at"):
+        load_policies(write(tmp_path, RICH.replace('[50, "15m before", "1h before"]', bad)))

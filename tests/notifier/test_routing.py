@@ -81,3 +81,18 @@ def test_a_stage_that_contradicts_the_type_is_unroutable(
 ) -> None:
     with pytest.raises(UnroutableEventError):
         route(sla_event(stage, event_type=event_type), config)
+
+
+def test_a_later_cycle_of_a_clock_is_told_again(config: NotifierConfig) -> None:
+    event = sla_event("warning:75")
+    restarted = event.model_copy(
+        update={
+            "data": event.data.model_copy(
+                update={"clock": event.data.clock.model_copy(update={"cycle": 3})}
+            )
+        }
+    )
+    (first,) = route(event, config).notifications
+    (again,) = route(restarted, config).notifications
+    assert first.notification_id == "jira:OPS-42:response:warning:75:li.wei:email"
+    assert again.notification_id == "jira:OPS-42:response#3:warning:75:li.wei:email"

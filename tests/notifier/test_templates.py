@@ -79,3 +79,10 @@ def test_durations() -> None:
         "1h 30m",
         "25h 1m 1s",
     ]
+
+
+def test_a_lead_time_warning_says_how_long_is_left() -> None:
+    stage = "warning:900s-before"
+    mail = render_email(sla_event(stage), stage, None)
+    assert "SLA warning: 15m left of the response time" in mail.subject
+    assert "WARNING 15m left" in render_sms(sla_event(stage), stage).text

@@ -38,6 +38,7 @@ class Metric(StrEnum):
 
     RESPONSE = "response"
     RESOLUTION = "resolution"
+    UPDATE = "update"
 
 
 class _Model(BaseModel):
@@ -82,6 +83,10 @@ class Ticket(_Model):
     customer: Identifier | None = None
     service: Identifier | None = None
     type: Identifier | None = Field(default=None, description="incident, service_request, ...")
+    urgency: Identifier | None = Field(
+        default=None, description="With impact: gives the priority through the policy's matrix."
+    )
+    impact: Identifier | None = None
     title: Name | None = None
     assignee: Person | None = None
     group: Identifier | None = Field(default=None, description="The assigned support group.")
@@ -93,7 +98,7 @@ TicketEventType = Literal[
     "ticket.priority_changed",
     "ticket.status_changed",
     "ticket.assigned",
-    "ticket.responded",
+    "ticket.responded",  # an agent's public reply: the first answers, each re-arms updates
     "ticket.resolved",
     "ticket.reopened",
     "ticket.closed",
@@ -168,10 +173,19 @@ class ClockState(_Model):
     deadline: AwareDatetime | None = Field(
         default=None, description="When the target is reached; null while paused."
     )
+    cycle: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="Counts restarts: a reopen in restart mode, an update re-armed."
+    )
 
 
 SlaEventType = Literal[
-    "sla.warning", "sla.breach", "sla.met", "sla.paused", "sla.resumed", "sla.cancelled"
+    "sla.warning",
+    "sla.breach",
+    "sla.met",
+    "sla.paused",
+    "sla.resumed",
+    "sla.cancelled",
+    "sla.retracted",
 ]
 
 
@@ -180,7 +194,8 @@ class SlaData(_Model):
     clock: ClockState
     stage: Identifier | None = Field(
         default=None,
-        description="warning:<percent> or breach, for sla.warning and sla.breach.",
+        description="warning:<percent>, warning:<seconds>s-before or breach: the stage of "
+        "sla.warning and sla.breach, or the stage an sla.retracted withdraws.",
     )
     threshold_percent: Annotated[int, Field(ge=1, le=100)] | None = None
 

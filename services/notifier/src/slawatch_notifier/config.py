@@ -5,7 +5,8 @@
         oncall: {name: On-call engineer, email: oncall@example.com, phone: "+86…"}
       escalations:
         standard:
-          - on: warning            # every warning stage; "warning:90" for one; "breach"
+          - on: warning            # every warning stage; "warning:90" or
+                                   # "warning:900s-before" for one; "breach"
             notify:
               - {to: assignee, via: email}
           - on: breach
@@ -32,7 +33,7 @@ ASSIGNEE = "assignee"
 
 SECTION = "notifier"
 
-_STAGE_PATTERN = r"^(warning|warning:([1-9][0-9]?|100)|breach)$"
+_STAGE_PATTERN = r"^(warning|warning:([1-9][0-9]?|100)|warning:[0-9]+s-before|breach)$"
 _ADDRESS_FIELD = {Channel.EMAIL: "email", Channel.SMS: "phone"}
 
 

@@ -4,6 +4,7 @@ For ``sla.warning`` and ``sla.breach`` events the chain named by
 ``data.clock.escalation`` is looked up; every rule whose ``on`` matches the
 event's stage contributes its targets, each resolved to a recipient id, a
 channel and an address. The notification id ``clock_id:stage:recipient:channel``
+(``clock_id#cycle`` from a clock's second cycle on)
 is the dedup key: the same stage of the same clock reaches the same person on
 the same channel at most once, however often the event arrives.
 
@@ -65,8 +66,12 @@ class Route:
     skipped: tuple[Skip, ...] = ()
 
 
-def notification_id(clock_id: str, stage: str, recipient: str, channel: Channel) -> str:
-    return f"{clock_id}:{stage}:{recipient}:{channel}"
+def notification_id(
+    clock_id: str, stage: str, recipient: str, channel: Channel, cycle: int = 1
+) -> str:
+    """The dedup key; a clock's later cycles (a restart) are told again, so they count."""
+    clock = clock_id if cycle == 1 else f"{clock_id}#{cycle}"
+    return f"{clock}:{stage}:{recipient}:{channel}"
 
 
 def stage_of(event: SlaEvent) -> str:
@@ -121,7 +126,9 @@ def _resolve(
     if address is None:
         return Skip(SkipReason.NO_ADDRESS, f"{event.key}: {person.id} has no {target.via} address")
     return PlannedNotification(
-        notification_id=notification_id(event.data.clock.clock_id, stage, person.id, target.via),
+        notification_id=notification_id(
+            event.data.clock.clock_id, stage, person.id, target.via, event.data.clock.cycle
+        ),
         stage=stage,
         recipient=person.id,
         recipient_name=person.name,

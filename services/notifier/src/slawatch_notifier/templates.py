@@ -89,15 +89,27 @@ def _headline(event: SlaEvent, stage: str) -> str:
     what = f"{ticket.source}:{ticket.id} ({ticket.priority})"
     if stage == "breach":
         return f"SLA breach: {clock.metric} deadline passed for {what}"
+    lead = _lead(stage)
+    if lead is not None:
+        return f"SLA warning: {duration(lead)} left of the {clock.metric} time for {what}"
     return f"SLA warning: {_percent(stage)}% of the {clock.metric} time used for {what}"
 
 
 def _stage_label(stage: str) -> str:
-    return "BREACH" if stage == "breach" else f"WARNING {_percent(stage)}%"
+    if stage == "breach":
+        return "BREACH"
+    lead = _lead(stage)
+    return f"WARNING {duration(lead)} left" if lead is not None else f"WARNING {_percent(stage)}%"
 
 
 def _percent(stage: str) -> str:
     return stage.partition(":")[2]
+
+
+def _lead(stage: str) -> int | None:
+    """The seconds before the deadline of a ``warning:<seconds>s-before`` stage."""
+    rest = stage.partition(":")[2]
+    return int(rest.removesuffix("s-before")) if rest.endswith("s-before") else None
 
 
 def _used(event: SlaEvent) -> str:

@@ -4,13 +4,19 @@ Both entry points run inside the caller's transaction and stage the SLA events
 they produce in the outbox of that same transaction, so a state change and
 its events commit together or not at all. They return what the timer index
 needs to learn (each touched clock's next due instant).
+
+Every change goes the same way (``_settle``): the clock's timeline gets its
+new entries, the clock is replayed, the replay is compared with what was
+already emitted (``clock.assess``), and the differences become SLA events:
+transitions (paused, resumed, met, cancelled), the stage now due (warning or
+breach) and corrections (a breach retracted).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,11 +34,20 @@ from slawatch_common.events import (
     TicketEvent,
     TicketRef,
 )
-from slawatch_engine import clock as clocks
 from slawatch_engine import outbox, store
-from slawatch_engine.clock import Clock, Stage
-from slawatch_engine.policy import DEFAULT_PRIORITY, Policy, PolicyBook
-from slawatch_engine.reactions import react
+from slawatch_engine.clock import (
+    BREACH,
+    Clock,
+    Entry,
+    State,
+    View,
+    assess,
+    replay,
+    stage_percent,
+)
+from slawatch_engine.policy import Policy, PolicyBook, target_seconds
+from slawatch_engine.reactions import entries_for
+from slawatch_engine.store import Derived
 
 SOURCE = "slawatch-engine"
 _EVENT_IDS = uuid.UUID("0b7f3a52-5b8e-4d2b-9d6e-3f3c1f0c9a11")
@@ -56,6 +71,21 @@ class Changes:
         self.emitted.extend(other.emitted)
 
 
+@dataclass(frozen=True, slots=True)
+class TicketInfo:
+    """The ticket as the SLA events describe it."""
+
+    snapshot: Mapping[str, Any]
+    priority: Priority
+
+    def ref(self, source: str) -> TicketRef:
+        fields = {k: self.snapshot[k] for k in _REF_FIELDS if self.snapshot.get(k) is not None}
+        return TicketRef(source=source, priority=self.priority, **fields)
+
+
+_REF_FIELDS = ("id", "title", "customer", "service", "assignee", "group")
+
+
 class Ledger:
     def __init__(self, book: PolicyBook, sla_topic: str) -> None:
         self._book = book
@@ -72,188 +102,200 @@ class Ledger:
             if event.type != "ticket.created":
                 return Changes(rejected="unknown_ticket")
             return await self._open(conn, event, partition, now)
-        snapshot = _merged(row["snapshot"], event.data)
         old_priority = Priority(row["priority"])
-        priority = event.data.priority or old_priority
+        info = TicketInfo(
+            _merged(row["snapshot"], event.data), self._book.priority(event.data, old_priority)
+        )
         policy = self._book.named(row["policy"]) if row["policy"] else None
         changes = Changes()
-        for before in await store.clocks_of_ticket(conn, event.key):
-            calendar = self._book.calendar(before.calendar)
-            reaction = react(
-                before, event, policy, priority if priority != old_priority else None, calendar
-            )
-            after = reaction.clock
-            if after != before:
-                after = await self._save(conn, after, now, changes)
-            for kind in reaction.emitted:
-                changes.emitted.append(
-                    self._event(kind, after, snapshot, priority, event.occurred_at, event.event_id)
-                )
+        if policy is not None:
+            for before in await store.clocks_of_ticket(conn, event.key):
+                calendar = self._book.calendar(before.calendar)
+                view = replay(before, calendar)
+                entries = entries_for(
+                    before, view, event, policy, info.priority,
+                    info.priority != old_priority, calendar,
+                )  # fmt: skip
+                after = before
+                for entry in entries:
+                    after = after.record(entry)
+                await self._settle(conn, before, after, info, event, now, changes)
         await conn.execute(
             update(store.tickets)
             .where(store.tickets.c.key == event.key)
-            .values(snapshot=snapshot, priority=priority.value, updated_at=now)
+            .values(snapshot=info.snapshot, priority=info.priority.value, updated_at=now)
         )
-        await self._stage(conn, changes, now)
+        await outbox.stage(conn, changes.emitted, self._topic, now)
         return changes
 
     async def _open(
         self, conn: AsyncConnection, event: TicketEvent, partition: int, now: datetime
     ) -> Changes:
-        priority = event.data.priority or DEFAULT_PRIORITY
-        policy = self._book.select(event.data, priority)
-        snapshot = _merged({}, event.data)
+        info = TicketInfo(_merged({}, event.data), self._book.priority(event.data, None))
+        policy = self._book.select(event.data, info.priority)
         await conn.execute(
             insert(store.tickets).values(
                 key=event.key,
                 source=event.source,
                 ticket_id=event.data.id,
                 partition=partition,
-                priority=priority.value,
+                priority=info.priority.value,
                 policy=policy.name if policy else None,
-                snapshot=snapshot,
+                snapshot=info.snapshot,
                 updated_at=now,
             )
         )
         if policy is None:
             return Changes(rejected="no_policy")
         changes = Changes()
-        for clock in self._started(event, partition, policy, priority):
-            calendar = self._book.calendar(clock.calendar)
-            due = clocks.next_due(clock, calendar)
-            await store.insert_clock(conn, clock, clocks.deadline(clock, calendar), due, now)
-            changes.due[clock.id] = (clock.partition, due)
-            if clock.state is clocks.State.PAUSED:
-                changes.emitted.append(
-                    self._event(
-                        "sla.paused", clock, snapshot, priority, event.occurred_at, event.event_id
-                    )
-                )
-        await self._stage(conn, changes, now)
+        for clock in self._started(event, partition, policy, info.priority):
+            await self._settle(conn, None, clock, info, event, now, changes)
+        await outbox.stage(conn, changes.emitted, self._topic, now)
         return changes
 
     def _started(
         self, event: TicketEvent, partition: int, policy: Policy, priority: Priority
-    ) -> Iterable[Clock]:
-        paused = event.data.status in policy.pause_statuses
+    ) -> list[Clock]:
+        calendar = self._book.calendar(policy.calendar)
+        started = []
         for metric in Metric:
             target = policy.target(priority, metric)
             if target is None:
                 continue
-            yield clocks.start(
-                clock_id=f"{event.key}:{metric.value}",
-                ticket_key=event.key,
-                partition=partition,
-                metric=metric,
-                policy=policy.name,
-                escalation=policy.escalation,
-                calendar=policy.calendar,
-                target_seconds=target,
-                thresholds=policy.thresholds,
-                at=event.occurred_at,
-                paused=paused,
+            status = event.data.status
+            entry = Entry(
+                event.occurred_at,
+                "start",
+                target=target_seconds(target, event.occurred_at, calendar),
+                paused=status is not None and policy.pauses(metric, status),
+                cause=event.event_id,
             )
+            started.append(
+                Clock(
+                    id=f"{event.key}:{metric.value}",
+                    ticket_key=event.key,
+                    partition=partition,
+                    metric=metric,
+                    policy=policy.name,
+                    escalation=policy.escalation,
+                    calendar=policy.calendar,
+                    stages=policy.stages,
+                    timeline=(entry,),
+                )
+            )
+        return started
 
     # --- the timer -----------------------------------------------------------
 
     async def fire(self, conn: AsyncConnection, clock_ids: list[str], now: datetime) -> Changes:
-        """Fire every stage of these clocks that has crossed by ``now``.
+        """Emit every stage of these clocks that has come due by ``now``.
 
         Idempotent: a clock whose stage already fired, or that stopped or paused
         meanwhile, is left as it is (its current next due instant is reported).
         """
         changes = Changes()
-        loaded = await store.clocks_by_id(conn, clock_ids)
-        tickets = await _tickets(conn, {clock.ticket_key for clock in loaded})
-        for before in loaded:
-            calendar = self._book.calendar(before.calendar)
-            after, stage = clocks.fire(before, now, calendar)
-            if stage is None:
-                changes.due[before.id] = (before.partition, clocks.next_due(before, calendar))
-                continue
-            after = await self._save(conn, after, now, changes)
-            snapshot, priority = tickets[before.ticket_key]
-            changes.emitted.append(self._stage_event(after, stage, snapshot, priority))
-        await self._stage(conn, changes, now)
+        for clock in await store.clocks_by_id(conn, clock_ids):
+            row = await store.ticket_row(conn, clock.ticket_key)
+            assert row is not None, clock.ticket_key  # a clock is created with its ticket
+            info = TicketInfo(row["snapshot"], Priority(row["priority"]))
+            await self._settle(conn, clock, clock, info, None, now, changes)
+        await outbox.stage(conn, changes.emitted, self._topic, now)
         return changes
 
     # --- shared ----------------------------------------------------------------
 
-    async def _save(
-        self, conn: AsyncConnection, clock: Clock, now: datetime, into: Changes
-    ) -> Clock:
-        calendar = self._book.calendar(clock.calendar)
-        due = clocks.next_due(clock, calendar)
-        saved = await store.update_clock(conn, clock, clocks.deadline(clock, calendar), due, now)
-        into.due[clock.id] = (clock.partition, due)
-        return saved
-
-    async def _stage(self, conn: AsyncConnection, changes: Changes, now: datetime) -> None:
-        await outbox.stage(conn, changes.emitted, self._topic, now)
-
-    def _stage_event(
-        self, clock: Clock, stage: Stage, snapshot: Mapping[str, Any], priority: Priority
-    ) -> SlaEvent:
-        kind: SlaEventType = "sla.breach" if stage.is_breach else "sla.warning"
-        event = self._event(kind, clock, snapshot, priority, stage.crossed_at, stage.name)
-        return event.model_copy(
-            update={
-                "data": event.data.model_copy(
-                    update={"stage": stage.name, "threshold_percent": stage.percent}
-                )
-            }
-        )
+    async def _settle(
+        self,
+        conn: AsyncConnection,
+        before: Clock | None,
+        after: Clock,
+        info: TicketInfo,
+        cause: TicketEvent | None,
+        now: datetime,
+        into: Changes,
+    ) -> None:
+        """Replay ``after``, emit what differs from what was emitted, and store it."""
+        calendar = self._book.calendar(after.calendar)
+        view = replay(after, calendar)
+        if view.cycle != after.cycle:
+            after = replace(after, cycle=view.cycle, fired=frozenset())
+        outcome = assess(after, view, now)
+        events = [
+            self._event("sla.retracted", after, view, info, now, f"retract:{stage}", stage)
+            for stage in outcome.retracted
+        ]
+        if cause is not None:
+            old = replay(before, calendar) if before is not None else None
+            changed = _transition(old, view)
+            if changed is not None:
+                at, why = cause.occurred_at, cause.event_id
+                events.append(self._event(changed, after, view, info, at, why))
+        if outcome.emit is not None:
+            stage, crossed = outcome.emit
+            reached: SlaEventType = "sla.breach" if stage == BREACH else "sla.warning"
+            why = f"{stage}@{crossed.isoformat()}"
+            events.append(self._event(reached, after, view, info, crossed, why, stage))
+        after = replace(after, fired=outcome.fired(after.fired))
+        derived = Derived(view, view.breached_by(now), outcome.next_due)
+        if before is None:
+            await store.insert_clock(conn, after, derived, now)
+        elif after != before or events:
+            await store.update_clock(conn, after, derived, now)
+        into.due[after.id] = (after.partition, outcome.next_due)
+        into.emitted.extend(events)
 
     def _event(
         self,
         kind: SlaEventType,
         clock: Clock,
-        snapshot: Mapping[str, Any],
-        priority: Priority,
+        view: View,
+        info: TicketInfo,
         at: datetime,
         cause: str,
+        stage: str | None = None,
     ) -> SlaEvent:
         calendar = self._book.calendar(clock.calendar)
         source, _, _ = clock.ticket_key.partition(":")
         return SlaEvent(
-            event_id=sla_event_id(clock.id, kind, cause),
+            event_id=sla_event_id(clock.id, str(clock.cycle), kind, cause),
             type=kind,
             occurred_at=at,
             source=SOURCE,
             data=SlaData(
-                ticket=TicketRef(source=source, priority=priority, **_ref_fields(snapshot)),
+                ticket=info.ref(source),
                 clock=ClockState(
                     clock_id=clock.id,
                     metric=clock.metric,
                     policy=clock.policy,
                     escalation=clock.escalation,
-                    target_seconds=clock.target_seconds,
-                    business_seconds_used=int(clocks.used_at(clock, at, calendar)),
-                    started_at=clock.started_at,
-                    deadline=clocks.deadline(clock, calendar),
+                    target_seconds=view.target,
+                    business_seconds_used=int(view.used_at(at, calendar)),
+                    started_at=view.started_at,
+                    deadline=view.deadline if view.state is not State.PAUSED else None,
+                    cycle=clock.cycle,
                 ),
+                stage=stage,
+                threshold_percent=stage_percent(stage, view.target) if stage else None,
             ),
         )
 
 
-_REF_FIELDS = ("id", "title", "customer", "service", "assignee", "group")
-
-
-def _ref_fields(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: snapshot[name] for name in _REF_FIELDS if snapshot.get(name) is not None}
+def _transition(old: View | None, new: View) -> SlaEventType | None:
+    """The SLA event a change of state is reported as, if any (a clock born paused too)."""
+    if old is None:
+        return "sla.paused" if new.state is State.PAUSED else None
+    if old.state is new.state:
+        return None
+    if new.state is State.PAUSED:
+        return "sla.paused"
+    if new.state is State.RUNNING:
+        return "sla.resumed"
+    if new.state is State.CANCELLED:
+        return "sla.cancelled"
+    met = new.deadline is None or new.stopped_at is None or new.stopped_at <= new.deadline
+    return "sla.met" if met else None
 
 
 def _merged(snapshot: Mapping[str, Any], ticket: Ticket) -> dict[str, Any]:
     """The stored snapshot with every field the event carries replacing the old one."""
     return {**snapshot, **ticket.model_dump(mode="json", exclude_none=True)}
-
-
-async def _tickets(
-    conn: AsyncConnection, keys: set[str]
-) -> dict[str, tuple[Mapping[str, Any], Priority]]:
-    found: dict[str, tuple[Mapping[str, Any], Priority]] = {}
-    for key in keys:
-        row = await store.ticket_row(conn, key)
-        if row is not None:
-            found[key] = (row["snapshot"], Priority(row["priority"]))
-    return found

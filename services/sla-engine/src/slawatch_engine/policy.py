@@ -11,23 +11,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    model_validator,
+)
 
-from slawatch_common.events import Metric, Priority, Ticket
+from slawatch_common.events import Metric, Priority, Ticket, TicketEventType
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
 from slawatch_engine.calendar import (
     ALWAYS,
     Calendar,
     CalendarError,
+    DayMode,
     Schedule,
     parse_hours,
     weekly_hours,
 )
+from slawatch_engine.clock import ReopenMode
 from slawatch_engine.holiday_sets import holiday_set
 
 DEFAULT_PRIORITY = Priority.P3
@@ -137,12 +147,38 @@ class CalendarConfig(HoursConfig):
             raise ValueError(str(exc).replace("calendar check: ", "")) from None
 
 
-class Targets(_Strict):
-    response: Duration | None = None
-    resolution: Duration | None = None
+class WorkingDays(_Strict):
+    """A target in working days: N working days later at the same local time, or at
+    the end of the Nth working day."""
 
-    def of(self, metric: Metric) -> int | None:
-        return self.response if metric is Metric.RESPONSE else self.resolution
+    working_days: int = Field(ge=0, le=3650)
+    at: DayMode = "same_time"
+
+
+Target = Duration | WorkingDays
+
+
+def target_seconds(target: Target, start: datetime, calendar: Calendar) -> int:
+    """The target as business seconds for a clock (cycle) starting at ``start``."""
+    if isinstance(target, int):
+        return target
+    deadline = calendar.add_days(start, target.working_days, target.at)
+    return round(calendar.between(start, deadline))
+
+
+class Targets(_Strict):
+    response: Target | None = None
+    resolution: Target | None = None
+    update: Target | None = Field(
+        default=None, description="A progress update every so long while open."
+    )
+
+    def of(self, metric: Metric) -> Target | None:
+        return {
+            Metric.RESPONSE: self.response,
+            Metric.RESOLUTION: self.resolution,
+            Metric.UPDATE: self.update,
+        }[metric]
 
 
 class Match(_Strict):
@@ -164,22 +200,84 @@ def _among(value: str | None, allowed: Sequence[str] | None) -> bool:
     return allowed is None or value in allowed
 
 
+DEFAULT_STOPS: dict[Metric, tuple[str, ...]] = {
+    Metric.RESPONSE: ("ticket.responded", "ticket.resolved", "ticket.closed"),
+    Metric.RESOLUTION: ("ticket.resolved", "ticket.closed"),
+    Metric.UPDATE: ("ticket.resolved", "ticket.closed"),
+}
+"""What stops each metric unless a policy says otherwise (resolving also answers)."""
+
+_LEAD_TEXT = re.compile(r"^\s*(\S+)\s+before\s*$")
+_NAMED = re.compile(r"^warning:([1-9][0-9]?|[0-9]+s-before)$")
+
+
+def stage_name(warning: int | str) -> str:
+    """``75`` → ``warning:75``; ``"15m before"`` → ``warning:900s-before``."""
+    if isinstance(warning, str) and _NAMED.match(warning):
+        return warning
+    if isinstance(warning, int):
+        if not 0 < warning < 100:
+            raise ValueError("a warning percentage is between 1 and 99")
+        return f"warning:{warning}"
+    match = _LEAD_TEXT.match(warning)
+    if not match:
+        raise ValueError(f"{warning!r} is neither a percentage nor a lead time like '15m before'")
+    seconds = parse_duration(match.group(1))
+    if seconds <= 0:
+        raise ValueError("a lead time must be positive")
+    return f"warning:{seconds}s-before"
+
+
+Warning = Annotated[str, BeforeValidator(stage_name)]
+
+
 class Policy(_Strict):
     name: str = Field(min_length=1, max_length=100)
     match: Match = Field(default_factory=Match)
     calendar: str
     escalation: str | None = None
-    warn_at: list[Annotated[int, Field(gt=0, lt=100)]] = Field(default_factory=lambda: [50, 75, 90])
-    pause_statuses: list[str] = Field(default_factory=list)
+    warn_at: list[Warning] = Field(
+        default_factory=lambda: ["warning:50", "warning:75", "warning:90"],
+        description="Percentages of the target and/or lead times such as '15m before'.",
+    )
+    pause_statuses: list[str] = Field(
+        default_factory=list, description="Statuses that pause every metric."
+    )
+    pause: dict[Metric, list[str]] = Field(
+        default_factory=dict, description="Statuses that pause one metric (instead of the above)."
+    )
+    stops: dict[Metric, list[TicketEventType]] = Field(
+        default_factory=dict, description="Event types that stop a metric (defaults: see docs)."
+    )
+    reopen: ReopenMode = Field(
+        default="exclude",
+        description="What reopening does to the resolution clock: exclude (continue, the "
+        "resolved time not counted), include (counted) or restart (from zero).",
+    )
     targets: dict[Priority, Targets]
 
-    def target(self, priority: Priority, metric: Metric) -> int | None:
+    def target(self, priority: Priority, metric: Metric) -> Target | None:
         targets = self.targets.get(priority)
         return None if targets is None else targets.of(metric)
 
     @property
-    def thresholds(self) -> tuple[int, ...]:
-        return tuple(sorted(set(self.warn_at)))
+    def stages(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.warn_at))
+
+    def pauses(self, metric: Metric, status: str) -> bool:
+        return status in self.pause.get(metric, self.pause_statuses)
+
+    def stopped_by(self, metric: Metric, event_type: str) -> bool:
+        return event_type in self.stops.get(metric, DEFAULT_STOPS[metric])
+
+
+class PriorityMatrix(RootModel[dict[str, dict[str, Priority]]]):
+    """urgency → impact → priority, for sources that send urgency and impact."""
+
+    def priority(self, urgency: str | None, impact: str | None) -> Priority | None:
+        if urgency is None or impact is None:
+            return None
+        return self.root.get(urgency, {}).get(impact)
 
 
 class EngineConfig(_Strict):
@@ -188,6 +286,7 @@ class EngineConfig(_Strict):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     calendars: dict[str, CalendarConfig]
+    priority_matrix: PriorityMatrix = Field(default_factory=lambda: PriorityMatrix({}))
     policies: list[Policy] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -205,6 +304,7 @@ class PolicyBook:
     """The validated policies and built calendars; chooses the policy of a ticket."""
 
     def __init__(self, config: EngineConfig) -> None:
+        self.matrix = config.priority_matrix
         self._policies = tuple(config.policies)
         self._by_name = {policy.name: policy for policy in config.policies}
         self.calendars = {name: cal.build(name) for name, cal in config.calendars.items()}
@@ -212,6 +312,15 @@ class PolicyBook:
     def select(self, ticket: Ticket, priority: Priority) -> Policy | None:
         """The first policy that fits, or None when no rule (and no default) fits."""
         return next((p for p in self._policies if p.match.fits(ticket, priority)), None)
+
+    def priority(self, ticket: Ticket, known: Priority | None) -> Priority:
+        """The ticket's priority: as sent, else from urgency × impact, else as known, else P3."""
+        return (
+            ticket.priority
+            or self.matrix.priority(ticket.urgency, ticket.impact)
+            or known
+            or DEFAULT_PRIORITY
+        )
 
     def named(self, name: str) -> Policy | None:
         return self._by_name.get(name)

@@ -1,83 +1,86 @@
-"""How a clock reacts to a ticket event: pure decisions, no I/O.
+"""Which timeline entries a ticket event adds to each clock: pure decisions, no I/O.
 
-For each clock of a ticket, in this order:
-1. a priority change re-targets the clock from the policy (no target for the
+For each clock of the ticket, at the event's ``occurred_at``:
+1. a priority change re-targets the clock from its policy (no target for the
    new priority: the clock is cancelled);
-2. ``responded`` stops the response clock; ``resolved`` and ``closed`` stop
-   every clock (resolving a ticket answers it too);
-3. ``reopened`` continues the resolution clock without counting the time the
-   ticket was resolved;
-4. a status in the policy's ``pause_statuses`` pauses a running clock; any
-   other status resumes a paused one.
-Each step may yield the SLA event type it produces.
+2. an event type the policy lists under ``stops`` for the metric stops it
+   (by default ``responded`` stops the response clock; ``resolved`` and
+   ``closed`` stop every clock);
+3. ``responded`` — an agent's public reply — re-arms the update clock: its
+   next update is due a full target later (a restart);
+4. ``reopened`` continues a stopped resolution clock as the policy's
+   ``reopen`` says (exclude, include, restart) and restarts the update clock;
+   the response clock stays answered;
+5. a status the policy pauses the metric for pauses it; any other status
+   resumes it.
+Entries that would change nothing are left out, except for a late event
+(dated before the clock's last entry): it is recorded as it is and the replay
+decides what it changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
-from slawatch_common.events import Metric, Priority, SlaEventType, TicketEvent
-from slawatch_engine import clock as clocks
+from slawatch_common.events import Metric, Priority, TicketEvent
 from slawatch_engine.calendar import Calendar
-from slawatch_engine.clock import Clock, State
-from slawatch_engine.policy import Policy
-
-_STOPS_ALL = frozenset({"ticket.resolved", "ticket.closed"})
+from slawatch_engine.clock import Clock, Entry, State, View
+from slawatch_engine.policy import Policy, target_seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Reaction:
-    clock: Clock
-    emitted: tuple[SlaEventType, ...]
-
-
-def react(
+def entries_for(
     clock: Clock,
+    view: View,
     event: TicketEvent,
-    policy: Policy | None,
-    new_priority: Priority | None,
+    policy: Policy,
+    priority: Priority,
+    priority_changed: bool,
     calendar: Calendar,
-) -> Reaction:
-    """The clock after ``event``, and the SLA events that produces (in order)."""
-    at = event.occurred_at
-    emitted: list[SlaEventType] = []
-    if new_priority is not None and policy is not None:
-        target = policy.target(new_priority, clock.metric)
+) -> list[Entry]:
+    """The entries ``event`` adds to ``clock`` (``view`` is its replay before them)."""
+    at, cause = event.occurred_at, event.event_id
+    late = bool(clock.timeline) and at < clock.timeline[-1].at
+    target = policy.target(priority, clock.metric)
+    entries: list[Entry] = []
+    if priority_changed:
         if target is None:
-            if clock.is_open:
-                emitted.append("sla.cancelled")
-            return Reaction(clocks.cancel(clock, at, calendar), tuple(emitted))
-        clock = clocks.retarget(clock, target, at, calendar)
-    if _stops(event, clock):
-        stopped = clocks.stop(clock, at, calendar)
-        if stopped is not clock and not stopped.breached:
-            emitted.append("sla.met")
-        return Reaction(stopped, tuple(emitted))
-    if event.type == "ticket.reopened" and clock.metric is Metric.RESOLUTION:
-        reopened = clocks.reopen(clock, at)
-        if reopened is not clock:
-            clock = reopened
-            emitted.append("sla.resumed")
-    status = event.data.status
-    if status is not None and policy is not None:
-        clock, change = _follow_status(clock, status in policy.pause_statuses, at, calendar)
-        if change is not None:
-            emitted.append(change)
-    return Reaction(clock, tuple(emitted))
+            return [Entry(at, "cancel", cause=cause)] if view.is_open or late else []
+        seconds = target_seconds(target, view.started_at, calendar)
+        if seconds != view.target:
+            entries.append(Entry(at, "retarget", target=seconds, cause=cause))
+    if policy.stopped_by(clock.metric, event.type):
+        if view.is_open or late:
+            entries.append(Entry(at, "stop", cause=cause))
+        return entries
+    restarted = target_seconds(target, at, calendar) if target is not None else view.target
+    if event.type == "ticket.responded" and clock.metric is Metric.UPDATE:
+        entries.append(Entry(at, "restart", target=restarted, cause=cause))
+    elif _reopens(event, clock, view, late):
+        if clock.metric is Metric.UPDATE or policy.reopen == "restart":
+            entries.append(Entry(at, "restart", target=restarted, cause=cause))
+        else:
+            entries.append(Entry(at, "reopen", mode=policy.reopen, cause=cause))
+    if event.data.status is not None:
+        pausing = policy.pauses(clock.metric, event.data.status)
+        entries += _follow_status(view, entries, pausing, event, late)
+    return entries
 
 
-def _stops(event: TicketEvent, clock: Clock) -> bool:
-    if event.type in _STOPS_ALL:
-        return True
-    return event.type == "ticket.responded" and clock.metric is Metric.RESPONSE
+def _reopens(event: TicketEvent, clock: Clock, view: View, late: bool) -> bool:
+    """A reopen continues the resolution and update clocks; the response stays answered."""
+    return (
+        event.type == "ticket.reopened"
+        and clock.metric is not Metric.RESPONSE
+        and (view.state is State.STOPPED or late)
+    )
 
 
 def _follow_status(
-    clock: Clock, pausing: bool, at: datetime, calendar: Calendar
-) -> tuple[Clock, SlaEventType | None]:
-    if pausing and clock.state is State.RUNNING:
-        return clocks.pause(clock, at, calendar), "sla.paused"
-    if not pausing and clock.state is State.PAUSED:
-        return clocks.resume(clock, at), "sla.resumed"
-    return clock, None
+    view: View, so_far: list[Entry], pausing: bool, event: TicketEvent, late: bool
+) -> list[Entry]:
+    """Pause or resume for the ticket's status, if that changes the clock's state."""
+    running = view.state is State.RUNNING or any(e.kind in ("restart", "reopen") for e in so_far)
+    paused = view.state is State.PAUSED and not running
+    if pausing and (running or late):
+        return [Entry(event.occurred_at, "pause", cause=event.event_id)]
+    if not pausing and (paused or late):
+        return [Entry(event.occurred_at, "resume", cause=event.event_id)]
+    return []

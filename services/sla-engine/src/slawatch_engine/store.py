@@ -16,6 +16,7 @@ holding a stale copy changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slawatch_common.db import UtcDateTime
 from slawatch_common.events import Metric
-from slawatch_engine.clock import Clock, State
+from slawatch_engine.clock import Clock, Entry, View
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_engine"
@@ -72,12 +73,15 @@ clocks = Table(
     Column("escalation", String(100), nullable=True),
     Column("calendar", String(100), nullable=False),
     Column("target_seconds", Integer, nullable=False),
-    Column("thresholds", JSON, nullable=False),
+    Column("stages", JSON, nullable=False),
+    Column("timeline", JSON, nullable=False),
+    Column("fired", JSON, nullable=False),
+    Column("cycle", Integer, nullable=False),
+    # derived from the timeline by replay, kept for queries and the due index:
     Column("state", String(20), nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("used_seconds", Float, nullable=False),
     Column("running_since", UtcDateTime, nullable=True),
-    Column("next_stage", Integer, nullable=False),
     Column("breached", Boolean, nullable=False),
     Column("stopped_at", UtcDateTime, nullable=True),
     Column("deadline", UtcDateTime, nullable=True),
@@ -132,22 +136,25 @@ def clock_from_row(row: RowMapping) -> Clock:
         policy=row["policy"],
         escalation=row["escalation"],
         calendar=row["calendar"],
-        target_seconds=row["target_seconds"],
-        thresholds=tuple(row["thresholds"]),
-        state=State(row["state"]),
-        started_at=row["started_at"],
-        used_seconds=row["used_seconds"],
-        running_since=row["running_since"],
-        next_stage=row["next_stage"],
-        breached=row["breached"],
-        stopped_at=row["stopped_at"],
+        stages=tuple(row["stages"]),
+        timeline=tuple(Entry.from_json(entry) for entry in row["timeline"]),
+        fired=frozenset(row["fired"]),
+        cycle=row["cycle"],
         version=row["version"],
     )
 
 
-def _clock_values(
-    clock: Clock, deadline: datetime | None, next_due_at: datetime | None, now: datetime
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What the replay says of a clock, stored beside it for queries and the due index."""
+
+    view: View
+    breached: bool
+    next_due_at: datetime | None
+
+
+def _clock_values(clock: Clock, derived: Derived, now: datetime) -> dict[str, Any]:
+    view = derived.view
     return {
         "ticket_key": clock.ticket_key,
         "partition": clock.partition,
@@ -155,17 +162,19 @@ def _clock_values(
         "policy": clock.policy,
         "escalation": clock.escalation,
         "calendar": clock.calendar,
-        "target_seconds": clock.target_seconds,
-        "thresholds": list(clock.thresholds),
-        "state": clock.state.value,
-        "started_at": clock.started_at,
-        "used_seconds": clock.used_seconds,
-        "running_since": clock.running_since,
-        "next_stage": clock.next_stage,
-        "breached": clock.breached,
-        "stopped_at": clock.stopped_at,
-        "deadline": deadline,
-        "next_due_at": next_due_at,
+        "target_seconds": view.target,
+        "stages": list(clock.stages),
+        "timeline": [entry.to_json() for entry in clock.timeline],
+        "fired": sorted(clock.fired),
+        "cycle": clock.cycle,
+        "state": view.state.value,
+        "started_at": view.started_at,
+        "used_seconds": view.used,
+        "running_since": view.running_since,
+        "breached": derived.breached,
+        "stopped_at": view.stopped_at,
+        "deadline": view.deadline,
+        "next_due_at": derived.next_due_at,
         "updated_at": now,
     }
 
@@ -181,13 +190,9 @@ async def clocks_by_id(conn: AsyncConnection, ids: Sequence[str]) -> list[Clock]
 
 
 async def insert_clock(
-    conn: AsyncConnection,
-    clock: Clock,
-    deadline: datetime | None,
-    next_due_at: datetime | None,
-    now: datetime,
+    conn: AsyncConnection, clock: Clock, derived: Derived, now: datetime
 ) -> None:
-    values = _clock_values(clock, deadline, next_due_at, now)
+    values = _clock_values(clock, derived, now)
     await conn.execute(insert(clocks).values(id=clock.id, version=clock.version, **values))
 
 
@@ -196,14 +201,10 @@ class StaleClockError(RuntimeError):
 
 
 async def update_clock(
-    conn: AsyncConnection,
-    clock: Clock,
-    deadline: datetime | None,
-    next_due_at: datetime | None,
-    now: datetime,
+    conn: AsyncConnection, clock: Clock, derived: Derived, now: datetime
 ) -> Clock:
     """Write ``clock`` if its row still has ``clock.version``; returns it with the new version."""
-    values = _clock_values(clock, deadline, next_due_at, now)
+    values = _clock_values(clock, derived, now)
     result = await conn.execute(
         update(clocks)
         .where(and_(clocks.c.id == clock.id, clocks.c.version == clock.version))
@@ -211,11 +212,7 @@ async def update_clock(
     )
     if result.rowcount != 1:
         raise StaleClockError(clock.id)
-    return Clock(**{**_fields(clock), "version": clock.version + 1})
-
-
-def _fields(clock: Clock) -> dict[str, Any]:
-    return {name: getattr(clock, name) for name in Clock.__dataclass_fields__}
+    return replace(clock, version=clock.version + 1)
 
 
 async def due_clocks(

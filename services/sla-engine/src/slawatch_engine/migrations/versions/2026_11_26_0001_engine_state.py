@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 00:31:20.629861
+Create Date: 2026-11-26 00:59:02.117621
 """
 
 from collections.abc import Sequence
@@ -30,12 +30,14 @@ def upgrade() -> None:
         sa.Column("escalation", sa.String(length=100), nullable=True),
         sa.Column("calendar", sa.String(length=100), nullable=False),
         sa.Column("target_seconds", sa.Integer(), nullable=False),
-        sa.Column("thresholds", sa.JSON(), nullable=False),
+        sa.Column("stages", sa.JSON(), nullable=False),
+        sa.Column("timeline", sa.JSON(), nullable=False),
+        sa.Column("fired", sa.JSON(), nullable=False),
+        sa.Column("cycle", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("started_at", slawatch_common.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("used_seconds", sa.Float(), nullable=False),
         sa.Column("running_since", slawatch_common.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("next_stage", sa.Integer(), nullable=False),
         sa.Column("breached", sa.Boolean(), nullable=False),
         sa.Column("stopped_at", slawatch_common.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("deadline", slawatch_common.db.UtcDateTime(timezone=True), nullable=True),
