@@ -34,6 +34,7 @@ policies:
     targets:
       P1: {response: 2s, resolution: 30s}
       P2: {response: 4s, resolution: 60s}
+      P3: {response: 1h, resolution: 3s}
 """
 
 
@@ -199,3 +200,86 @@ async def test_redelivered_and_invalid_input_change_nothing_twice(
         metrics = (await client.get("/metrics/")).text
     assert 'slawatch_engine_events_rejected_total{reason="duplicate"} 2.0' in metrics
     assert 'slawatch_engine_events_rejected_total{reason="invalid"} 1.0' in metrics
+
+
+def clock_events(values: list[dict[str, Any]], clock_id: str) -> list[dict[str, Any]]:
+    return [v for v in values if v["data"]["clock"]["clock_id"] == clock_id]
+
+
+def instant(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["occurred_at"])
+
+
+async def test_a_priority_change_recalculates_from_the_start(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    t0 = datetime.now(UTC)
+    await send(
+        kafka_bootstrap,
+        topics,
+        ticket_event("created", "E-1", t0, priority="P2"),
+        ticket_event("priority_changed", "E-1", t0 + timedelta(milliseconds=500), priority="P1"),
+    )
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        values = await reader.wait_for(
+            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "E-1"), within=15
+        )
+    response = clock_events(values, "jira:E-1:response")
+    # P1's 2 s from the ticket's start, not from the change: breach at +2 s
+    assert [v["type"] for v in response] == ["sla.warning", "sla.breach"]
+    assert instant(response[-1]) == t0 + timedelta(seconds=2)
+    assert response[-1]["data"]["clock"]["target_seconds"] == 2
+    assert response[-1]["data"]["ticket"]["priority"] == "P1"
+
+
+async def test_reopen_continues_without_the_resolved_time(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    t0 = datetime.now(UTC)
+    await send(
+        kafka_bootstrap,
+        topics,
+        ticket_event("created", "F-1", t0, priority="P3"),
+        ticket_event("resolved", "F-1", t0 + timedelta(seconds=1)),
+        ticket_event("reopened", "F-1", t0 + timedelta(seconds=2)),
+    )
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        values = await reader.wait_for(
+            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "F-1"), within=15
+        )
+    resolution = clock_events(values, "jira:F-1:resolution")
+    kinds = [v["type"] for v in resolution]
+    assert kinds == ["sla.met", "sla.resumed", "sla.warning", "sla.breach"]
+    # 3 s target: 1 s before the resolve, 2 s after the reopen at +2 s → +4 s
+    assert instant(resolution[-1]) == t0 + timedelta(seconds=4)
+
+
+async def test_a_late_answer_retracts_the_breach_it_disproves(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    t0 = datetime.now(UTC)
+    await send(kafka_bootstrap, topics, ticket_event("created", "G-1", t0, priority="P1"))
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        await reader.wait_for(lambda vs: ("sla.breach", "breach") in of_ticket(vs, "G-1"))
+        # the answer was given at +1.5 s, but its event arrives only now
+        await send(
+            kafka_bootstrap, topics, ticket_event("responded", "G-1", t0 + timedelta(seconds=1.5))
+        )
+        values = await reader.wait_for(lambda vs: ("sla.met", None) in of_ticket(vs, "G-1"))
+    response = clock_events(values, "jira:G-1:response")
+    kinds = [(v["type"], v["data"].get("stage")) for v in response]
+    assert kinds == [
+        ("sla.warning", "warning:50"),
+        ("sla.breach", "breach"),
+        ("sla.retracted", "breach"),
+        ("sla.met", None),
+    ]
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        status = (await client.get("/v1/tickets/jira/G-1/sla")).json()
+    clock = next(c for c in status["clocks"] if c["metric"] == "response")
+    assert (clock["state"], clock["breached"], clock["business_seconds_used"]) == (
+        "stopped",
+        False,
+        1,
+    )
+    assert [entry["kind"] for entry in clock["history"]] == ["start", "stop"]
