@@ -156,10 +156,9 @@ figures are in `bench/results/latest.json`.
 | one deadline with a one-year target | {cal["one_year_target_us"]} µs |
 | clock replays + assessments/s | {results["clock"]["replays_per_s"]:,} |
 
-Scope so far: pure in-process arithmetic. Broker-backed throughput, firing
-lateness, memory per clock and the baselines measured in the same run
-(bare uvicorn, raw aiokafka consumption, `businesstimedelta`) come with the
-engine-at-scale and calendar work.
+Scope so far: in-process arithmetic. Broker-backed throughput, firing
+lateness and memory per clock, with their same-run baselines (bare uvicorn,
+raw aiokafka consumption), come with the engine-at-scale work.
 """
 
 
