@@ -26,6 +26,13 @@ POLICY = """
 calendars:
   always: {timezone: UTC, always_open: true}
 policies:
+  - name: network
+    match: {service: [network]}
+    calendar: always
+    escalation: network-chain
+    warn_at: [50]
+    targets:
+      P1: {response: 1s, resolution: 30s}
   - name: fast
     calendar: always
     escalation: standard
@@ -283,3 +290,30 @@ async def test_a_late_answer_retracts_the_breach_it_disproves(
         1,
     )
     assert [entry["kind"] for entry in clock["history"]] == ["start", "stop"]
+
+
+async def test_a_ticket_moving_to_another_policy_is_recalculated_under_it(
+    engine_url: str, kafka_bootstrap: str, topics: Topics
+) -> None:
+    t0 = datetime.now(UTC)
+    await send(
+        kafka_bootstrap,
+        topics,
+        ticket_event("created", "H-1", t0, priority="P1"),
+        ticket_event("updated", "H-1", t0 + timedelta(milliseconds=200), service="network"),
+    )
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        values = await reader.wait_for(
+            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "H-1"), within=15
+        )
+    breach = clock_events(values, "jira:H-1:response")[-1]
+    # the network policy's 1 s, counted from the ticket's start
+    assert instant(breach) == t0 + timedelta(seconds=1)
+    assert (breach["data"]["clock"]["policy"], breach["data"]["clock"]["escalation"]) == (
+        "network",
+        "network-chain",
+    )
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        status = (await client.get("/v1/tickets/jira/H-1/sla")).json()
+    clock = next(c for c in status["clocks"] if c["metric"] == "response")
+    assert [entry["kind"] for entry in clock["history"]] == ["start", "retarget"]

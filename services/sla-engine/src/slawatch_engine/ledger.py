@@ -106,27 +106,38 @@ class Ledger:
         info = TicketInfo(
             _merged(row["snapshot"], event.data), self._book.priority(event.data, old_priority)
         )
-        policy = self._book.named(row["policy"]) if row["policy"] else None
+        stored = self._book.named(row["policy"]) if row["policy"] else None
+        policy = self._book.select(Ticket.model_validate(info.snapshot), info.priority) or stored
+        moved = policy is not None and stored is not None and policy.name != stored.name
         changes = Changes()
-        if policy is not None:
-            for before in await store.clocks_of_ticket(conn, event.key):
-                calendar = self._book.calendar(before.calendar)
-                view = replay(before, calendar)
-                entries = entries_for(
-                    before, view, event, policy, info.priority,
-                    info.priority != old_priority, calendar,
-                )  # fmt: skip
-                after = before
-                for entry in entries:
-                    after = after.record(entry)
-                await self._settle(conn, before, after, info, event, now, changes)
+        if policy is not None and stored is not None:
+            retarget = moved or info.priority != old_priority
+            for clock in await store.clocks_of_ticket(conn, event.key):
+                before = _under(clock, policy) if moved else clock
+                after = self._react(before, event, policy, info.priority, retarget)
+                await self._settle(conn, clock, after, info, event, now, changes)
         await conn.execute(
             update(store.tickets)
             .where(store.tickets.c.key == event.key)
-            .values(snapshot=info.snapshot, priority=info.priority.value, updated_at=now)
+            .values(
+                snapshot=info.snapshot,
+                priority=info.priority.value,
+                policy=policy.name if policy and stored else row["policy"],
+                updated_at=now,
+            )
         )
         await outbox.stage(conn, changes.emitted, self._topic, now)
         return changes
+
+    def _react(
+        self, clock: Clock, event: TicketEvent, policy: Policy, priority: Priority, retarget: bool
+    ) -> Clock:
+        """``clock`` with the timeline entries ``event`` adds to it."""
+        calendar = self._book.calendar(clock.calendar)
+        view = replay(clock, calendar)
+        for entry in entries_for(clock, view, event, policy, priority, retarget, calendar):
+            clock = clock.record(entry)
+        return clock
 
     async def _open(
         self, conn: AsyncConnection, event: TicketEvent, partition: int, now: datetime
@@ -278,6 +289,21 @@ class Ledger:
                 threshold_percent=stage_percent(stage, view.target) if stage else None,
             ),
         )
+
+
+def _under(clock: Clock, policy: Policy) -> Clock:
+    """The clock moved to another policy: its chain, calendar and stages from now on.
+
+    The new calendar and target apply to the whole cycle, recalculated from its
+    start (the target change is recorded by ``entries_for``).
+    """
+    return replace(
+        clock,
+        policy=policy.name,
+        escalation=policy.escalation,
+        calendar=policy.calendar,
+        stages=policy.stages,
+    )
 
 
 def _transition(old: View | None, new: View) -> SlaEventType | None:
