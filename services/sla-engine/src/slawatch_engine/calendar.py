@@ -320,6 +320,8 @@ def _merged(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _cuts(pauses: Pauses) -> list[Span]:
+    if not pauses:
+        return []
     spans = sorted((_to_us(a), _to_us(b)) for a, b in pauses)
     return _merged([(a, b) for a, b in spans if a < b])
 

@@ -208,24 +208,27 @@ def replay(clock: Clock, calendar: Calendar) -> View:
         segments.append((since, None))
     if started is None:
         raise ValueError(f"clock {clock.id} has no start")
+    lengths = [calendar.between(begin, end) if end else 0.0 for begin, end in segments]
     crossings = {
-        stage: _crossing(stage_offset(stage, target), segments, calendar)
+        stage: _crossing(stage_offset(stage, target), segments, lengths, calendar)
         for stage in (*clock.stages, BREACH)
     }
     return View(state, target, used, since, started, stopped, max(cycle, 1), crossings)
 
 
 def _crossing(
-    offset: float | None, segments: list[tuple[datetime, datetime | None]], calendar: Calendar
+    offset: float | None,
+    segments: list[tuple[datetime, datetime | None]],
+    lengths: list[float],
+    calendar: Calendar,
 ) -> datetime | None:
     """The instant the running segments accumulate ``offset`` business seconds."""
     if offset is None:
         return None
     left = offset
-    for begin, end in segments:
+    for (begin, end), length in zip(segments, lengths, strict=True):
         if end is None:
             return calendar.add(begin, left)
-        length = calendar.between(begin, end)
         if left <= length:
             return calendar.add(begin, left)
         left -= length
