@@ -29,6 +29,19 @@ async def test_invalid_settings_end_the_process_with_a_clear_message() -> None:
     assert "SLAWATCH_INGEST_PORT" in stderr.decode()
 
 
+async def test_an_invalid_webhook_configuration_ends_the_process(tmp_path: Path) -> None:
+    config = tmp_path / "slawatch.yaml"
+    config.write_text("ingest:\n  sources:\n    jira: {service_labels: [x]}\n")
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        env=os.environ | {"SLAWATCH_CONFIG_FILE": str(config)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert "ingest.sources.jira: service_labels: not an option" in stderr.decode()
+
+
 @pytest.mark.kafka
 async def test_serves_until_sigterm_then_closes_the_producer(kafka_bootstrap: str) -> None:
     port = free_port()

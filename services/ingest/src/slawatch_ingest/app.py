@@ -8,7 +8,7 @@ shutdown it closes the producer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,9 @@ from slawatch_ingest.openapi import event_schemas
 from slawatch_ingest.probes import probes_router
 from slawatch_ingest.publishing import Publisher
 from slawatch_ingest.settings import IngestSettings
+from slawatch_ingest.sources.config import SourceConfig
+from slawatch_ingest.webhook_config import default_sources
+from slawatch_ingest.webhooks_api import Clock, webhooks_router
 
 
 class IngestAPI(FastAPI):
@@ -36,10 +39,23 @@ class IngestAPI(FastAPI):
         return schema
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
-    """A ready-to-serve ingest app; serve it with uvicorn (its lifespan connects)."""
+def create_app(
+    settings: IngestSettings,
+    sources: Mapping[str, SourceConfig] | None = None,
+    *,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """A ready-to-serve ingest app; serve it with uvicorn (its lifespan connects).
+
+    ``sources`` are the webhook sources (``webhook_config.load_sources``); by
+    default every built-in kind without credentials, which refuses every
+    delivery. ``clock`` (wall time, for signature replay windows) is for tests.
+    """
+    sources = default_sources() if sources is None else sources
     registry = CollectorRegistry()
-    metrics = IngestMetrics.register(registry)
+    metrics = IngestMetrics.register(
+        registry, [name for name, cfg in sources.items() if cfg.enabled]
+    )
     publisher = Publisher(settings.kafka_bootstrap, settings.topics, settings.produce_timeout_s)
 
     @asynccontextmanager
@@ -60,5 +76,6 @@ def create_app(settings: IngestSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(events_router(settings, publisher, metrics))
+    app.include_router(webhooks_router(settings, sources, publisher, metrics, clock=clock))
     app.include_router(probes_router(publisher, registry, settings.produce_timeout_s))
     return app

@@ -1,32 +1,40 @@
 """``slawatch-ingest``: serve the ingest app with uvicorn.
 
 Configuration comes from ``SLAWATCH_*`` environment variables (see
-``settings.IngestSettings``); invalid settings end the process before it
-listens. SIGTERM or SIGINT makes uvicorn finish the requests in progress and
-run the lifespan's shutdown, which closes the Kafka producer.
+``settings.IngestSettings``), the webhook sources from the ``ingest:`` section
+of the configuration file (``webhook_config``); invalid settings or
+configuration end the process before it listens. SIGTERM or SIGINT makes
+uvicorn finish the requests in progress and run the lifespan's shutdown,
+which closes the Kafka producer.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
-from slawatch_common.runtime import configure_logging, describe_errors
+from slawatch_common.runtime import ConfigError, configure_logging, describe_errors
 from slawatch_ingest.app import create_app
 from slawatch_ingest.settings import IngestSettings
+from slawatch_ingest.webhook_config import load_sources
 
 
 def main() -> None:
-    """Run the service until signalled; exits non-zero on invalid settings."""
+    """Run the service until signalled; exits non-zero on invalid settings or configuration."""
     try:
         settings = IngestSettings()
     except ValidationError as exc:
         sys.exit(f"slawatch-ingest: invalid settings:\n{describe_errors(exc)}")
+    try:
+        sources = load_sources(settings.config_file, os.environ)
+    except ConfigError as exc:
+        sys.exit(f"slawatch-ingest: invalid configuration: {exc}")
     configure_logging(settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, sources),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # keep the logging configured above

@@ -12,13 +12,20 @@ a label value is a ``KeyError`` in tests rather than a silent new series.
 | slawatch_ingest_requests_rejected_total  | reason  | requests answered 4xx/503            |
 | slawatch_ingest_request_duration_seconds |         | POST /v1/events, start to answer     |
 | slawatch_ingest_broker_failures_total    | reason  | batches the broker did not take      |
+| slawatch_ingest_webhooks_total           | source, outcome | webhook deliveries, by end  |
+| slawatch_ingest_webhook_ignored_total    | source, reason  | delivery parts unused       |
+| slawatch_ingest_webhook_duration_seconds | source  | POST /v1/webhooks/{source}           |
 
 Requests and events are counted apart because a request refused before its
-body is read (401, 413, malformed JSON) has no countable events.
+body is read (401, 413, malformed JSON) has no countable events. Webhook
+series are labelled by the configured source names (known at start-up);
+a request for an unknown source counts as ``requests_rejected{reason="unknown_source"}``.
+Events a webhook produced count in ``events_produced`` like any other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import get_args
@@ -26,6 +33,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from slawatch_common.events import MonitoringEvent, TicketEventType
+from slawatch_ingest.sources.canonical import IgnoreReason
 
 UNKNOWN_TYPE = "unknown"
 EVENT_TYPES: tuple[str, ...] = (
@@ -44,6 +52,20 @@ class Rejection(StrEnum):
     MALFORMED = "malformed"
     INVALID = "invalid"
     BROKER_UNAVAILABLE = "broker_unavailable"
+    UNKNOWN_SOURCE = "unknown_source"
+
+
+class WebhookOutcome(StrEnum):
+    """How a webhook delivery ended; the label value of ``outcome``."""
+
+    ACCEPTED = "accepted"  # 202, events produced
+    IGNORED = "ignored"  # 202, nothing of use in it
+    UNAUTHORIZED = "unauthorized"  # 401
+    TOO_LARGE = "too_large"  # 413
+    RATE_LIMITED = "rate_limited"  # 429
+    MALFORMED = "malformed"  # 400: not JSON
+    INVALID = "invalid"  # 422: JSON, but not what the source sends
+    BROKER_UNAVAILABLE = "broker_unavailable"  # 503
 
 
 EVENT_REJECTIONS = (Rejection.INVALID, Rejection.BROKER_UNAVAILABLE)
@@ -65,10 +87,13 @@ class IngestMetrics:
     requests_rejected: Counter
     request_duration: Histogram
     broker_failures: Counter
+    webhooks: Counter
+    webhook_ignored: Counter
+    webhook_duration: Histogram
 
     @classmethod
-    def register(cls, registry: CollectorRegistry) -> IngestMetrics:
-        """Create every series on ``registry``. Call once per registry."""
+    def register(cls, registry: CollectorRegistry, sources: Iterable[str] = ()) -> IngestMetrics:
+        """Create every series on ``registry`` (webhook ones for ``sources``). Call once."""
         metrics = cls(
             events_received=Counter(
                 "slawatch_ingest_events_received",
@@ -106,11 +131,36 @@ class IngestMetrics:
                 ["reason"],
                 registry=registry,
             ),
+            webhooks=Counter(
+                "slawatch_ingest_webhooks",
+                "Webhook deliveries, by source and outcome.",
+                ["source", "outcome"],
+                registry=registry,
+            ),
+            webhook_ignored=Counter(
+                "slawatch_ingest_webhook_ignored",
+                "Parts of webhook deliveries that produced no event, by source and reason.",
+                ["source", "reason"],
+                registry=registry,
+            ),
+            webhook_duration=Histogram(
+                "slawatch_ingest_webhook_duration_seconds",
+                "Time to answer POST /v1/webhooks/{source}, broker acknowledgement included.",
+                ["source"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
         )
-        metrics._initialise_series()
+        metrics._initialise_series(tuple(sources))
         return metrics
 
-    def _initialise_series(self) -> None:
+    def _initialise_series(self, sources: tuple[str, ...]) -> None:
+        for source in sources:
+            self.webhook_duration.labels(source=source)
+            for outcome in WebhookOutcome:
+                self.webhooks.labels(source=source, outcome=outcome)
+            for reason in IgnoreReason:
+                self.webhook_ignored.labels(source=source, reason=reason)
         for event_type in (*EVENT_TYPES, UNKNOWN_TYPE):
             self.events_received.labels(type=event_type)
             self.events_produced.labels(type=event_type)

@@ -1,0 +1,308 @@
+"""Is a webhook from the sender it claims? Each source's scheme, as the sender signs.
+
+* ``hub`` (Jira, Zammad): ``X-Hub-Signature: <algorithm>=<hex HMAC of the body>``;
+  Jira signs ``sha256`` (``sha1`` is accepted too), Zammad ``sha1``.
+* ``zendesk``: ``X-Zendesk-Webhook-Signature`` is the base64 HMAC-SHA256 of
+  ``X-Zendesk-Webhook-Signature-Timestamp`` (ISO 8601) followed by the body.
+* ``glpi``: ``X-GLPI-signature`` is the hex HMAC-SHA256 of the body followed
+  by ``X-GLPI-timestamp`` (Unix seconds).
+* ``hmac`` (Grafana, ServiceNow, generic): a configurable header
+  (Grafana's ``X-Grafana-Alerting-Signature``, else ``X-Slawatch-Signature``)
+  holds the HMAC-SHA256, hex or base64, of the body — or of
+  ``<timestamp>:<body>`` when a timestamp header is configured.
+
+Besides its signature every source may accept bearer tokens and basic-auth
+users (Alertmanager's ``http_config`` sends only those). A request must pass
+one configured method, and fails if any credential it presents is wrong.
+Signed timestamps older (or further ahead) than the replay window fail too.
+
+Everything here is pure: ``now`` is passed in, comparisons use
+``hmac.compare_digest``. Header names are looked up in lower case.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
+
+HUB_HEADER = "x-hub-signature"
+ZENDESK_SIGNATURE = "x-zendesk-webhook-signature"
+ZENDESK_TIMESTAMP = "x-zendesk-webhook-signature-timestamp"
+GLPI_SIGNATURE = "x-glpi-signature"
+GLPI_TIMESTAMP = "x-glpi-timestamp"
+AUTHORIZATION = "authorization"
+
+
+class Scheme(StrEnum):
+    """How a kind of source signs its body."""
+
+    HUB_SHA256 = "hub-sha256"  # Jira: sha256 (sha1 also accepted)
+    HUB_SHA1 = "hub-sha1"  # Zammad
+    ZENDESK = "zendesk"
+    GLPI = "glpi"
+    HMAC = "hmac"  # Grafana, ServiceNow, generic
+    NONE = "none"  # Alertmanager: tokens or basic auth only
+
+
+class Verdict(Enum):
+    ABSENT = "absent"
+    VALID = "valid"
+
+
+class UnauthenticatedError(Exception):
+    """The request is not proven to come from the source; the message says why (401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What one source accepts. Empty everywhere: nothing is accepted."""
+
+    scheme: Scheme
+    secret: bytes | None = None
+    tokens: tuple[str, ...] = ()
+    basic_auth: Mapping[str, str] = field(default_factory=dict)
+    signature_header: str | None = None
+    timestamp_header: str | None = None
+    replay_window_s: float | None = 300.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.secret or self.tokens or self.basic_auth)
+
+
+def authenticate(
+    credentials: Credentials, body: bytes, headers: Mapping[str, str], now: datetime
+) -> None:
+    """Return if the request passes one configured method; else ``UnauthenticatedError``.
+
+    ``headers`` must have lower-case names.
+    """
+    if not credentials.configured:
+        raise UnauthenticatedError("no credentials are configured for this source")
+    checks: list[Callable[[], Verdict]] = []
+    if credentials.secret is not None and credentials.scheme is not Scheme.NONE:
+        secret = credentials.secret
+        checks.append(lambda: verify_signature(credentials, secret, body, headers, now))
+    if credentials.tokens:
+        checks.append(lambda: verify_bearer(headers.get(AUTHORIZATION), credentials.tokens))
+    if credentials.basic_auth:
+        checks.append(lambda: verify_basic(headers.get(AUTHORIZATION), credentials.basic_auth))
+    try:
+        verdicts = [check() for check in checks]
+    except SignatureError as exc:
+        raise UnauthenticatedError(str(exc)) from exc
+    if Verdict.VALID not in verdicts:
+        raise UnauthenticatedError(f"missing credentials: send {expected(credentials)}")
+
+
+def expected(credentials: Credentials) -> str:
+    """The credentials the source accepts, for error messages."""
+    options = []
+    if credentials.secret is not None and credentials.scheme is not Scheme.NONE:
+        options.append(f"a signature in {signature_header(credentials)}")
+    if credentials.tokens:
+        options.append("a bearer token")
+    if credentials.basic_auth:
+        options.append("basic auth")
+    return " or ".join(options)
+
+
+class SignatureError(ValueError):
+    """A credential was presented and is wrong, stale or unreadable."""
+
+
+def signature_header(credentials: Credentials) -> str:
+    """The header the source's signature arrives in."""
+    if credentials.scheme in (Scheme.HUB_SHA1, Scheme.HUB_SHA256):
+        return HUB_HEADER
+    if credentials.scheme is Scheme.ZENDESK:
+        return ZENDESK_SIGNATURE
+    if credentials.scheme is Scheme.GLPI:
+        return GLPI_SIGNATURE
+    return (credentials.signature_header or "x-slawatch-signature").lower()
+
+
+def verify_signature(
+    credentials: Credentials,
+    secret: bytes,
+    body: bytes,
+    headers: Mapping[str, str],
+    now: datetime,
+) -> Verdict:
+    """Check the signature of ``credentials.scheme``; ``ABSENT`` when its header is missing."""
+    window = credentials.replay_window_s
+    scheme = credentials.scheme
+    if scheme is Scheme.HUB_SHA1:
+        return verify_hub(body, headers.get(HUB_HEADER), secret, ("sha1",))
+    if scheme is Scheme.HUB_SHA256:
+        return verify_hub(body, headers.get(HUB_HEADER), secret, ("sha256", "sha1"))
+    if scheme is Scheme.ZENDESK:
+        return verify_zendesk(
+            body,
+            headers.get(ZENDESK_SIGNATURE),
+            headers.get(ZENDESK_TIMESTAMP),
+            secret,
+            now,
+            window,
+        )
+    if scheme is Scheme.GLPI:
+        return verify_glpi(
+            body, headers.get(GLPI_SIGNATURE), headers.get(GLPI_TIMESTAMP), secret, now, window
+        )
+    timestamp_name = credentials.timestamp_header
+    return verify_hmac(
+        body,
+        headers.get(signature_header(credentials)),
+        secret,
+        timestamp=headers.get(timestamp_name.lower()) if timestamp_name else None,
+        timestamped=timestamp_name is not None,
+        now=now,
+        window_s=window,
+    )
+
+
+def verify_hub(
+    body: bytes, header: str | None, secret: bytes, algorithms: Sequence[str]
+) -> Verdict:
+    """``X-Hub-Signature: <algorithm>=<hex HMAC of the body>`` (Jira, Zammad)."""
+    if not header:
+        return Verdict.ABSENT
+    algorithm, _, presented = header.strip().partition("=")
+    algorithm = algorithm.lower()
+    if algorithm not in algorithms or not presented:
+        raise SignatureError(
+            f"{HUB_HEADER} must read <algorithm>=<hex> with algorithm {' or '.join(algorithms)}"
+        )
+    digest = hmac.new(secret, body, getattr(hashlib, algorithm)).hexdigest()
+    return _compare(presented.lower(), digest, HUB_HEADER)
+
+
+def verify_zendesk(
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    secret: bytes,
+    now: datetime,
+    window_s: float | None,
+) -> Verdict:
+    """Base64 HMAC-SHA256 of the timestamp header's text followed by the body."""
+    if not signature:
+        return Verdict.ABSENT
+    if not timestamp:
+        raise SignatureError(f"{ZENDESK_TIMESTAMP} is missing")
+    _check_fresh(_iso_instant(timestamp, ZENDESK_TIMESTAMP), now, window_s)
+    digest = hmac.new(secret, timestamp.encode() + body, hashlib.sha256).digest()
+    return _compare(signature.strip(), base64.b64encode(digest).decode(), ZENDESK_SIGNATURE)
+
+
+def verify_glpi(
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    secret: bytes,
+    now: datetime,
+    window_s: float | None,
+) -> Verdict:
+    """Hex HMAC-SHA256 of the body followed by the timestamp (GLPI 11 ``Webhook::raise``)."""
+    if not signature:
+        return Verdict.ABSENT
+    if not timestamp:
+        raise SignatureError(f"{GLPI_TIMESTAMP} is missing")
+    _check_fresh(_epoch_instant(timestamp, GLPI_TIMESTAMP), now, window_s)
+    digest = hmac.new(secret, body + timestamp.strip().encode(), hashlib.sha256).hexdigest()
+    return _compare(signature.strip().lower(), digest, GLPI_SIGNATURE)
+
+
+def verify_hmac(
+    body: bytes,
+    signature: str | None,
+    secret: bytes,
+    *,
+    timestamp: str | None,
+    timestamped: bool,
+    now: datetime,
+    window_s: float | None,
+) -> Verdict:
+    """HMAC-SHA256 of the body, or of ``<timestamp>:<body>`` when the source sends a timestamp.
+
+    The digest may be hex (Grafana; ``sha256=`` prefix allowed) or base64
+    (what ServiceNow's ``GlideCertificateEncryption.generateMac`` returns).
+    """
+    if not signature:
+        return Verdict.ABSENT
+    signed = body
+    if timestamped:
+        if not timestamp:
+            raise SignatureError("the signature's timestamp header is missing")
+        _check_fresh(_epoch_instant(timestamp, "timestamp"), now, window_s)
+        signed = timestamp.strip().encode() + b":" + body
+    digest = hmac.new(secret, signed, hashlib.sha256).digest()
+    presented = signature.strip().removeprefix("sha256=")
+    hex_ok = hmac.compare_digest(presented.lower().encode(), digest.hex().encode())
+    b64_ok = hmac.compare_digest(presented.encode(), base64.b64encode(digest))
+    if hex_ok or b64_ok:
+        return Verdict.VALID
+    raise SignatureError("the signature does not match the body")
+
+
+def verify_bearer(authorization: str | None, tokens: Sequence[str]) -> Verdict:
+    """``Authorization: Bearer <token>``; another scheme counts as absent."""
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return Verdict.ABSENT
+    matches = [hmac.compare_digest(presented.strip().encode(), t.encode()) for t in tokens]
+    if any(matches):
+        return Verdict.VALID
+    raise SignatureError("the bearer token is not accepted")
+
+
+def verify_basic(authorization: str | None, users: Mapping[str, str]) -> Verdict:
+    """``Authorization: Basic base64(user:password)``; another scheme counts as absent."""
+    scheme, _, encoded = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return Verdict.ABSENT
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise SignatureError("the basic credentials are not base64 of user:password") from exc
+    expected_password = users.get(user, "")
+    password_ok = hmac.compare_digest(password.encode(), expected_password.encode())
+    if user in users and password_ok:
+        return Verdict.VALID
+    raise SignatureError("the basic-auth user or password is not accepted")
+
+
+def _compare(presented: str, digest: str, header: str) -> Verdict:
+    if hmac.compare_digest(presented.encode(), digest.encode()):
+        return Verdict.VALID
+    raise SignatureError(f"{header} does not match the body")
+
+
+def _check_fresh(signed_at: datetime, now: datetime, window_s: float | None) -> None:
+    if window_s is None:
+        return
+    age = (now - signed_at).total_seconds()
+    if abs(age) > window_s:
+        when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
+        raise SignatureError(f"the signed timestamp is {when}; the replay window is {window_s:g} s")
+
+
+def _iso_instant(text: str, header: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise SignatureError(f"{header} is not an ISO 8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _epoch_instant(text: str, header: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(text.strip()), UTC)
+    except (ValueError, OverflowError) as exc:
+        raise SignatureError(f"{header} is not a Unix time in seconds") from exc

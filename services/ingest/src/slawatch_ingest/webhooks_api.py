@@ -1,0 +1,283 @@
+"""``POST /v1/webhooks/{source}``: ticketing systems and monitoring post their own webhooks.
+
+The steps, in order; each refusal ends the request and produces nothing:
+
+1. the source is configured and enabled                → 404
+2. the source's rate limit (a token bucket)            → 429 with ``Retry-After``
+3. read the body, at most the source's size cap        → 413
+4. authenticate as the source signs (``signatures``)   → 401
+5. decode the JSON object                              → 400
+6. normalise it (``sources.registry``, a pure function) → 422 with the reason
+7. nothing of use in it                                → 202 ``{"ignored": reason}``
+8. publish the events not acknowledged lately (``recent``, ``publishing.Publisher``)
+                                                       → 503 with ``Retry-After``
+9. → 202 ``{"accepted": N, "event_ids": [...]}`` once the broker has them all.
+
+Event ids derive from the source's delivery id or from the change itself
+(``sources.canonical.event_id``), so a retried delivery repeats them: this
+process does not produce an id it had acknowledged lately, and consumers
+drop any repeat that still gets through. Ignored deliveries are answered 202 so the
+sender does not retry them forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from slawatch_ingest.events_api import Accepted, read_capped
+from slawatch_ingest.metrics import IngestMetrics, Rejection, WebhookOutcome
+from slawatch_ingest.parsing import BodyTooLargeError, Inbound
+from slawatch_ingest.publishing import BrokerUnavailableError, Publisher
+from slawatch_ingest.ratelimit import TokenBucket
+from slawatch_ingest.recent import RecentIds
+from slawatch_ingest.settings import IngestSettings
+from slawatch_ingest.signatures import Credentials, Scheme, UnauthenticatedError, authenticate
+from slawatch_ingest.sources.canonical import Normalised, PayloadError
+from slawatch_ingest.sources.config import SourceConfig
+from slawatch_ingest.sources.registry import KINDS
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+
+Clock = Callable[[], datetime]
+Monotonic = Callable[[], float]
+
+
+class IgnoredDelivery(BaseModel):
+    ignored: str = Field(description="Why nothing was produced; the sender need not retry.")
+
+
+class WebhookRefusal(BaseModel):
+    detail: str
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": WebhookRefusal, "description": "Not UTF-8 JSON, or not an object."},
+    401: {"model": WebhookRefusal, "description": "Missing or wrong signature or credentials."},
+    404: {"model": WebhookRefusal, "description": "No such source is configured."},
+    413: {"model": WebhookRefusal, "description": "The body exceeds the source's size limit."},
+    422: {"model": WebhookRefusal, "description": "Not what this source sends; says why."},
+    429: {"model": WebhookRefusal, "description": "Over the source's rate limit; see Retry-After."},
+    503: {"model": WebhookRefusal, "description": "The broker did not store the events; retry."},
+}
+
+
+class _RefusedError(Exception):
+    def __init__(
+        self, code: int, outcome: WebhookOutcome, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.code, self.outcome, self.detail, self.headers = code, outcome, detail, headers
+
+
+class WebhookIntake:
+    """Handles ``POST /v1/webhooks/{source}`` for one app; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        sources: Mapping[str, SourceConfig],
+        publisher: Publisher,
+        metrics: IngestMetrics,
+        *,
+        clock: Clock,
+        monotonic: Monotonic = time.monotonic,
+    ) -> None:
+        self._sources = {name: cfg for name, cfg in sources.items() if cfg.enabled}
+        self._default_cap = settings.max_body_bytes
+        self._publisher = publisher
+        self._metrics = metrics
+        self._clock = clock
+        self._monotonic = monotonic
+        now = monotonic()
+        self._buckets = {
+            name: TokenBucket.full(cfg.rate_limit.per_second, cfg.rate_limit.burst, now)
+            for name, cfg in self._sources.items()
+        }
+        self._credentials = {name: credentials_of(cfg) for name, cfg in self._sources.items()}
+        self._recent = RecentIds()
+
+    async def post_webhook(self, source: str, request: Request) -> Response:
+        """Authenticate, normalise and publish one delivery of ``source``."""
+        config = self._sources.get(source)
+        if config is None:
+            self._metrics.requests_rejected.labels(reason=Rejection.UNKNOWN_SOURCE).inc()
+            known = ", ".join(sorted(self._sources)) or "none"
+            detail = f"no webhook source {source!r} is configured (configured: {known})"
+            return JSONResponse({"detail": detail}, status_code=status.HTTP_404_NOT_FOUND)
+        with self._metrics.webhook_duration.labels(source=source).time():
+            try:
+                response = await self._handle(config, request)
+            except _RefusedError as refused:
+                response = JSONResponse(
+                    {"detail": refused.detail}, status_code=refused.code, headers=refused.headers
+                )
+                self._metrics.webhooks.labels(source=source, outcome=refused.outcome).inc()
+                log.info("webhook %s refused (%d): %s", source, refused.code, refused.detail)
+        return response
+
+    async def _handle(self, config: SourceConfig, request: Request) -> Response:
+        self._throttle(config.name)
+        body = await self._read(config, request)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self._authenticate(config, body, headers)
+        normalised = self._normalise(config, _object(body), headers)
+        for ignored in normalised.ignored:
+            self._metrics.webhook_ignored.labels(source=config.name, reason=ignored.reason).inc()
+        if not normalised.events:
+            self._metrics.webhooks.labels(source=config.name, outcome=WebhookOutcome.IGNORED).inc()
+            answer = IgnoredDelivery(ignored=normalised.summary)
+            return JSONResponse(answer.model_dump(), status_code=status.HTTP_202_ACCEPTED)
+        fresh = [event for event in normalised.events if event.event_id not in self._recent]
+        if fresh:
+            await self._publish(fresh)
+            self._recent.remember(event.event_id for event in fresh)
+        for event in fresh:
+            self._metrics.events_produced.labels(type=event.type).inc()
+        self._metrics.webhooks.labels(source=config.name, outcome=WebhookOutcome.ACCEPTED).inc()
+        ids = [event.event_id for event in normalised.events]
+        accepted = Accepted(accepted=len(ids), event_ids=ids)
+        return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
+
+    def _throttle(self, source: str) -> None:
+        wait = self._buckets[source].take(self._monotonic())
+        if wait > 0:
+            retry_after = str(max(1, math.ceil(wait)))
+            raise _RefusedError(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                WebhookOutcome.RATE_LIMITED,
+                f"over the rate limit of source {source!r}; retry in {retry_after} s",
+                {"Retry-After": retry_after},
+            )
+
+    async def _read(self, config: SourceConfig, request: Request) -> bytes:
+        try:
+            return await read_capped(request, config.max_body_bytes or self._default_cap)
+        except BodyTooLargeError as exc:
+            raise _RefusedError(
+                status.HTTP_413_CONTENT_TOO_LARGE, WebhookOutcome.TOO_LARGE, str(exc)
+            ) from exc
+
+    def _authenticate(self, config: SourceConfig, body: bytes, headers: Mapping[str, str]) -> None:
+        try:
+            authenticate(self._credentials[config.name], body, headers, self._clock())
+        except UnauthenticatedError as exc:
+            raise _RefusedError(
+                status.HTTP_401_UNAUTHORIZED,
+                WebhookOutcome.UNAUTHORIZED,
+                str(exc),
+                {"WWW-Authenticate": _challenge(config)},
+            ) from exc
+
+    def _normalise(
+        self, config: SourceConfig, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> Normalised:
+        try:
+            return KINDS[config.kind].normalise(body, headers, config)
+        except PayloadError as exc:
+            raise _RefusedError(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, WebhookOutcome.INVALID, str(exc)
+            ) from exc
+
+    async def _publish(self, events: Sequence[Inbound]) -> None:
+        try:
+            await self._publisher.publish(events)
+        except BrokerUnavailableError as exc:
+            raise _RefusedError(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                WebhookOutcome.BROKER_UNAVAILABLE,
+                f"{exc}; nothing may be stored: retry the delivery",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
+
+
+def credentials_of(config: SourceConfig) -> Credentials:
+    """What ``config`` accepts, in the terms of ``signatures``."""
+    return Credentials(
+        scheme=Scheme(config.signature_scheme or KINDS[config.kind].scheme),
+        secret=config.secret.get_secret_value().encode() if config.secret else None,
+        tokens=tuple(token.get_secret_value() for token in config.tokens),
+        basic_auth={user: pw.get_secret_value() for user, pw in config.basic_auth.items()},
+        signature_header=config.signature_header,
+        timestamp_header=config.timestamp_header,
+        replay_window_s=config.replay_window_s,
+    )
+
+
+def _challenge(config: SourceConfig) -> str:
+    if config.tokens:
+        return 'Bearer realm="slawatch"'
+    if config.basic_auth:
+        return 'Basic realm="slawatch"'
+    return f'Signature realm="slawatch", source="{config.name}"'
+
+
+def _object(body: bytes) -> Mapping[str, Any]:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _RefusedError(
+            status.HTTP_400_BAD_REQUEST, WebhookOutcome.MALFORMED, "the body is not UTF-8"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        detail = f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        raise _RefusedError(status.HTTP_400_BAD_REQUEST, WebhookOutcome.MALFORMED, detail) from exc
+    if not isinstance(document, dict):
+        raise _RefusedError(
+            status.HTTP_400_BAD_REQUEST, WebhookOutcome.MALFORMED, "the body is not a JSON object"
+        )
+    return document
+
+
+def webhooks_router(
+    settings: IngestSettings,
+    sources: Mapping[str, SourceConfig],
+    publisher: Publisher,
+    metrics: IngestMetrics,
+    *,
+    clock: Clock | None = None,
+    monotonic: Monotonic = time.monotonic,
+) -> APIRouter:
+    """The router serving ``POST /v1/webhooks/{source}``."""
+    intake = WebhookIntake(
+        settings,
+        sources,
+        publisher,
+        metrics,
+        clock=clock or (lambda: datetime.now(UTC)),
+        monotonic=monotonic,
+    )
+    router = APIRouter()
+    enabled = sorted(name for name, cfg in sources.items() if cfg.enabled)
+    router.add_api_route(
+        "/v1/webhooks/{source}",
+        intake.post_webhook,
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted | IgnoredDelivery,
+        responses=_RESPONSES,
+        summary="Receive a webhook of a configured source (Jira, Zendesk, Alertmanager, ...)",
+        description=(
+            "The body is the source's own webhook, authenticated as the source signs it."
+            f" Configured sources: {', '.join(enabled) or 'none'}."
+        ),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The source's webhook body, byte for byte as it signed it.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    return router
