@@ -13,10 +13,11 @@ processes the clock's version column guards every update.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -38,6 +39,8 @@ from slawatch_engine.preview import Previewer
 from slawatch_engine.settings import EngineSettings
 from slawatch_engine.status import clock_status
 from slawatch_engine.timer import DueIndex, Timer
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -100,6 +103,7 @@ def create_app(
             start_worker(timer.run(), "timer"),
             start_worker(intake.run(), "intake"),
             start_worker(_count_open_clocks(db, metrics, settings.gauge_refresh_s), "gauges"),
+            start_worker(_prune(db, now, timedelta(days=settings.dedup_retention_days)), "prune"),
         ]
         try:
             yield
@@ -146,6 +150,16 @@ def create_app(
         }
 
     return app
+
+
+async def _prune(db: AsyncEngine, now: Callable[[], datetime], keep: timedelta) -> None:
+    """Hourly: forget what no redelivery can bring back (see ``store.prune``)."""
+    while True:
+        async with db.begin() as conn:
+            ids, rows = await store.prune(conn, now() - keep)
+        if ids or rows:
+            log.info("pruned %d processed event ids and %d published outbox rows", ids, rows)
+        await asyncio.sleep(3600)
 
 
 async def _count_open_clocks(db: AsyncEngine, metrics: EngineMetrics, every_s: float) -> None:

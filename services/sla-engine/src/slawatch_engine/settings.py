@@ -15,6 +15,12 @@ class EngineSettings(ServiceSettings):
         description="SQLAlchemy async URL: SQLite by default, or PostgreSQL.",
     )
     gauge_refresh_s: float = Field(10.0, gt=0, description="How often open clocks are counted.")
+    dedup_retention_days: float = Field(
+        8.0,
+        gt=0,
+        description="How long applied event ids are kept for redelivery dedup; longer than "
+        "the input topic's retention (Kafka's default is 7 days).",
+    )
 
     @property
     def consumer_group(self) -> str:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    delete,
     insert,
     select,
     update,
@@ -252,3 +253,18 @@ async def mark_processed(conn: AsyncConnection, event_ids: Iterable[str], now: d
     values = [{"event_id": event_id, "processed_at": now} for event_id in event_ids]
     if values:
         await conn.execute(insert(processed_events), values)
+
+
+async def prune(conn: AsyncConnection, before: datetime) -> tuple[int, int]:
+    """Forget processed event ids and published outbox rows older than ``before``.
+
+    Safe once ``before`` lies further back than Kafka keeps the input: no
+    redelivery can then bring those ids back. Returns (ids, rows) deleted.
+    """
+    ids = await conn.execute(
+        delete(processed_events).where(processed_events.c.processed_at < before)
+    )
+    rows = await conn.execute(
+        delete(outbox).where(outbox.c.published_at.is_not(None), outbox.c.published_at < before)
+    )
+    return ids.rowcount, rows.rowcount
