@@ -8,7 +8,7 @@ PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifie
 PYTEST_ARGS ?=
 
 .PHONY: help install lint format test test-unit test-integration run bench schemas lock \
-        kafka-up kafka-down pg-up pg-down clean
+        kafka-up kafka-down pg-up pg-down alertmanager fuzz clean
 
 help:
 	@echo "make run     set up and run slawatch locally (Ctrl-C stops everything)"
@@ -16,6 +16,7 @@ help:
 	@echo "make install build .venv with the three services and the dev tools"
 	@echo "make lint    ruff + mypy --strict"
 	@echo "make bench   benchmarks into bench/results/latest.json"
+	@echo "make fuzz    the long fuzz run (schemathesis + hypothesis on every normaliser)"
 
 install: $(VENV)/.installed
 
@@ -52,11 +53,21 @@ pg-up:
 pg-down:
 	deploy/postgres/pg.sh stop
 
-test: install lint kafka-up pg-up
+# Debian's prometheus-alertmanager for tests/ingest/test_alertmanager_client.py;
+# installed once (apt-get), its system service never started.
+alertmanager:
+	deploy/alertmanager/install.sh
+
+test: install lint kafka-up pg-up alertmanager
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest -m "not kafka and not postgres and not e2e and not smtp" $(PYTEST_ARGS)
+
+# The fuzz tests of `make test`, with thousands of examples instead of dozens.
+fuzz: install kafka-up
+	SLAWATCH_FUZZ=long $(BIN)/pytest --timeout=3600 \
+	  tests/ingest/test_fuzz_normalisers.py tests/ingest/test_fuzz_http.py $(PYTEST_ARGS)
 
 run: install kafka-up
 	deploy/dev/run.sh

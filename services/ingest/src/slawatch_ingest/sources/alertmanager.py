@@ -20,7 +20,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from slawatch_common.events import Alert
+from slawatch_common.runtime import describe_errors
 from slawatch_ingest.sources.canonical import (
     IgnoreReason,
     Normalised,
@@ -82,15 +85,18 @@ def _one(alert: Any, index: int, body: Mapping[str, Any], config: SourceConfig) 
         raise PayloadError(f"{where}: {exc}") from exc
     if not firing and ends_at is None:
         raise PayloadError(f"{where}.endsAt is missing from a resolved alert")
-    data = Alert(
-        service=service[:200],
-        name=name[:500],
-        fingerprint=str(alert.get("fingerprint") or _fingerprint(labels)),
-        severity=labels.get("severity"),
-        starts_at=starts_at,
-        ends_at=ends_at,
-        labels=labels,
-    )
+    try:
+        data = Alert(
+            service=service[:200],
+            name=name[:500],
+            fingerprint=str(alert.get("fingerprint") or _fingerprint(labels)),
+            severity=labels.get("severity") or None,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            labels=labels,
+        )
+    except ValidationError as exc:
+        raise PayloadError(f"{where}: {describe_errors(exc)}") from None
     return Normalised.of([alert_event(config.name, data, firing=firing)])
 
 

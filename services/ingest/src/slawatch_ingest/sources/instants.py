@@ -22,7 +22,10 @@ def instant(value: object, *, zone: tzinfo = UTC) -> datetime:
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int | float):
         seconds = value / 1000 if abs(value) > EPOCH_MS_THRESHOLD else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):  # beyond what a datetime holds
+            raise ValueError(f"{value!r} is not a time in the years 1 to 9999") from None
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a time")
     text = value.strip()
@@ -34,7 +37,10 @@ def instant(value: object, *, zone: tzinfo = UTC) -> datetime:
         raise ValueError(f"{value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before the year 1 in UTC
+        raise ValueError(f"{value!r} is not a time in the years 1 to 9999 (UTC)") from None
 
 
 def optional_instant(value: object, *, zone: tzinfo = UTC) -> datetime | None:
