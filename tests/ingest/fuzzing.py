@@ -1,7 +1,7 @@
 """What the fuzz tests feed the webhook sources: configurations, real bodies, generated ones.
 
 ``source_section()`` configures every kind of source (and three generic
-ones); ``SAMPLES`` holds the real bodies each is fed (``../shared/payloads``
+ones); ``SAMPLES`` holds the real bodies each is fed (``tests/ingest/samples``
 and the README's ServiceNow and GLPI bodies); the strategies generate
 
 * ``objects``: arbitrary JSON objects whose keys are mostly the ones real

@@ -1,6 +1,11 @@
-"""The reference webhook samples (``../shared/payloads`` beside the clone) and test signers.
+"""The reference webhook samples and test signers.
 
-The samples are read byte for byte and never written. The signers compute
+The samples are the project's reference payloads (``../shared/payloads``),
+copied byte for byte into ``tests/ingest/samples`` with their provenance
+(``samples/README.md``) so the suite does not depend on a folder outside the
+repository; ``test_samples_are_the_reference_payloads`` checks the copies
+against the originals wherever those are present. They are read byte for
+byte and never written. The signers compute
 each source's signature the way the source documents it, independently of
 ``slawatch_ingest.signatures``.
 """
@@ -14,7 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
+PAYLOADS = Path(__file__).resolve().parent / "samples"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "payloads"
 
 
 def sample(name: str) -> bytes:

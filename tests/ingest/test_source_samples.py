@@ -1,4 +1,4 @@
-"""Every reference sample in ../shared/payloads, normalised to the exact canonical events.
+"""Every reference sample (tests/ingest/samples), normalised to the exact canonical events.
 
 Pure: the normalisers only, under the built-in defaults (Grafana told which
 label names its service, as its sample has neither ``service`` nor ``job``).
