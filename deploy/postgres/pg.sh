@@ -12,7 +12,7 @@ version=15
 cluster=main
 port=${PGPORT:-5432}
 
-as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }  # cd: postgres may not read our folder
 
 start() {
   command -v pg_lsclusters >/dev/null || { echo "postgres: postgresql-common is not installed" >&2; return 1; }

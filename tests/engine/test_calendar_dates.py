@@ -118,6 +118,8 @@ def test_working_day_targets() -> None:
     assert cal.add_days(start, 2, "end_of_day") == sh(2026, 10, 9, 18, 30)
     assert cal.add_days(start, 2, "same_time") == sh(2026, 10, 9, 16)
     assert cal.add_days(start, 0, "end_of_day") == sh(2026, 9, 30, 18, 30)
+    # after the close, day 0 is the next working day
+    assert cal.add_days(sh(2026, 11, 26, 20), 0, "end_of_day") == sh(2026, 11, 27, 18, 30)
     # Saturday: the first working day after it is Monday
     assert cal.add_days(sh(2026, 11, 28, 10), 1, "end_of_day") == sh(2026, 11, 30, 18, 30)
 

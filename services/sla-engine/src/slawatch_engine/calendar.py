@@ -130,8 +130,8 @@ class Calendar:
 
         ``same_time``: that date at the local wall time of ``start``;
         ``end_of_day``: when that working day closes. Day 0 is the date of
-        ``start`` itself (or, for ``end_of_day`` on a closed date, the next
-        working day). Pauses push the result on by the business time they
+        ``start`` itself (or, for ``end_of_day`` on a closed date or after that
+        day's close, the next working day). Pauses push the result on by the business time they
         took out of ``[start, result)``.
         """
         if days < 0:
@@ -140,6 +140,8 @@ class Calendar:
         day = self._working_day(local.date(), days, mode)
         if mode == "end_of_day":
             result = self._day(day)[-1][1]
+            if result <= _to_us(start):  # day 0 has already closed: the next working day's end
+                result = self._day(self._working_day(day, 1, mode))[-1][1]
         elif days == 0:
             result = _to_us(start)
         else:

@@ -84,7 +84,8 @@ class HoursConfig(_Strict):
     holiday_sets: list[Literal["CN"]] = Field(default_factory=list)
     workday_hours: Hours | None = Field(
         default=None,
-        description="Hours of a make-up working day from a holiday set; default: Monday's.",
+        description="Hours of a make-up working day from a holiday set; default: the "
+        "hours of the first weekday that has any (Monday's in a Monday-Friday week).",
     )
 
     def schedule(self, name: str, effective_from: date, always: bool) -> Schedule:
