@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -76,19 +77,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine_url(
+def settings(
     tmp_path: Path, kafka_bootstrap: str, topics: Topics, database_url: str
-) -> AsyncIterator[str]:
+) -> EngineSettings:
     config = tmp_path / "policy.yaml"
     config.write_text(POLICY)
-    settings = EngineSettings(
+    return EngineSettings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topics.prefix,
         kafka_partitions=2,
         database_url=database_url,
         config_file=config,
     )
-    async with serving(create_app(settings, load_policies(config))) as url:
+
+
+@pytest.fixture
+async def engine_url(settings: EngineSettings) -> AsyncIterator[str]:
+    async with serving(create_app(settings, load_policies(settings.config_file))) as url:
         yield url
 
 
@@ -317,3 +322,26 @@ async def test_a_ticket_moving_to_another_policy_is_recalculated_under_it(
         status = (await client.get("/v1/tickets/jira/H-1/sla")).json()
     clock = next(c for c in status["clocks"] if c["metric"] == "response")
     assert [entry["kind"] for entry in clock["history"]] == ["start", "retarget"]
+
+
+async def test_a_stop_waiting_in_the_backlog_prevents_the_breach(
+    settings: EngineSettings, kafka_bootstrap: str, topics: Topics
+) -> None:
+    """The lag guard: the engine was down while the answer came in before the deadline."""
+    book = load_policies(settings.config_file)
+    t0 = datetime.now(UTC)
+    async with serving(create_app(settings, book)):
+        await send(kafka_bootstrap, topics, ticket_event("created", "L-1", t0, priority="P1"))
+        async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+            await reader.wait_for(lambda vs: ("sla.warning", "warning:50") in of_ticket(vs, "L-1"))
+    # engine down: the answer at +1.5 s is queued, then the 2 s deadline passes
+    await send(
+        kafka_bootstrap, topics, ticket_event("responded", "L-1", t0 + timedelta(seconds=1.5))
+    )
+    await asyncio.sleep(max(0.0, (t0 + timedelta(seconds=3) - datetime.now(UTC)).total_seconds()))
+    async with serving(create_app(settings, book)):
+        async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+            await reader.wait_for(lambda vs: ("sla.met", None) in of_ticket(vs, "L-1"))
+            for _ in range(5):
+                await reader.poll(0.2)
+    assert of_ticket(reader.values, "L-1") == [("sla.warning", "warning:50"), ("sla.met", None)]
