@@ -339,9 +339,11 @@ async def test_a_stop_waiting_in_the_backlog_prevents_the_breach(
         kafka_bootstrap, topics, ticket_event("responded", "L-1", t0 + timedelta(seconds=1.5))
     )
     await asyncio.sleep(max(0.0, (t0 + timedelta(seconds=3) - datetime.now(UTC)).total_seconds()))
-    async with serving(create_app(settings, book)):
-        async with TopicReader(kafka_bootstrap, topics.sla) as reader:
-            await reader.wait_for(lambda vs: ("sla.met", None) in of_ticket(vs, "L-1"))
-            for _ in range(5):
-                await reader.poll(0.2)
+    async with (
+        serving(create_app(settings, book)),
+        TopicReader(kafka_bootstrap, topics.sla) as reader,
+    ):
+        await reader.wait_for(lambda vs: ("sla.met", None) in of_ticket(vs, "L-1"))
+        for _ in range(5):
+            await reader.poll(0.2)
     assert of_ticket(reader.values, "L-1") == [("sla.warning", "warning:50"), ("sla.met", None)]
