@@ -52,6 +52,7 @@ async def test_prune_forgets_only_what_no_redelivery_can_bring_back(url: str) ->
 def _row(event_id: str, published: datetime | None) -> dict[str, object]:
     return {
         "event_id": event_id,
+        "partition": 0,
         "topic": "t",
         "key": "k",
         "value": "{}",

@@ -43,6 +43,11 @@ from slawatch_engine.timer import DueIndex, Timer
 log = logging.getLogger(__name__)
 
 
+def owned_partitions(consumer: AIOKafkaConsumer) -> set[int]:
+    """The input partitions this engine owns now (its consumer's assignment)."""
+    return {tp.partition for tp in consumer.assignment()}
+
+
 def utc_now() -> datetime:
     """The one place the engine reads real time."""
     return datetime.now(UTC)
@@ -85,7 +90,7 @@ def create_app(
         ledger = Ledger(book, topics.sla)
         index = DueIndex()
         lock = asyncio.Lock()
-        publisher = Publisher(db, producer, metrics, now)
+        publisher = Publisher(db, producer, metrics, now, owned=lambda: owned_partitions(consumer))
 
         def committed(changes: Changes) -> None:
             for event in changes.emitted:

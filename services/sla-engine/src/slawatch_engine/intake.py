@@ -9,7 +9,9 @@ processed-event ids make the replay change nothing.
 
 On partition assignment the clocks of those partitions are loaded into the
 timer index, and the timer is held until the input is read up to the end
-offsets of that moment (the lag guard).
+offsets of that moment (the lag guard). When a rebalance is in flight and
+another engine changed a clock of the batch first (the clock's version guard
+fences the deposed writer), the batch is rolled back and read again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from slawatch_common.events import TicketEvent
 from slawatch_engine import store
 from slawatch_engine.ledger import Changes, Ledger
 from slawatch_engine.metrics import EngineMetrics
+from slawatch_engine.store import StaleClockError
 from slawatch_engine.timer import DueIndex, Timer
 
 log = logging.getLogger(__name__)
@@ -95,11 +98,22 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         while True:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
             records = [record for batch in batches.values() for record in batch]
-            if records:
-                await self._apply(records)
+            if records and await self._apply_or_rewind(records):
                 await self._consumer.commit()
             if self._catch_up_to:
                 await self._check_caught_up()
+
+    async def _apply_or_rewind(self, records: list[Any]) -> bool:
+        """Apply the batch; if another engine changed one of its clocks meanwhile (a
+        rebalance in flight), roll back and read the batch again. False then."""
+        try:
+            await self._apply(records)
+        except StaleClockError as exc:
+            log.warning("clock %s changed under us; reading the batch again", exc)
+            for tp, first in _first_offsets(records).items():
+                self._consumer.seek(tp, first)
+            return False
+        return True
 
     async def _apply(self, records: list[Any]) -> None:
         parsed: list[tuple[TicketEvent, int]] = []
@@ -163,3 +177,11 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
                 for record, reason in invalid
             ],
         )
+
+
+def _first_offsets(records: list[Any]) -> dict[TopicPartition, int]:
+    firsts: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        firsts[tp] = min(firsts.get(tp, record.offset), record.offset)
+    return firsts

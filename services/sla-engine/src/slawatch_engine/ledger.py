@@ -64,11 +64,14 @@ class Changes:
 
     due: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
     emitted: list[SlaEvent] = field(default_factory=list)
+    partition_of: dict[str, int] = field(default_factory=dict)
+    """event id → the input partition of its ticket (whose owner publishes it)."""
     rejected: str | None = None
 
     def merge(self, other: Changes) -> None:
         self.due.update(other.due)
         self.emitted.extend(other.emitted)
+        self.partition_of.update(other.partition_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,7 @@ class Ledger:
                 updated_at=now,
             )
         )
-        await outbox.stage(conn, changes.emitted, self._topic, now)
+        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
         return changes
 
     def _react(
@@ -161,7 +164,7 @@ class Ledger:
         changes = Changes()
         for clock in self._started(event, partition, policy, info.priority):
             await self._settle(conn, None, clock, info, event, now, changes)
-        await outbox.stage(conn, changes.emitted, self._topic, now)
+        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
         return changes
 
     def _started(
@@ -210,7 +213,7 @@ class Ledger:
             assert row is not None, clock.ticket_key  # a clock is created with its ticket
             info = TicketInfo(row["snapshot"], Priority(row["priority"]))
             await self._settle(conn, clock, clock, info, None, now, changes)
-        await outbox.stage(conn, changes.emitted, self._topic, now)
+        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
         return changes
 
     # --- shared ----------------------------------------------------------------
@@ -254,6 +257,7 @@ class Ledger:
             await store.update_clock(conn, after, derived, now)
         into.due[after.id] = (after.partition, outcome.next_due)
         into.emitted.extend(events)
+        into.partition_of.update((event.event_id, after.partition) for event in events)
 
     def _event(
         self,

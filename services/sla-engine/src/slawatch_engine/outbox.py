@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
@@ -36,14 +36,23 @@ def _insert_ignoring_duplicates(conn: AsyncConnection) -> Insert:
 
 
 async def stage(
-    conn: AsyncConnection, events: Sequence[SlaEvent], topic: str, now: datetime
+    conn: AsyncConnection,
+    events: Sequence[SlaEvent],
+    partition_of: Mapping[str, int],
+    topic: str,
+    now: datetime,
 ) -> None:
-    """Add ``events`` to the outbox in the caller's transaction; repeats are ignored."""
+    """Add ``events`` to the outbox in the caller's transaction; repeats are ignored.
+
+    Each row carries the input partition of its ticket: only the engine that
+    owns that partition publishes it.
+    """
     if not events:
         return
     rows = [
         {
             "event_id": event.event_id,
+            "partition": partition_of[event.event_id],
             "topic": topic,
             "key": event.key,
             "value": event.model_dump_json(exclude_none=True),
@@ -63,8 +72,10 @@ class Publisher:
         producer: AIOKafkaProducer,
         metrics: EngineMetrics,
         now: Callable[[], datetime],
+        owned: Callable[[], Collection[int]],
         idle_s: float = 1.0,
     ) -> None:
+        self._owned = owned
         self._engine = engine
         self._producer = producer
         self._metrics = metrics
@@ -85,12 +96,15 @@ class Publisher:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_s)
 
     async def publish_batch(self) -> int:
-        """Send up to ``BATCH`` unpublished rows in order; returns how many."""
+        """Send up to ``BATCH`` unpublished rows of owned partitions, in order; how many."""
+        owned = list(self._owned())
+        if not owned:
+            return 0
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
-                    .where(outbox.c.published_at.is_(None))
+                    .where(outbox.c.published_at.is_(None), outbox.c.partition.in_(owned))
                     .order_by(outbox.c.id)
                     .limit(BATCH)
                 )

@@ -104,6 +104,7 @@ outbox = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String(600), nullable=False, unique=True),
+    Column("partition", Integer, nullable=False),
     Column("topic", String(200), nullable=False),
     Column("key", String(410), nullable=False),
     Column("value", Text, nullable=False),

@@ -19,16 +19,18 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_engine.ledger import Changes, Ledger
 from slawatch_engine.metrics import EngineMetrics
+from slawatch_engine.store import StaleClockError
 
 log = logging.getLogger(__name__)
 
 FIRE_BATCH = 500
+RETRY_STALE = timedelta(milliseconds=100)
 
 
 class DueIndex:
@@ -38,6 +40,8 @@ class DueIndex:
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
         self._partition: dict[str, int] = {}
+        self._popped: dict[str, int] = {}
+        """Partitions of the clocks handed out by the last ``pop_due``."""
 
     def __len__(self) -> int:
         return len(self._due)
@@ -58,6 +62,9 @@ class DueIndex:
         for clock_id, (partition, due) in changes.due.items():
             self.set(clock_id, partition, due)
 
+    def partition_of(self, clock_id: str, default: int) -> int:
+        return self._partition.get(clock_id, self._popped.get(clock_id, default))
+
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         for clock_id in [c for c, p in self._partition.items() if p in gone]:
@@ -70,13 +77,14 @@ class DueIndex:
     def pop_due(self, now: float, limit: int = FIRE_BATCH) -> list[str]:
         """Remove and return up to ``limit`` clocks due at or before ``now``."""
         due: list[str] = []
+        self._popped = {}
         while len(due) < limit:
             self._skip_stale()
             if not self._heap or self._heap[0][0] > now:
                 break
             _, clock_id = heapq.heappop(self._heap)
             del self._due[clock_id]
-            del self._partition[clock_id]
+            self._popped[clock_id] = self._partition.pop(clock_id)
             due.append(clock_id)
         return due
 
@@ -138,8 +146,16 @@ class Timer:
         clock_ids = self._index.pop_due(self._now().timestamp())
         if not clock_ids:
             return False
-        async with self._lock, self._db.begin() as conn:
-            changes = await self._ledger.fire(conn, clock_ids, self._now())
+        try:
+            async with self._lock, self._db.begin() as conn:
+                changes = await self._ledger.fire(conn, clock_ids, self._now())
+        except StaleClockError as exc:
+            # another engine moved a clock first (a rebalance in flight): look again soon
+            log.warning("clock %s changed under us; retrying %d clocks", exc, len(clock_ids))
+            retry = self._now() + RETRY_STALE
+            for clock_id in clock_ids:
+                self._index.set(clock_id, self._index.partition_of(clock_id, 0), retry)
+            return True
         self._index.update(changes)
         committed = self._now()
         for event in changes.emitted:

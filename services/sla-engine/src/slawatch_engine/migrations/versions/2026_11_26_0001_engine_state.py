@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 00:59:02.117621
+Create Date: 2026-11-26 02:02:27.665292
 """
 
 from collections.abc import Sequence
@@ -70,6 +70,7 @@ def upgrade() -> None:
         "engine_outbox",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=600), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
         sa.Column("topic", sa.String(length=200), nullable=False),
         sa.Column("key", sa.String(length=410), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
