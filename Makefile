@@ -73,7 +73,8 @@ run: install kafka-up
 	deploy/dev/run.sh
 
 bench: install kafka-up pg-up
-	$(BIN)/python bench/run.py
+	deploy/bench/install.sh
+	$(BIN)/python -m bench.run
 
 clean:
 	deploy/kafka/kafka.sh stop || true

@@ -25,6 +25,7 @@ import businesstimedelta
 import chinese_calendar
 import pytz
 
+from bench.ingest import bench_ingest
 from slawatch_common.events import Metric
 from slawatch_engine.clock import Clock, Entry, assess, replay
 from slawatch_engine.policy import CalendarConfig, load_policies
@@ -128,6 +129,7 @@ def main() -> int:
     results = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "ingest": bench_ingest(),
         "calendar": bench_calendar(),
         "clock": bench_replay(),
     }
@@ -141,14 +143,19 @@ def main() -> int:
 def render(results: dict[str, Any]) -> str:
     cal = results["calendar"]
     baseline = cal["baseline_businesstimedelta_per_s"]
+    ing = results["ingest"]
     return f"""# Benchmarks
 
-Produced by `make bench` (which runs `bench/run.py`) on {results["generated_at"]}
+Produced by `make bench` (which runs `python -m bench.run`) on {results["generated_at"]}
 ({results["machine"]["platform"]}, Python {results["machine"]["python"]}); the raw
 figures are in `bench/results/latest.json`.
 
 | figure | value |
 |---|---|
+| ingest, single events, validated, broker-acked 202 (req/s) | {ing["rps"]:,} |
+| bare uvicorn echo app, same load, same run (req/s) | {ing["baseline_bare_uvicorn_rps"]:,} |
+| ratio ingest / bare uvicorn | {ing["ratio_to_baseline"]} |
+| ingest, batch endpoint (events/s) | {ing["batch_events_per_s"]:,} |
 | deadlines/s, 1-year calendar with holidays, 15 min to 1 year | {cal["deadlines_per_s"]:,} |
 | same inputs, `businesstimedelta` (baseline, same run) | {baseline:,} |
 | ratio slawatch / baseline | {cal["deadlines_per_s"] / baseline:.0f}× |
@@ -156,9 +163,10 @@ figures are in `bench/results/latest.json`.
 | one deadline with a one-year target | {cal["one_year_target_us"]} µs |
 | clock replays + assessments/s | {results["clock"]["replays_per_s"]:,} |
 
-Scope so far: in-process arithmetic. Broker-backed throughput, firing
-lateness and memory per clock, with their same-run baselines (bare uvicorn,
-raw aiokafka consumption), come with the engine-at-scale work.
+Load: {ing["load"]}; servers and load generator share this 2-core machine.
+Not measured yet: ingest p99 at half load (needs a constant-rate generator),
+the engine's throughput, firing lateness, memory per clock and restart
+figures with their raw-aiokafka baseline.
 """
 
 

@@ -38,6 +38,7 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # keep the logging configured above
+        access_log=False,  # a line per event costs more than the event; /metrics counts them
     )
 
 
