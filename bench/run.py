@@ -25,6 +25,7 @@ import businesstimedelta
 import chinese_calendar
 import pytz
 
+from bench.engine import bench_engine
 from bench.ingest import bench_ingest
 from slawatch_common.events import Metric
 from slawatch_engine.clock import Clock, Entry, assess, replay
@@ -130,6 +131,7 @@ def main() -> int:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
         "ingest": bench_ingest(),
+        "engine": bench_engine(),
         "calendar": bench_calendar(),
         "clock": bench_replay(),
     }
@@ -144,6 +146,7 @@ def render(results: dict[str, Any]) -> str:
     cal = results["calendar"]
     baseline = cal["baseline_businesstimedelta_per_s"]
     ing = results["ingest"]
+    eng = results["engine"]
     return f"""# Benchmarks
 
 Produced by `make bench` (which runs `python -m bench.run`) on {results["generated_at"]}
@@ -156,6 +159,9 @@ figures are in `bench/results/latest.json`.
 | bare uvicorn echo app, same load, same run (req/s) | {ing["baseline_bare_uvicorn_rps"]:,} |
 | ratio ingest / bare uvicorn | {ing["ratio_to_baseline"]} |
 | ingest, batch endpoint (events/s) | {ing["batch_events_per_s"]:,} |
+| engine, events applied with durable state (events/s) | {eng["events_per_s"]:,} |
+| raw aiokafka consumption of the same topic, same run (events/s) | {eng["baseline_raw_consume_per_s"]:,} |
+| ratio engine / raw consumption | {eng["ratio_to_baseline"]} |
 | deadlines/s, 1-year calendar with holidays, 15 min to 1 year | {cal["deadlines_per_s"]:,} |
 | same inputs, `businesstimedelta` (baseline, same run) | {baseline:,} |
 | ratio slawatch / baseline | {cal["deadlines_per_s"] / baseline:.0f}× |
@@ -163,10 +169,10 @@ figures are in `bench/results/latest.json`.
 | one deadline with a one-year target | {cal["one_year_target_us"]} µs |
 | clock replays + assessments/s | {results["clock"]["replays_per_s"]:,} |
 
-Load: {ing["load"]}; servers and load generator share this 2-core machine.
+Load: {ing["load"]}; engine: {eng["load"]}. Servers, broker, database and
+load generator share this 2-core machine.
 Not measured yet: ingest p99 at half load (needs a constant-rate generator),
-the engine's throughput, firing lateness, memory per clock and restart
-figures with their raw-aiokafka baseline.
+firing lateness, memory per clock and the restart figures.
 """
 
 

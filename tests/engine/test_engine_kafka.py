@@ -209,7 +209,7 @@ async def test_redelivered_and_invalid_input_change_nothing_twice(
     assert len(letters) == 1
     assert "Invalid JSON" in letters[0]
     async with httpx.AsyncClient(base_url=engine_url) as client:
-        metrics = (await client.get("/metrics/")).text
+        metrics = (await client.get("/metrics")).text
     assert 'slawatch_engine_events_rejected_total{reason="duplicate"} 2.0' in metrics
     assert 'slawatch_engine_events_rejected_total{reason="invalid"} 1.0' in metrics
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import Body, FastAPI, HTTPException, Response
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -119,7 +119,10 @@ def create_app(
             await db.dispose()
 
     app = FastAPI(title="slawatch SLA engine", version="0.1.0", lifespan=lifespan)
-    app.mount("/metrics", make_asgi_app(registry=registry))
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
