@@ -160,7 +160,7 @@ figures are in `bench/results/latest.json`.
 | ratio ingest / bare uvicorn | {ing["ratio_to_baseline"]} |
 | ingest, batch endpoint (events/s) | {ing["batch_events_per_s"]:,} |
 | engine, events applied with durable state (events/s) | {eng["events_per_s"]:,} |
-| raw aiokafka consumption of the same topic, same run (events/s) | {eng["baseline_raw_consume_per_s"]:,} |
+| raw aiokafka consumption, same topic, same run | {eng["baseline_raw_consume_per_s"]:,} |
 | ratio engine / raw consumption | {eng["ratio_to_baseline"]} |
 | deadlines/s, 1-year calendar with holidays, 15 min to 1 year | {cal["deadlines_per_s"]:,} |
 | same inputs, `businesstimedelta` (baseline, same run) | {baseline:,} |
