@@ -170,10 +170,7 @@ async def test_pause_and_resume_move_the_deadline(
         ticket_event("status_changed", "C-1", t0 + timedelta(seconds=1), status="pending_customer"),
         ticket_event("status_changed", "C-1", t0 + timedelta(seconds=3), status="open"),
     )
-    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
-        values = await reader.wait_for(
-            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "C-1"), within=15
-        )
+    values = await until_breach(kafka_bootstrap, topics, "C-1")
     response = [v for v in values if v["data"]["clock"]["clock_id"] == "jira:C-1:response"]
     kinds = [v["type"] for v in response]
     assert kinds == ["sla.paused", "sla.resumed", "sla.warning", "sla.breach"]
@@ -214,6 +211,14 @@ async def test_redelivered_and_invalid_input_change_nothing_twice(
     assert 'slawatch_engine_events_rejected_total{reason="invalid"} 1.0' in metrics
 
 
+async def until_breach(bootstrap: str, topics: Topics, ticket: str) -> list[dict[str, Any]]:
+    """The SLA topic's events, read until the ticket's breach is among them."""
+    async with TopicReader(bootstrap, topics.sla) as reader:
+        return await reader.wait_for(
+            lambda vs: ("sla.breach", "breach") in of_ticket(vs, ticket), within=15
+        )
+
+
 def clock_events(values: list[dict[str, Any]], clock_id: str) -> list[dict[str, Any]]:
     return [v for v in values if v["data"]["clock"]["clock_id"] == clock_id]
 
@@ -232,10 +237,7 @@ async def test_a_priority_change_recalculates_from_the_start(
         ticket_event("created", "E-1", t0, priority="P2"),
         ticket_event("priority_changed", "E-1", t0 + timedelta(milliseconds=500), priority="P1"),
     )
-    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
-        values = await reader.wait_for(
-            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "E-1"), within=15
-        )
+    values = await until_breach(kafka_bootstrap, topics, "E-1")
     response = clock_events(values, "jira:E-1:response")
     # P1's 2 s from the ticket's start, not from the change: breach at +2 s
     assert [v["type"] for v in response] == ["sla.warning", "sla.breach"]
@@ -255,10 +257,7 @@ async def test_reopen_continues_without_the_resolved_time(
         ticket_event("resolved", "F-1", t0 + timedelta(seconds=1)),
         ticket_event("reopened", "F-1", t0 + timedelta(seconds=2)),
     )
-    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
-        values = await reader.wait_for(
-            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "F-1"), within=15
-        )
+    values = await until_breach(kafka_bootstrap, topics, "F-1")
     resolution = clock_events(values, "jira:F-1:resolution")
     kinds = [v["type"] for v in resolution]
     assert kinds == ["sla.met", "sla.resumed", "sla.warning", "sla.breach"]
@@ -307,10 +306,7 @@ async def test_a_ticket_moving_to_another_policy_is_recalculated_under_it(
         ticket_event("created", "H-1", t0, priority="P1"),
         ticket_event("updated", "H-1", t0 + timedelta(milliseconds=200), service="network"),
     )
-    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
-        values = await reader.wait_for(
-            lambda vs: ("sla.breach", "breach") in of_ticket(vs, "H-1"), within=15
-        )
+    values = await until_breach(kafka_bootstrap, topics, "H-1")
     breach = clock_events(values, "jira:H-1:response")[-1]
     # the network policy's 1 s, counted from the ticket's start
     assert instant(breach) == t0 + timedelta(seconds=1)
