@@ -31,6 +31,7 @@ steps.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,21 +170,41 @@ class Calendar:
 
     def add_us(self, start: int, remaining: int, cuts: Sequence[Span] = ()) -> int:
         """``add`` on microseconds; ``cuts`` sorted, merged pause spans."""
+        return self.add_many_us(start, (remaining,), cuts)[0]
+
+    def add_many(self, start: datetime, seconds: Sequence[float]) -> list[datetime]:
+        """``add`` for several durations from one start (ascending) in one walk."""
+        offsets = [round(value * US) for value in seconds]
+        return [_from_us(moment) for moment in self.add_many_us(_to_us(start), offsets)]
+
+    def add_many_us(
+        self, start: int, offsets: Sequence[int], cuts: Sequence[Span] = ()
+    ) -> list[int]:
+        """The instants ``offsets`` (ascending, ≥ 0) business µs after ``start``, one walk."""
+        found: list[int] = []
+        if not offsets:
+            return found
+        if offsets[0] < 0 or any(a > b for a, b in itertools.pairwise(offsets)):
+            raise ValueError("offsets must be ascending and not negative")
+        used = 0  # business µs from ``start`` up to the walk's position
         first = self._date_of(start)
         day = first
         for _ in range(HORIZON_DAYS):
             if day != first:
-                skipped = self._skip(day, remaining, cuts)
+                skipped = self._skip(day, offsets[len(found)] - used, cuts)
                 if skipped is not None:
                     day, remaining = skipped
+                    used = offsets[len(found)] - remaining
                     continue
             for a, b in self._day(day):
                 if b <= start:
                     continue
                 for x, y in _without(max(a, start), b, cuts):
-                    if x + remaining <= y:
-                        return x + remaining
-                    remaining -= y - x
+                    while x + offsets[len(found)] - used <= y:
+                        found.append(x + offsets[len(found)] - used)
+                        if len(found) == len(offsets):
+                            return found
+                    used += y - x
             day += _ONE_DAY
         raise CalendarError(f"calendar {self.name}: no deadline within {HORIZON_DAYS} days")
 

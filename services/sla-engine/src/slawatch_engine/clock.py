@@ -208,31 +208,38 @@ def replay(clock: Clock, calendar: Calendar) -> View:
         segments.append((since, None))
     if started is None:
         raise ValueError(f"clock {clock.id} has no start")
-    lengths = [calendar.between(begin, end) if end else 0.0 for begin, end in segments]
-    crossings = {
-        stage: _crossing(stage_offset(stage, target), segments, lengths, calendar)
-        for stage in (*clock.stages, BREACH)
-    }
+    stages = (*clock.stages, BREACH)
+    offsets = {stage: stage_offset(stage, target) for stage in stages}
+    crossings = _crossings(offsets, segments, calendar)
     return View(state, target, used, since, started, stopped, max(cycle, 1), crossings)
 
 
-def _crossing(
-    offset: float | None,
+def _crossings(
+    offsets: dict[str, float | None],
     segments: list[tuple[datetime, datetime | None]],
-    lengths: list[float],
     calendar: Calendar,
-) -> datetime | None:
-    """The instant the running segments accumulate ``offset`` business seconds."""
-    if offset is None:
-        return None
-    left = offset
-    for (begin, end), length in zip(segments, lengths, strict=True):
+) -> dict[str, datetime | None]:
+    """Each stage → the instant the running segments accumulate its offset, if they do.
+
+    The stages reached in the open segment (a running clock) are found in one
+    walk of the calendar.
+    """
+    crossings: dict[str, datetime | None] = dict.fromkeys(offsets)
+    waiting = sorted((offset, stage) for stage, offset in offsets.items() if offset is not None)
+    before = 0.0  # business seconds of the segments already passed
+    for begin, end in segments:
+        if not waiting:
+            break
         if end is None:
-            return calendar.add(begin, left)
-        if left <= length:
-            return calendar.add(begin, left)
-        left -= length
-    return None
+            moments = calendar.add_many(begin, [offset - before for offset, _ in waiting])
+            crossings.update((stage, at) for (_, stage), at in zip(waiting, moments, strict=True))
+            break
+        length = calendar.between(begin, end)
+        while waiting and waiting[0][0] - before <= length:
+            offset, stage = waiting.pop(0)
+            crossings[stage] = calendar.add(begin, offset - before)
+        before += length
+    return crossings
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,20 @@
 """Reads ticket events from Kafka and applies them, one transaction per batch.
 
-Per batch: parse every record (an unreadable one goes to
-``engine_dead_letters`` with the reason), drop event ids applied before, apply
-the rest in order, stage their SLA events — all in one database transaction —
-then commit the Kafka offsets. Offsets therefore never run ahead of the state
-they describe; a crash before the offset commit redelivers the batch, and the
-processed-event ids make the replay change nothing.
+Per batch, in one database transaction: load and lock the batch's tickets and
+their clocks (one statement each), drop event ids applied before, apply the
+rest in order in memory, then write the changed tickets and clocks, the SLA
+events (outbox), the processed ids and the dead letters (unreadable records,
+with the reason) with one statement per table. Then commit the Kafka offsets.
+Offsets therefore never run ahead of the state they describe; a crash before
+the offset commit redelivers the batch, and the processed-event ids make the
+replay change nothing.
 
 On partition assignment the clocks of those partitions are loaded into the
 timer index, and the timer is held until the input is read up to the end
 offsets of that moment (the lag guard). When a rebalance is in flight and
-another engine changed a clock of the batch first (the clock's version guard
-fences the deposed writer), the batch is rolled back and read again.
+another engine wrote a ticket, clock or event id of the batch first (the
+clock's version guard, or a unique key, fences the deposed writer), the batch
+is rolled back and read again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.events import TicketEvent
@@ -108,8 +112,9 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         rebalance in flight), roll back and read the batch again. False then."""
         try:
             await self._apply(records)
-        except StaleClockError as exc:
-            log.warning("clock %s changed under us; reading the batch again", exc)
+        except (StaleClockError, IntegrityError) as exc:
+            # another engine wrote one of the batch's clocks, tickets or event ids first
+            log.warning("state changed under us (%s); reading the batch again", exc)
             for tp, first in _first_offsets(records).items():
                 self._consumer.seek(tp, first)
             return False
@@ -128,7 +133,9 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         rejected: list[str] = []
         applied: list[str] = []
         async with self._lock, self._db.begin() as conn:
-            await self._dead_letter(conn, invalid, now)
+            # Lock the batch's tickets and clocks first: a writer that waited here for
+            # another engine's commit then sees that engine's processed ids too.
+            work = await store.load_tickets(conn, {event.key for event, _ in parsed})
             unseen = await store.unseen_event_ids(conn, [event.event_id for event, _ in parsed])
             fresh: list[str] = []
             for event, partition in parsed:
@@ -137,12 +144,15 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
                     continue
                 unseen.discard(event.event_id)  # a repeat within the batch is a duplicate too
                 fresh.append(event.event_id)
-                outcome = await self._ledger.apply(conn, event, partition, now)
+                outcome = self._ledger.apply(work, event, partition, now)
                 changes.merge(outcome)
                 if outcome.rejected:
                     rejected.append(outcome.rejected)
                 else:
                     applied.append(event.type)
+            await self._dead_letter(conn, invalid, now)
+            await work.save(conn, now)
+            await self._ledger.stage(conn, changes, now)
             await store.mark_processed(conn, fresh, now)
         self._index.update(changes)
         self._timer.wake()

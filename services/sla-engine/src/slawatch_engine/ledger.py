@@ -1,9 +1,11 @@
-"""The engine's service layer: applies ticket events and fires due stages in the store.
+"""The engine's service layer: applies ticket events and fires due stages. No I/O.
 
-Both entry points run inside the caller's transaction and stage the SLA events
-they produce in the outbox of that same transaction, so a state change and
-its events commit together or not at all. They return what the timer index
-needs to learn (each touched clock's next due instant).
+Both entry points work on a ``store.Workset`` (the batch's tickets and clocks,
+loaded and locked once) and return the SLA events they produce; the caller
+writes the working set and stages those events in the outbox in ONE
+transaction, so a state change and its events commit together or not at all.
+They also return what the timer index needs to learn (each touched clock's
+next due instant).
 
 Every change goes the same way (``_settle``): the clock's timeline gets its
 new entries, the clock is replayed, the replay is compared with what was
@@ -20,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slawatch_common.events import (
@@ -34,7 +35,7 @@ from slawatch_common.events import (
     TicketEvent,
     TicketRef,
 )
-from slawatch_engine import outbox, store
+from slawatch_engine import outbox
 from slawatch_engine.clock import (
     BREACH,
     Clock,
@@ -47,7 +48,7 @@ from slawatch_engine.clock import (
 )
 from slawatch_engine.policy import Policy, PolicyBook, target_seconds
 from slawatch_engine.reactions import entries_for
-from slawatch_engine.store import Derived
+from slawatch_engine.store import Derived, TicketRow, Workset
 
 SOURCE = "slawatch-engine"
 _EVENT_IDS = uuid.UUID("0b7f3a52-5b8e-4d2b-9d6e-3f3c1f0c9a11")
@@ -96,40 +97,34 @@ class Ledger:
 
     # --- ticket events -------------------------------------------------------
 
-    async def apply(
-        self, conn: AsyncConnection, event: TicketEvent, partition: int, now: datetime
-    ) -> Changes:
-        """Apply one ticket event (already deduplicated) read from ``partition``."""
-        row = await store.ticket_row(conn, event.key)
+    def apply(self, work: Workset, event: TicketEvent, partition: int, now: datetime) -> Changes:
+        """Apply one ticket event (already deduplicated) read from ``partition``.
+
+        ``work`` holds the event's ticket and clocks if they exist (``store.load_tickets``).
+        """
+        row = work.tickets.get(event.key)
         if row is None:
             if event.type != "ticket.created":
                 return Changes(rejected="unknown_ticket")
-            return await self._open(conn, event, partition, now)
-        old_priority = Priority(row["priority"])
+            return self._open(work, event, partition, now)
+        old_priority = Priority(row.priority)
         info = TicketInfo(
-            _merged(row["snapshot"], event.data), self._book.priority(event.data, old_priority)
+            _merged(row.snapshot, event.data), self._book.priority(event.data, old_priority)
         )
-        stored = self._book.named(row["policy"]) if row["policy"] else None
+        stored = self._book.named(row.policy) if row.policy else None
         policy = self._book.select(Ticket.model_validate(info.snapshot), info.priority) or stored
         moved = policy is not None and stored is not None and policy.name != stored.name
         changes = Changes()
         if policy is not None and stored is not None:
             retarget = moved or info.priority != old_priority
-            for clock in await store.clocks_of_ticket(conn, event.key):
+            for clock in work.clocks_of(event.key):
                 before = _under(clock, policy) if moved else clock
                 after = self._react(before, event, policy, info.priority, retarget)
-                await self._settle(conn, clock, after, info, event, now, changes)
-        await conn.execute(
-            update(store.tickets)
-            .where(store.tickets.c.key == event.key)
-            .values(
-                snapshot=info.snapshot,
-                priority=info.priority.value,
-                policy=policy.name if policy and stored else row["policy"],
-                updated_at=now,
-            )
-        )
-        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
+                self._settle(work, clock, after, info, event, now, changes)
+            row.policy = policy.name
+        row.snapshot = dict(info.snapshot)
+        row.priority = info.priority.value
+        work.touch_ticket(event.key)
         return changes
 
     def _react(
@@ -142,29 +137,25 @@ class Ledger:
             clock = clock.record(entry)
         return clock
 
-    async def _open(
-        self, conn: AsyncConnection, event: TicketEvent, partition: int, now: datetime
-    ) -> Changes:
+    def _open(self, work: Workset, event: TicketEvent, partition: int, now: datetime) -> Changes:
         info = TicketInfo(_merged({}, event.data), self._book.priority(event.data, None))
         policy = self._book.select(event.data, info.priority)
-        await conn.execute(
-            insert(store.tickets).values(
+        work.add_ticket(
+            TicketRow(
                 key=event.key,
                 source=event.source,
                 ticket_id=event.data.id,
                 partition=partition,
                 priority=info.priority.value,
                 policy=policy.name if policy else None,
-                snapshot=info.snapshot,
-                updated_at=now,
+                snapshot=dict(info.snapshot),
             )
         )
         if policy is None:
             return Changes(rejected="no_policy")
         changes = Changes()
         for clock in self._started(event, partition, policy, info.priority):
-            await self._settle(conn, None, clock, info, event, now, changes)
-        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
+            self._settle(work, None, clock, info, event, now, changes)
         return changes
 
     def _started(
@@ -201,26 +192,29 @@ class Ledger:
 
     # --- the timer -----------------------------------------------------------
 
-    async def fire(self, conn: AsyncConnection, clock_ids: list[str], now: datetime) -> Changes:
+    def fire(self, work: Workset, clock_ids: list[str], now: datetime) -> Changes:
         """Emit every stage of these clocks that has come due by ``now``.
 
+        ``work`` holds the clocks and their tickets (``store.load_clocks``).
         Idempotent: a clock whose stage already fired, or that stopped or paused
         meanwhile, is left as it is (its current next due instant is reported).
         """
         changes = Changes()
-        for clock in await store.clocks_by_id(conn, clock_ids):
-            row = await store.ticket_row(conn, clock.ticket_key)
-            assert row is not None, clock.ticket_key  # a clock is created with its ticket
-            info = TicketInfo(row["snapshot"], Priority(row["priority"]))
-            await self._settle(conn, clock, clock, info, None, now, changes)
-        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
+        for clock in work.clocks(clock_ids):
+            row = work.tickets[clock.ticket_key]  # a clock is created with its ticket
+            info = TicketInfo(row.snapshot, Priority(row.priority))
+            self._settle(work, clock, clock, info, None, now, changes)
         return changes
+
+    async def stage(self, conn: AsyncConnection, changes: Changes, now: datetime) -> None:
+        """Put the SLA events of ``changes`` in the outbox of the caller's transaction."""
+        await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
 
     # --- shared ----------------------------------------------------------------
 
-    async def _settle(
+    def _settle(
         self,
-        conn: AsyncConnection,
+        work: Workset,
         before: Clock | None,
         after: Clock,
         info: TicketInfo,
@@ -228,7 +222,7 @@ class Ledger:
         now: datetime,
         into: Changes,
     ) -> None:
-        """Replay ``after``, emit what differs from what was emitted, and store it."""
+        """Replay ``after``, emit what differs from what was emitted, and keep it in ``work``."""
         calendar = self._book.calendar(after.calendar)
         view = replay(after, calendar)
         if view.cycle != after.cycle:
@@ -252,9 +246,9 @@ class Ledger:
         after = replace(after, fired=outcome.fired(after.fired))
         derived = Derived(view, view.breached_by(now), outcome.next_due)
         if before is None:
-            await store.insert_clock(conn, after, derived, now)
+            work.put_clock(after, derived, new=True)
         elif after != before or events:
-            await store.update_clock(conn, after, derived, now)
+            work.put_clock(after, derived)
         into.due[after.id] = (after.partition, outcome.next_due)
         into.emitted.extend(events)
         into.partition_of.update((event.event_id, after.partition) for event in events)

@@ -15,8 +15,8 @@ holding a stale copy changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     delete,
     insert,
     select,
@@ -186,35 +187,8 @@ async def clocks_of_ticket(conn: AsyncConnection, ticket_key: str) -> list[Clock
     return [clock_from_row(row) for row in rows.mappings()]
 
 
-async def clocks_by_id(conn: AsyncConnection, ids: Sequence[str]) -> list[Clock]:
-    rows = await conn.execute(select(clocks).where(clocks.c.id.in_(ids)))
-    return [clock_from_row(row) for row in rows.mappings()]
-
-
-async def insert_clock(
-    conn: AsyncConnection, clock: Clock, derived: Derived, now: datetime
-) -> None:
-    values = _clock_values(clock, derived, now)
-    await conn.execute(insert(clocks).values(id=clock.id, version=clock.version, **values))
-
-
 class StaleClockError(RuntimeError):
     """Another writer changed the clock since it was read; the update was not applied."""
-
-
-async def update_clock(
-    conn: AsyncConnection, clock: Clock, derived: Derived, now: datetime
-) -> Clock:
-    """Write ``clock`` if its row still has ``clock.version``; returns it with the new version."""
-    values = _clock_values(clock, derived, now)
-    result = await conn.execute(
-        update(clocks)
-        .where(and_(clocks.c.id == clock.id, clocks.c.version == clock.version))
-        .values(version=clock.version + 1, **values)
-    )
-    if result.rowcount != 1:
-        raise StaleClockError(clock.id)
-    return replace(clock, version=clock.version + 1)
 
 
 async def due_clocks(
@@ -227,6 +201,190 @@ async def due_clocks(
         )
     )
     return [(row.id, row.partition, row.next_due_at) for row in rows]
+
+
+# --- the working set of a batch ------------------------------------------------
+
+
+@dataclass(slots=True)
+class TicketRow:
+    """What is stored of a ticket: its last snapshot, priority and policy."""
+
+    key: str
+    source: str
+    ticket_id: str
+    partition: int
+    priority: str
+    policy: str | None
+    snapshot: dict[str, Any]
+
+
+class Workset:
+    """The tickets and clocks one transaction reads, changes in memory and writes once.
+
+    Loaded with ``load_tickets`` / ``load_clocks`` (rows locked until the
+    transaction ends), changed through ``add_ticket`` / ``touch_ticket`` /
+    ``put_clock``, written with ``save``: one statement per table and kind of
+    change, however many events the batch holds.
+    """
+
+    def __init__(self, tickets: Iterable[TicketRow] = (), loaded: Iterable[Clock] = ()) -> None:
+        self.tickets: dict[str, TicketRow] = {row.key: row for row in tickets}
+        self._clocks: dict[str, Clock] = {}
+        self._of_ticket: dict[str, list[str]] = {}
+        self._derived: dict[str, Derived] = {}
+        self._new_tickets: set[str] = set()
+        self._changed_tickets: set[str] = set()
+        self._new_clocks: set[str] = set()
+        self._changed_clocks: set[str] = set()
+        for clock in loaded:
+            self._remember(clock)
+
+    def _remember(self, clock: Clock) -> None:
+        if clock.id not in self._clocks:
+            self._of_ticket.setdefault(clock.ticket_key, []).append(clock.id)
+        self._clocks[clock.id] = clock
+
+    def clocks_of(self, ticket_key: str) -> list[Clock]:
+        return [self._clocks[clock_id] for clock_id in self._of_ticket.get(ticket_key, ())]
+
+    def clocks(self, ids: Iterable[str]) -> list[Clock]:
+        return [self._clocks[clock_id] for clock_id in ids if clock_id in self._clocks]
+
+    def add_ticket(self, row: TicketRow) -> None:
+        self.tickets[row.key] = row
+        self._new_tickets.add(row.key)
+
+    def touch_ticket(self, key: str) -> None:
+        if key not in self._new_tickets:
+            self._changed_tickets.add(key)
+
+    def put_clock(self, clock: Clock, derived: Derived, *, new: bool = False) -> None:
+        """Keep ``clock`` (same ``version`` as loaded) to be written by ``save``."""
+        self._remember(clock)
+        self._derived[clock.id] = derived
+        if new:
+            self._new_clocks.add(clock.id)
+        elif clock.id not in self._new_clocks:
+            self._changed_clocks.add(clock.id)
+
+    @property
+    def writes(self) -> int:
+        """Rows ``save`` will write."""
+        return sum(
+            map(
+                len,
+                (self._new_tickets, self._changed_tickets, self._new_clocks, self._changed_clocks),
+            )
+        )
+
+    async def save(self, conn: AsyncConnection, now: datetime) -> None:
+        """Write every change; ``StaleClockError`` if a clock moved on since it was read."""
+        if self._new_tickets:
+            await conn.execute(
+                insert(tickets),
+                [
+                    {**_ticket_values(self.tickets[key]), "updated_at": now}
+                    for key in self._new_tickets
+                ],
+            )
+        if self._changed_tickets:
+            await conn.execute(
+                update(tickets).where(tickets.c.key == bindparam("b_key")),
+                [
+                    {"b_key": key, **_ticket_changes(self.tickets[key]), "updated_at": now}
+                    for key in self._changed_tickets
+                ],
+            )
+        if self._new_clocks:
+            await conn.execute(
+                insert(clocks),
+                [
+                    {
+                        "id": clock.id,
+                        "version": clock.version,
+                        **_clock_values(clock, self._derived[clock.id], now),
+                    }
+                    for clock in self.clocks(self._new_clocks)
+                ],
+            )
+        if self._changed_clocks:
+            changed = self.clocks(self._changed_clocks)
+            result = await conn.execute(
+                update(clocks).where(
+                    and_(
+                        clocks.c.id == bindparam("b_id"), clocks.c.version == bindparam("b_version")
+                    )
+                ),
+                [
+                    {
+                        "b_id": clock.id,
+                        "b_version": clock.version,
+                        "version": clock.version + 1,
+                        **_clock_values(clock, self._derived[clock.id], now),
+                    }
+                    for clock in changed
+                ],
+            )
+            # Rows are locked since they were read, so the guard holds on PostgreSQL
+            # (whose driver cannot count an executemany); SQLite counts it.
+            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(changed):
+                raise StaleClockError(", ".join(sorted(self._changed_clocks)))
+
+
+def _ticket_changes(row: TicketRow) -> dict[str, Any]:
+    return {"priority": row.priority, "policy": row.policy, "snapshot": row.snapshot}
+
+
+def _ticket_values(row: TicketRow) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "source": row.source,
+        "ticket_id": row.ticket_id,
+        "partition": row.partition,
+        **_ticket_changes(row),
+    }
+
+
+def _ticket_row(row: RowMapping) -> TicketRow:
+    return TicketRow(
+        key=row["key"],
+        source=row["source"],
+        ticket_id=row["ticket_id"],
+        partition=row["partition"],
+        priority=row["priority"],
+        policy=row["policy"],
+        snapshot=row["snapshot"],
+    )
+
+
+async def load_tickets(conn: AsyncConnection, keys: Collection[str]) -> Workset:
+    """The stored tickets among ``keys`` and all their clocks, locked for this transaction."""
+    if not keys:
+        return Workset()
+    ticket_rows = await conn.execute(
+        select(tickets).where(tickets.c.key.in_(keys)).order_by(tickets.c.key).with_for_update()
+    )
+    found = [_ticket_row(row) for row in ticket_rows.mappings()]
+    clock_rows = await conn.execute(
+        select(clocks)
+        .where(clocks.c.ticket_key.in_([row.key for row in found]))
+        .order_by(clocks.c.id)
+        .with_for_update()
+    )
+    return Workset(found, [clock_from_row(row) for row in clock_rows.mappings()])
+
+
+async def load_clocks(conn: AsyncConnection, ids: Collection[str]) -> Workset:
+    """These clocks (locked for this transaction) and their tickets."""
+    clock_rows = await conn.execute(
+        select(clocks).where(clocks.c.id.in_(ids)).order_by(clocks.c.id).with_for_update()
+    )
+    loaded = [clock_from_row(row) for row in clock_rows.mappings()]
+    ticket_rows = await conn.execute(
+        select(tickets).where(tickets.c.key.in_({clock.ticket_key for clock in loaded}))
+    )
+    return Workset([_ticket_row(row) for row in ticket_rows.mappings()], loaded)
 
 
 # --- tickets ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_engine import store
 from slawatch_engine.ledger import Changes, Ledger
 from slawatch_engine.metrics import EngineMetrics
 from slawatch_engine.store import StaleClockError
@@ -148,7 +149,11 @@ class Timer:
             return False
         try:
             async with self._lock, self._db.begin() as conn:
-                changes = await self._ledger.fire(conn, clock_ids, self._now())
+                work = await store.load_clocks(conn, clock_ids)
+                now = self._now()
+                changes = self._ledger.fire(work, clock_ids, now)
+                await work.save(conn, now)
+                await self._ledger.stage(conn, changes, now)
         except StaleClockError as exc:
             # another engine moved a clock first (a rebalance in flight): look again soon
             log.warning("clock %s changed under us; retrying %d clocks", exc, len(clock_ids))
