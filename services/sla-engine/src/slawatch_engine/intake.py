@@ -78,14 +78,16 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._timer.hold(True)
+        loaded = 0
         async with self._db.connect() as conn:
-            due = await store.due_clocks(conn, [tp.partition for tp in assigned])
-        for clock_id, partition, at in due:
-            self._index.set(clock_id, partition, at)
+            async for chunk in store.due_clocks(conn, [tp.partition for tp in assigned]):
+                for clock_id, partition, at in chunk:
+                    self._index.set(clock_id, partition, at)
+                loaded += len(chunk)
         ends = await self._consumer.end_offsets(assigned) if assigned else {}
         self._catch_up_to = {tp: end for tp, end in ends.items() if end > 0}
         log.info(
-            "assigned %s: %d clocks scheduled", sorted(tp.partition for tp in assigned), len(due)
+            "assigned %s: %d clocks scheduled", sorted(tp.partition for tp in assigned), loaded
         )
         await self._check_caught_up()
 

@@ -15,7 +15,7 @@ holding a stale copy changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -192,15 +192,17 @@ class StaleClockError(RuntimeError):
 
 
 async def due_clocks(
-    conn: AsyncConnection, partitions: Iterable[int]
-) -> list[tuple[str, int, datetime]]:
-    """(clock id, partition, next due instant) of every clock with a stage ahead."""
-    rows = await conn.execute(
-        select(clocks.c.id, clocks.c.partition, clocks.c.next_due_at).where(
-            clocks.c.partition.in_(list(partitions)), clocks.c.next_due_at.is_not(None)
-        )
+    conn: AsyncConnection, partitions: Iterable[int], chunk: int = 20_000
+) -> AsyncIterator[list[tuple[str, int, datetime]]]:
+    """(clock id, partition, next due instant) of every clock with a stage ahead, streamed
+    in chunks, so a million clocks never sit in memory as rows at once."""
+    result = await conn.stream(
+        select(clocks.c.id, clocks.c.partition, clocks.c.next_due_at)
+        .where(clocks.c.partition.in_(list(partitions)), clocks.c.next_due_at.is_not(None))
+        .execution_options(yield_per=chunk)
     )
-    return [(row.id, row.partition, row.next_due_at) for row in rows]
+    async for rows in result.partitions(chunk):
+        yield [(row.id, row.partition, row.next_due_at) for row in rows]
 
 
 # --- the working set of a batch ------------------------------------------------

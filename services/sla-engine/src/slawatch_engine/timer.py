@@ -19,7 +19,7 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,13 +34,33 @@ FIRE_BATCH = 500
 RETRY_STALE = timedelta(milliseconds=100)
 
 
+_PARTITION_BITS = 16
+_PARTITIONS = 1 << _PARTITION_BITS
+_US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _pack(due: datetime, partition: int) -> int:
+    """The due instant (µs since the epoch) and the partition in one int; orders by instant."""
+    if not 0 <= partition < _PARTITIONS:
+        raise ValueError(f"partition {partition} out of range")
+    stamp = (due - _EPOCH) // timedelta(microseconds=1)
+    return (stamp << _PARTITION_BITS) | partition
+
+
 class DueIndex:
-    """Next due instant per clock, earliest first; stale heap entries are skipped lazily."""
+    """Next due instant per clock, earliest first.
+
+    Sized for a million clocks: per clock one dict entry (clock id → an int
+    packing the due instant in µs and the partition) and one heap entry
+    ``(that int, clock id)`` sharing the same objects. Entries superseded by
+    ``set`` stay in the heap until they surface (skipped as stale) or the heap
+    is compacted once it holds twice as many entries as there are clocks.
+    """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
-        self._due: dict[str, float] = {}
-        self._partition: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
         self._popped: dict[str, int] = {}
         """Partitions of the clocks handed out by the last ``pop_due``."""
 
@@ -50,42 +70,48 @@ class DueIndex:
     def set(self, clock_id: str, partition: int, due: datetime | None) -> None:
         if due is None:
             self._due.pop(clock_id, None)
-            self._partition.pop(clock_id, None)
             return
-        stamp = due.timestamp()
-        if self._due.get(clock_id) == stamp:
+        packed = _pack(due, partition)
+        if self._due.get(clock_id) == packed:
             return
-        self._due[clock_id] = stamp
-        self._partition[clock_id] = partition
-        heapq.heappush(self._heap, (stamp, clock_id))
+        self._due[clock_id] = packed
+        heapq.heappush(self._heap, (packed, clock_id))
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            self._compact()
 
     def update(self, changes: Changes) -> None:
         for clock_id, (partition, due) in changes.due.items():
             self.set(clock_id, partition, due)
 
     def partition_of(self, clock_id: str, default: int) -> int:
-        return self._partition.get(clock_id, self._popped.get(clock_id, default))
+        packed = self._due.get(clock_id)
+        if packed is None:
+            return self._popped.get(clock_id, default)
+        return packed & (_PARTITIONS - 1)
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
-        for clock_id in [c for c, p in self._partition.items() if p in gone]:
-            self.set(clock_id, 0, None)
+        mask = _PARTITIONS - 1
+        self._due = {c: packed for c, packed in self._due.items() if packed & mask not in gone}
+        self._compact()
 
     def next_stamp(self) -> float | None:
+        """The earliest due instant as a POSIX timestamp, if any."""
         self._skip_stale()
-        return self._heap[0][0] if self._heap else None
+        return (self._heap[0][0] >> _PARTITION_BITS) / _US if self._heap else None
 
-    def pop_due(self, now: float, limit: int = FIRE_BATCH) -> list[str]:
-        """Remove and return up to ``limit`` clocks due at or before ``now``."""
+    def pop_due(self, now: datetime, limit: int = FIRE_BATCH) -> list[str]:
+        """Remove and return up to ``limit`` clocks due at or before ``now``, earliest first."""
         due: list[str] = []
         self._popped = {}
+        bound = _pack(now, 0) + _PARTITIONS  # above every packed value at or before now
         while len(due) < limit:
             self._skip_stale()
-            if not self._heap or self._heap[0][0] > now:
+            if not self._heap or self._heap[0][0] >= bound:
                 break
-            _, clock_id = heapq.heappop(self._heap)
+            packed, clock_id = heapq.heappop(self._heap)
             del self._due[clock_id]
-            self._popped[clock_id] = self._partition.pop(clock_id)
+            self._popped[clock_id] = packed & (_PARTITIONS - 1)
             due.append(clock_id)
         return due
 
@@ -93,6 +119,10 @@ class DueIndex:
         heap = self._heap
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
+
+    def _compact(self) -> None:
+        self._heap = [(packed, clock_id) for clock_id, packed in self._due.items()]
+        heapq.heapify(self._heap)
 
 
 class Timer:
@@ -144,7 +174,7 @@ class Timer:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _fire_due(self) -> bool:
-        clock_ids = self._index.pop_due(self._now().timestamp())
+        clock_ids = self._index.pop_due(self._now())
         if not clock_ids:
             return False
         try:
