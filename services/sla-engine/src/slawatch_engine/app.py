@@ -89,6 +89,7 @@ def create_app(
         )
         ledger = Ledger(book, topics.sla)
         index = DueIndex()
+        metrics.due_index.set_function(lambda: len(index))
         lock = asyncio.Lock()
         publisher = Publisher(db, producer, metrics, now, owned=lambda: owned_partitions(consumer))
 
@@ -111,7 +112,8 @@ def create_app(
             start_worker(_prune(db, now, timedelta(days=settings.dedup_retention_days)), "prune"),
         ]
         try:
-            yield
+            with metrics.timing_gc():
+                yield
         finally:
             await stop_workers(*workers)
             await consumer.stop()

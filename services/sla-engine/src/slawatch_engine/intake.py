@@ -20,6 +20,7 @@ is rolled back and read again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -84,6 +85,10 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
                 for clock_id, partition, at in chunk:
                     self._index.set(clock_id, partition, at)
                 loaded += len(chunk)
+        # The index's objects live as long as the assignment: keep the cyclic
+        # collector from walking a million of them again and again.
+        gc.collect()
+        gc.freeze()
         ends = await self._consumer.end_offsets(assigned) if assigned else {}
         self._catch_up_to = {tp: end for tp, end in ends.items() if end > 0}
         log.info(

@@ -6,6 +6,10 @@ Every label value is known up front and initialised, so each series exists
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -53,6 +57,17 @@ class EngineMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300),
             registry=registry,
         )
+        self.due_index = Gauge(
+            "slawatch_engine_due_index_clocks",
+            "Clocks with a stage ahead in this engine's in-memory timer index.",
+            registry=registry,
+        )
+        self.gc_pause = Histogram(
+            "slawatch_engine_gc_pause_seconds",
+            "Pauses of Python's cyclic garbage collector in this process.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=registry,
+        )
         for event_type in get_args(TicketEventType):
             self.events_in.labels(event_type)
         for reason in REJECT_REASONS:
@@ -62,6 +77,23 @@ class EngineMetrics:
                 self.sla_events.labels(sla_type, priority.value)
         for state in OPEN_STATES:
             self.clocks_open.labels(state)
+
+    @contextmanager
+    def timing_gc(self) -> Iterator[None]:
+        """Observe every collector pause while the block runs (the engine's lifetime)."""
+        started: list[float] = []
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                self.gc_pause.observe(time.perf_counter() - started.pop())
+
+        gc.callbacks.append(callback)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(callback)
 
     def applied(self, event_type: str) -> None:
         self.events_in.labels(event_type).inc()
