@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from notifier.factories import CONFIG, write_config
+from notifier.factories import CONFIG, ESCALATING, write_config
 from slawatch_common.events import Channel
 from slawatch_common.runtime import ConfigError
 from slawatch_notifier.config import load_config, parse_config
@@ -23,6 +23,12 @@ def _config(**changes: Any) -> dict[str, Any]:
     return config
 
 
+def _lines(**changes: Any) -> dict[str, Any]:
+    config = copy.deepcopy(ESCALATING)
+    config.update(changes)
+    return config
+
+
 def _errors(section: Any) -> str:
     with pytest.raises(ConfigError) as caught:
         parse_config(section)
@@ -31,13 +37,110 @@ def _errors(section: Any) -> str:
 
 def test_the_shipped_example_is_valid_and_its_bare_on_keys_are_read() -> None:
     config = load_config(REPO / "deploy/config/slawatch.yaml")
-    rules = config.escalations["standard"]
-    assert [rule.on for rule in rules] == ["warning", "breach"]
-    assert [(t.to, t.via) for t in rules[1].notify] == [
+    steps = config.escalations["standard"]
+    assert [step.on for step in steps] == ["warning", "breach", "breach"]
+    assert [(t.to, t.via) for t in steps[1].notify] == [
         ("oncall", Channel.SMS),
         ("supervisor", Channel.EMAIL),
     ]
+    assert steps[2].after == 30 * 60
     assert config.people["oncall"].id == "oncall"
+    assert set(config.groups) == {"l1", "l2", "l3"}
+
+
+def test_the_escalating_example_is_valid() -> None:
+    config = parse_config(ESCALATING)
+    assert config.escalations["chasing"][1].after == 1800
+    assert config.groups["l2"].robots == {Channel.DINGTALK: "l2-robot"}
+
+
+def test_unknown_group_and_schedule_are_named_by_path() -> None:
+    config = _lines()
+    config["escalations"]["tiered"][1]["notify"] = [
+        {"to": "group:l9", "via": "email"},
+        {"to": "oncall:nights", "via": "sms"},
+        {"to": "supervisor:oncall:nights", "via": "sms"},
+    ]
+    message = _errors(config)
+    assert "notifier.escalations.tiered.1.notify.0.to: unknown group 'l9' (known: l2)" in message
+    assert "notifier.escalations.tiered.1.notify.1.to: unknown schedule 'nights'" in message
+    assert "notifier.escalations.tiered.1.notify.2.to: unknown schedule 'nights'" in message
+
+
+def test_a_bad_target_kind_is_named_by_path() -> None:
+    config = _lines()
+    config["escalations"]["tiered"][1]["notify"][0]["to"] = "team:l2"
+    config["escalations"]["tiered"][0]["notify"][0]["to"] = "supervisor:group:l2"
+    message = _errors(config)
+    assert "notifier.escalations.tiered.1.notify.0.to:" in message
+    assert "unknown target kind 'team'" in message
+    assert "notifier.escalations.tiered.0.notify.0.to:" in message
+    assert "a group has no supervisor" in message
+
+
+def test_a_group_without_the_chat_robot_or_members_without_the_address() -> None:
+    config = _lines()
+    config["escalations"]["tiered"][1]["notify"] = [
+        {"to": "group:l2", "via": "wecom"},
+        {"to": "group:l2", "via": "sms"},
+    ]
+    del config["people"]["chen.jie"]["phone"]
+    message = _errors(config)
+    assert "notifier.escalations.tiered.1.notify.0.via: group 'l2' has no wecom robot" in message
+    assert "notifier.escalations.tiered.1.notify.1.via: 'chen.jie' has no phone" in message
+
+
+def test_everyone_a_schedule_can_put_on_call_needs_the_address() -> None:
+    config = _lines()
+    del config["people"]["chen.jie"]["phone"]
+    message = _errors(config)
+    assert "notifier.escalations.tiered.1.notify.0.via: 'chen.jie' has no phone" in message
+
+
+def test_supervisor_problems_are_named_by_path() -> None:
+    config = _lines()
+    config["people"]["wang.fang"]["supervisor"] = "zhao.lei"  # zhao.lei → wang.fang → zhao.lei
+    config["people"]["li.wei"]["supervisor"] = "nobody"
+    message = _errors(config)
+    assert "notifier.people.li.wei.supervisor: unknown person 'nobody'" in message
+    assert "supervisors form a cycle: zhao.lei → wang.fang → zhao.lei" in message
+    config = _lines()
+    config["escalations"]["tiered"][2]["notify"][0]["to"] = "supervisor:wang.fang"
+    assert "notify.0.to: 'wang.fang' has no supervisor" in _errors(config)
+
+
+def test_unknown_members_and_schedule_people_are_named_by_path() -> None:
+    config = _lines()
+    config["groups"]["l2"]["members"].append("ghost")
+    config["schedules"]["l2"]["rotations"][0]["people"].append("phantom")
+    message = _errors(config)
+    assert "notifier.groups.l2.members.2: unknown person 'ghost'" in message
+    assert "notifier.schedules.l2.rotations.0.people.2: unknown person 'phantom'" in message
+
+
+def test_only_breach_steps_wait_or_repeat() -> None:
+    config = _lines()
+    config["escalations"]["tiered"][0]["after"] = "5m"
+    config["escalations"]["tiered"][0]["repeat"] = {"every": "5m", "times": 2}
+    message = _errors(config)
+    assert "notifier.escalations.tiered.0.after: only an 'on: breach' step" in message
+    assert "notifier.escalations.tiered.0.repeat: only an 'on: breach' step" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("after", "soon"), ("after", -1), ("repeat", {"every": "0s", "times": 2})],
+)
+def test_bad_durations_are_named_by_path(field: str, value: Any) -> None:
+    config = _lines()
+    config["escalations"]["tiered"][2][field] = value
+    assert f"notifier.escalations.tiered.2.{field}" in _errors(config)
+
+
+def test_locale_is_zh_cn_or_en() -> None:
+    config = _lines()
+    config["people"]["li.wei"]["locale"] = "fr"
+    assert "notifier.people.li.wei.locale:" in _errors(config)
 
 
 def test_unknown_person_is_named_by_path() -> None:
@@ -76,10 +179,13 @@ def test_bad_person_fields_are_named_by_path() -> None:
     assert "notifier.people.oncall.pager:" in message
 
 
-def test_assignee_is_reserved() -> None:
+def test_assignee_and_target_kinds_are_reserved() -> None:
     config = _config()
     config["people"]["assignee"] = {"email": "a@example.com"}
-    assert "notifier.people.assignee: reserved" in _errors(config)
+    config["people"]["group:x"] = {"email": "a@example.com"}
+    message = _errors(config)
+    assert "notifier.people.assignee: reserved" in message
+    assert "notifier.people.group:x: ':' is reserved" in message
 
 
 def test_missing_section_is_an_error(tmp_path: Path) -> None:

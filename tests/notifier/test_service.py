@@ -35,9 +35,9 @@ from support.smtp import SmtpSink
 
 pytestmark = [pytest.mark.kafka, pytest.mark.smtp]
 
-WARNING_ID = "jira:OPS-42:response:warning:75:li.wei:email"
-BREACH_SMS_ID = "jira:OPS-42:response:breach:oncall:sms"
-BREACH_MAIL_ID = "jira:OPS-42:response:breach:supervisor:email"
+WARNING_ID = "jira:OPS-42:response:warning:75:0:li.wei:email"
+BREACH_SMS_ID = "jira:OPS-42:response:breach:1:oncall:sms"
+BREACH_MAIL_ID = "jira:OPS-42:response:breach:1:supervisor:email"
 
 
 @pytest.fixture
@@ -113,7 +113,8 @@ async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redeliver
     ]
     assert metric(exposition, "slawatch_notifier_dead_letters_total", reason="invalid_json") == 1
     assert await _dead_letters(settings.database_url) == [("invalid_json", "{not json")]
-    assert metric(exposition, "slawatch_notifier_sla_events_total", outcome="ignored") == 1
+    assert metric(exposition, "slawatch_notifier_sla_events_total", outcome="tracked") == 1
+    assert metric(exposition, "slawatch_notifier_sla_events_total", outcome="ignored") == 0
     assert metric(exposition, "slawatch_notifier_planned_total", result="duplicate") == 3
     sent_mail = {"channel": "email", "outcome": "sent"}
     assert metric(exposition, "slawatch_notifier_notifications_total", **sent_mail) == 2

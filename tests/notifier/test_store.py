@@ -31,7 +31,8 @@ Scenario = Callable[[AsyncEngine], Awaitable[None]]
 
 
 def _drafts(stage: str = "breach", ticket_id: str = "OPS-42") -> list[store.Draft]:
-    planned = route(sla_event(stage, ticket_id=ticket_id), parse_config(CONFIG)).notifications
+    event = sla_event(stage, ticket_id=ticket_id)
+    planned = route(event, parse_config(CONFIG), NOW).notifications
     return [store.Draft(p, render(p)) for p in planned]
 
 

@@ -86,3 +86,23 @@ def test_a_lead_time_warning_says_how_long_is_left() -> None:
     mail = render_email(sla_event(stage), stage, None)
     assert "SLA warning: 15m left of the response time" in mail.subject
     assert "WARNING 15m left" in render_sms(sla_event(stage), stage).text
+
+
+def test_every_message_ends_with_its_ack_link_and_an_sms_keeps_it_whole() -> None:
+    link = "https://slawatch.example.com/v1/acks/" + "x" * 150
+    event = sla_event("breach")
+    event = event.model_copy(
+        update={
+            "data": event.data.model_copy(
+                update={"ticket": event.data.ticket.model_copy(update={"title": "y" * 400})}
+            )
+        }
+    )
+    mail = render_email(event, "breach", "Li Wei", link)
+    assert mail.html is not None
+    assert link in mail.text
+    assert f'href="{link}"' in mail.html
+    sms = render_sms(event, "breach", link)
+    assert sms.text.endswith(f" Ack: {link}")
+    assert len(sms.text) <= SMS_MAX_CHARS
+    assert "Ack:" not in render_sms(event, "breach").text

@@ -217,10 +217,18 @@ class SlaEvent(Envelope):
 class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
+    DINGTALK = "dingtalk"
+    WECOM = "wecom"
+    FEISHU = "feishu"
+    SLACK = "slack"
+    WEBHOOK = "webhook"
 
 
 class Notification(_Model):
-    notification_id: Identifier = Field(description="sla_event's clock, stage, recipient, channel.")
+    notification_id: Identifier = Field(
+        description="The dedup key: clock[#cycle]:stage[.g<generation>]:step[.r<repeat>]"
+        ":recipient:channel."
+    )
     sla_event_id: Identifier
     clock_id: Identifier
     stage: Identifier

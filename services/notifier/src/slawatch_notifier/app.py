@@ -1,49 +1,74 @@
-"""The notifier's FastAPI app: health, readiness and metrics, with the workers in its lifespan.
+"""The notifier's FastAPI app: probes, metrics, acks and on-call, with the workers in its lifespan.
 
-Start-up order: read the escalation config, migrate the database, ensure the
-topics, start the producer, recover interrupted sends, start the consumer and
-then the three workers (intake, dispatch, outbox). Shutdown stops them in
-reverse. A worker that fails ends the process (``start_worker``).
+The escalation config is read when the app is built (``create_app``; the
+on-call routes need its schedules). Start-up order in the lifespan: migrate
+the database, ensure the topics, start the producer, recover interrupted
+sends, start the consumer and then the four workers (intake, scheduler,
+dispatch, outbox). Shutdown stops them in reverse. A worker that fails ends
+the process (``start_worker``).
+
+Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``POST /v1/acks`` and
+``GET /v1/acks/<token>`` (``acks.py``), ``GET /v1/oncall[/<schedule>]``
+(``oncall_api.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.db import create_engine
 from slawatch_common.events import Channel
 from slawatch_common.kafka import ensure_topics, start_producer
 from slawatch_common.runtime import start_worker, stop_workers
 from slawatch_notifier import store
+from slawatch_notifier.acklink import DEV_SECRET, AckLinks
+from slawatch_notifier.acks import acks_router
 from slawatch_notifier.channels.email import EmailChannel
 from slawatch_notifier.channels.port import ChannelPort
+from slawatch_notifier.channels.setup import ChannelSettings, build_channels, parse_channels
 from slawatch_notifier.channels.sms import SmsChannel
 from slawatch_notifier.clock import Clock, SystemClock
-from slawatch_notifier.config import load_config
+from slawatch_notifier.config import NotifierConfig, load_config
 from slawatch_notifier.dispatch import Dispatcher
 from slawatch_notifier.intake import Intake, start_consumer
 from slawatch_notifier.metrics import NotifierMetrics
+from slawatch_notifier.oncall_api import router as oncall_router
 from slawatch_notifier.outbox import Outbox
+from slawatch_notifier.planner import Planner
 from slawatch_notifier.retry import RetryPolicy
+from slawatch_notifier.scheduler import Scheduler
 from slawatch_notifier.settings import NotifierSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Workers:
-    """What the probes look at: the running worker tasks."""
+    """What the probes and routes look at: the running worker tasks and the database."""
 
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    engine: AsyncEngine | None = None
 
     def alive(self) -> bool:
         return bool(self.tasks) and not any(task.done() for task in self.tasks)
+
+    def database(self) -> AsyncEngine:
+        """The engine, for route dependencies; 503 before the lifespan made it."""
+        if self.engine is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "starting")
+        return self.engine
 
 
 def create_app(
@@ -51,18 +76,30 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
+    config: NotifierConfig | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """The app; nothing starts until its lifespan runs."""
+    """The app; reads the config file (unless ``config`` is given), starts nothing.
+
+    Channel secrets come from ``env`` (the process environment by default).
+    """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = NotifierMetrics(registry)
     workers = Workers()
+    clock = clock or SystemClock()
+    config = config if config is not None else load_config(settings.config_file)
+    providers = parse_channels(config.channels, os.environ if env is None else env)
+    links = ack_links(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with running(settings, metrics, clock or SystemClock(), workers):
+        planner = Planner(config, links)
+        async with running(settings, planner, providers, metrics, clock, workers):
             yield
 
     app = FastAPI(title="slawatch notifier", lifespan=lifespan)
+    app.include_router(acks_router(workers.database, links.secret, metrics, clock.now))
+    app.include_router(oncall_router(config.schedules, clock.now))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -82,12 +119,30 @@ def create_app(
     return app
 
 
+def ack_links(settings: NotifierSettings) -> AckLinks:
+    """The link signer; without ``SLAWATCH_ACK_SECRET`` a development key, loudly."""
+    if settings.ack_secret is None:
+        log.warning(
+            "SLAWATCH_ACK_SECRET is not set: ack links are signed with the development key, "
+            "which anyone can use to forge them; set it outside development"
+        )
+        secret = DEV_SECRET
+    else:
+        secret = settings.ack_secret.get_secret_value()
+    ttl = timedelta(seconds=settings.ack_link_ttl_s)
+    return AckLinks(secret.encode(), settings.base_url, ttl)
+
+
 @asynccontextmanager
 async def running(
-    settings: NotifierSettings, metrics: NotifierMetrics, clock: Clock, workers: Workers
+    settings: NotifierSettings,
+    planner: Planner,
+    providers: ChannelSettings,
+    metrics: NotifierMetrics,
+    clock: Clock,
+    workers: Workers,
 ) -> AsyncIterator[None]:
     """Everything the notifier runs, started in order and stopped in reverse."""
-    config = load_config(settings.config_file)
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
@@ -99,10 +154,10 @@ async def running(
         producer = await start_producer(settings.kafka_bootstrap)
         stack.push_async_callback(producer.stop)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.send_timeout_s))
-        doorbell, outbox_bell = asyncio.Event(), asyncio.Event()
+        doorbell, outbox_bell, scheduler_bell = asyncio.Event(), asyncio.Event(), asyncio.Event()
         dispatcher = Dispatcher(
             engine,
-            _channels(settings, http, clock),
+            _channels(settings, providers, http, clock),
             RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
             metrics=metrics,
             clock=clock,
@@ -114,22 +169,39 @@ async def running(
         await dispatcher.recover()
         consumer = await start_consumer(settings)
         stack.push_async_callback(consumer.stop)
-        intake = Intake(consumer, engine, config, metrics, doorbell, clock)
+        intake = Intake(
+            consumer,
+            engine,
+            planner,
+            metrics,
+            doorbell=doorbell,
+            scheduler_bell=scheduler_bell,
+            clock=clock,
+        )
+        scheduler = Scheduler(
+            engine, planner, metrics=metrics, clock=clock, bell=scheduler_bell, doorbell=doorbell
+        )
         outbox = Outbox(engine, producer, topics.notifications, metrics=metrics, bell=outbox_bell)
         workers.tasks[:] = [
             start_worker(intake.run(), "notifier-intake"),
+            start_worker(scheduler.run(), "notifier-scheduler"),
             start_worker(dispatcher.run(), "notifier-dispatch"),
             start_worker(outbox.run(), "notifier-outbox"),
         ]
         stack.push_async_callback(stop_workers, *workers.tasks)
+        workers.engine = engine
+        stack.callback(setattr, workers, "engine", None)
         yield
 
 
 def _channels(
-    settings: NotifierSettings, http: httpx.AsyncClient, clock: Clock
+    settings: NotifierSettings, providers: ChannelSettings, http: httpx.AsyncClient, clock: Clock
 ) -> dict[Channel, ChannelPort]:
     token = settings.sms_token.get_secret_value()
-    return {
-        Channel.EMAIL: EmailChannel(settings, clock),
-        Channel.SMS: SmsChannel(http, settings.sms_url, token),
-    }
+    return build_channels(
+        providers,
+        client=http,
+        clock=clock,
+        email=EmailChannel(settings, clock),
+        default_sms=SmsChannel(http, settings.sms_url, token),
+    )

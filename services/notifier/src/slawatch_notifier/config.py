@@ -1,17 +1,34 @@
-"""The notifier's part of the configuration file: people and escalation chains.
+"""The notifier's part of the configuration file: people, groups, schedules and chains.
 
     notifier:
       people:
-        oncall: {name: On-call engineer, email: oncall@example.com, phone: "+86…"}
+        li.wei: {name: Li Wei, email: li.wei@example.com, phone: "+86…",
+                 locale: zh-CN, supervisor: wang.fang}
+        wang.fang: {name: Wang Fang, email: wang.fang@example.com}
+      groups:                        # support lines; robots post once for the whole group
+        l2: {name: Second line, members: [li.wei], robots: {dingtalk: l2-robot}}
+      schedules:                     # on-call rotations, see oncall.py
+        l2-primary: {time_zone: Asia/Shanghai, rotations: [...]}
       escalations:
         standard:
-          - on: warning            # every warning stage; "warning:90" or
-                                   # "warning:900s-before" for one; "breach"
+          - on: warning              # every warning stage; "warning:90" or
+                                     # "warning:900s-before" for one; "breach"
             notify:
               - {to: assignee, via: email}
           - on: breach
             notify:
-              - {to: oncall, via: sms}
+              - {to: "oncall:l2-primary", via: sms}
+          - on: breach               # only if nobody acknowledged within 30 minutes
+            after: 30m
+            repeat: {every: 30m, times: 3}
+            notify:
+              - {to: "supervisor:oncall:l2-primary", via: sms}
+              - {to: "group:l2", via: dingtalk}
+
+A chain is a list of *steps*; a step's ``to`` is a target (``targets.py``:
+``assignee``, ``assignee_group``, a person id, ``group:<id>``,
+``oncall:<schedule>``, ``supervisor:<target>``). ``after`` and ``repeat`` chase
+an unacknowledged breach, so only ``on: breach`` steps may have them.
 
 Read once at start-up and passed in (``load_config``). Every error names the
 dotted path of the offending value, e.g. ``notifier.escalations.standard.1.notify.0.to``.
@@ -20,39 +37,139 @@ The other top-level sections of the file belong to the SLA engine and are ignore
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from slawatch_common.events import Channel, Identifier, Person
+from slawatch_common.events import Channel, Identifier, Name
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
-
-ASSIGNEE = "assignee"
-"""The ``to:`` value that means the ticket's assignee at the time of the event."""
+from slawatch_notifier.oncall import Schedule, schedule_errors
+from slawatch_notifier.targets import (
+    ASSIGNEE,
+    ASSIGNEE_GROUP,
+    Assignee,
+    AssigneeGroup,
+    GroupRef,
+    OnCallRef,
+    PersonRef,
+    SupervisorOf,
+    Target,
+    parse_target,
+)
 
 SECTION = "notifier"
+BREACH = "breach"
+
+MEMBER_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
+"""Channels that reach a group member by member; every other one posts to the group's robot."""
 
 _STAGE_PATTERN = r"^(warning|warning:([1-9][0-9]?|100)|warning:[0-9]+s-before|breach)$"
 _ADDRESS_FIELD = {Channel.EMAIL: "email", Channel.SMS: "phone"}
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+Locale = Literal["zh-CN", "en"]
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds from an integer or text like ``"90s"``, ``"30m"``, ``"1h30m"``, ``"1d"`` (24 h)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is seconds or text like '30m'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration like '90s', '30m', '4h', '1h30m', '1d'")
+    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _positive(seconds: int) -> int:
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[int, BeforeValidator(parse_duration), AfterValidator(_positive)]
+ChatAddress = Annotated[str, Field(min_length=1, max_length=320)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Target(_Model):
-    """One recipient of a rule: a person id from ``people`` or ``assignee``."""
+class Person(_Model):
+    """Someone a notification can reach: an address per channel, a locale, a supervisor.
 
-    to: Identifier
+    ``dingtalk`` … ``webhook`` hold what that channel's adapter needs to reach
+    the person (a robot name for DingTalk, an id or URL for the others).
+    """
+
+    id: Identifier
+    name: Name | None = None
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)] | None = None
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{3,32}$")] | None = None
+    locale: Locale | None = None
+    supervisor: Identifier | None = None
+    dingtalk: ChatAddress | None = None
+    wecom: ChatAddress | None = None
+    feishu: ChatAddress | None = None
+    slack: ChatAddress | None = None
+    webhook: ChatAddress | None = None
+
+
+class Group(_Model):
+    """A team (an L1/L2/L3 line): its members, and a robot per chat channel."""
+
+    name: Name | None = None
+    members: tuple[Identifier, ...] = ()
+    robots: dict[Channel, ChatAddress] = Field(default_factory=dict)
+
+
+def _target_text(value: str) -> str:
+    parse_target(value)  # ValueError names what is wrong
+    return value
+
+
+class Notify(_Model):
+    """One target of a step and the channel that reaches it."""
+
+    to: Annotated[str, Field(min_length=1, max_length=400), AfterValidator(_target_text)]
     via: Channel
 
+    @property
+    def target(self) -> Target:
+        return parse_target(self.to)
 
-class Rule(_Model):
-    """At stage ``on``, tell every target."""
+
+class Repeat(_Model):
+    """Send the step again every ``every`` seconds, ``times`` more times, while unacknowledged."""
+
+    every: PositiveDuration
+    times: Annotated[int, Field(ge=1, le=100)]
+
+
+class Step(_Model):
+    """At stage ``on`` (``after`` seconds past the breach, if given), tell every target."""
 
     on: Annotated[str, Field(pattern=_STAGE_PATTERN)]
-    notify: Annotated[tuple[Target, ...], Field(min_length=1)]
+    after: Duration | None = None
+    repeat: Repeat | None = None
+    notify: Annotated[tuple[Notify, ...], Field(min_length=1)]
 
     @model_validator(mode="before")
     @classmethod
@@ -68,12 +185,27 @@ class Rule(_Model):
             return stage.startswith("warning:")
         return self.on == stage
 
+    @property
+    def immediate(self) -> bool:
+        """Fires when its stage's event arrives (no ``after``)."""
+        return not self.after
+
+    @property
+    def chases(self) -> bool:
+        """Has a firing the scheduler makes: a delayed first one or repeats."""
+        return not self.immediate or self.repeat is not None
+
 
 class NotifierConfig(_Model):
-    """People by id and escalation chains by name; validated, immutable."""
+    """People, groups and schedules by id, escalation chains by name; validated, immutable."""
 
     people: dict[Identifier, Person] = Field(default_factory=dict)
-    escalations: dict[Identifier, tuple[Rule, ...]] = Field(default_factory=dict)
+    groups: dict[Identifier, Group] = Field(default_factory=dict)
+    schedules: dict[Identifier, Schedule] = Field(default_factory=dict)
+    escalations: dict[Identifier, tuple[Step, ...]] = Field(default_factory=dict)
+    channels: dict[str, Any] = Field(default_factory=dict)
+    """Providers and robots per channel, validated with their secrets at start-up
+    (``channels/setup.py``); here only the robot names are checked."""
 
     @field_validator("people", mode="before")
     @classmethod
@@ -87,8 +219,20 @@ class NotifierConfig(_Model):
 
 
 def address_of(person: Person, channel: Channel) -> str | None:
-    """The address ``channel`` needs to reach ``person`` (email or phone), if known."""
-    return person.email if channel is Channel.EMAIL else person.phone
+    """The address ``channel`` needs to reach ``person``, if known."""
+    value: str | None = getattr(person, _ADDRESS_FIELD.get(channel, str(channel)))
+    return value
+
+
+def address_field(channel: Channel) -> str:
+    """The name of the person field that holds ``channel``'s address."""
+    return _ADDRESS_FIELD.get(channel, str(channel))
+
+
+def schedule_people(schedule: Schedule) -> set[str]:
+    """Everyone a schedule can put on call."""
+    rotating = {person for rotation in schedule.rotations for person in rotation.people}
+    return rotating | {override.person for override in schedule.overrides}
 
 
 def load_config(path: Path) -> NotifierConfig:
@@ -112,31 +256,173 @@ def parse_config(section: Any, *, source: str = "<config>") -> NotifierConfig:
 
 
 def reference_errors(config: NotifierConfig) -> list[str]:
-    """Targets naming unknown people or people without the channel's address."""
-    problems: list[str] = []
-    if ASSIGNEE in config.people:
-        problems.append(f"{SECTION}.people.{ASSIGNEE}: reserved for the ticket's assignee")
+    """Every reference that does not resolve, by dotted path (empty when all is well)."""
+    problems = _id_errors(config) + _supervisor_errors(config.people)
+    problems += _group_errors(config) + _robot_errors(config)
+    problems += schedule_errors(config.schedules, set(config.people), f"{SECTION}.schedules")
+    for chain, steps in config.escalations.items():
+        for index, step in enumerate(steps):
+            problems += _step_errors(config, step, f"{SECTION}.escalations.{chain}.{index}")
+    return problems
+
+
+def _id_errors(config: NotifierConfig) -> list[str]:
+    problems = [
+        f"{SECTION}.people.{key}: reserved for the ticket's {key.replace('_', ' ')}"
+        for key in (ASSIGNEE, ASSIGNEE_GROUP)
+        if key in config.people
+    ]
     problems += [
         f"{SECTION}.people.{key}.id: must equal its key {key!r}"
         for key, person in config.people.items()
         if person.id != key
     ]
-    for chain, rules in config.escalations.items():
-        for index, rule in enumerate(rules):
-            for position, target in enumerate(rule.notify):
-                path = f"{SECTION}.escalations.{chain}.{index}.notify.{position}"
-                problems += _target_errors(config.people, target, path)
+    for kind, ids in (("people", config.people), ("groups", config.groups)):
+        problems += [
+            f"{SECTION}.{kind}.{key}: ':' is reserved for target kinds (group:, oncall:, …)"
+            for key in ids
+            if ":" in key
+        ]
     return problems
 
 
-def _target_errors(people: dict[str, Person], target: Target, path: str) -> list[str]:
-    if target.to == ASSIGNEE:
-        return []
-    person = people.get(target.to)
-    if person is None:
-        known = ", ".join(sorted(people)) or "none"
-        return [f"{path}.to: unknown person {target.to!r} (known: {known}, {ASSIGNEE})"]
-    if address_of(person, target.via) is None:
-        field = _ADDRESS_FIELD[target.via]
-        return [f"{path}.via: {target.to!r} has no {field}, which {target.via} needs"]
-    return []
+def _supervisor_errors(people: Mapping[str, Person]) -> list[str]:
+    problems: list[str] = []
+    reported: set[str] = set()
+    for key, person in people.items():
+        path = f"{SECTION}.people.{key}.supervisor"
+        if person.supervisor is not None and person.supervisor not in people:
+            problems.append(f"{path}: unknown person {person.supervisor!r}")
+            continue
+        loop = _supervisor_loop(people, key)
+        if loop and key not in reported:
+            reported.update(loop)
+            problems.append(f"{path}: supervisors form a cycle: {' → '.join([*loop, loop[0]])}")
+    return problems
+
+
+def _supervisor_loop(people: Mapping[str, Person], start: str) -> list[str]:
+    """The cycle ``start`` is on, in order from ``start``; empty if it is on none."""
+    chain = [start]
+    current = people[start].supervisor
+    while current is not None and current in people and current not in chain:
+        chain.append(current)
+        current = people[current].supervisor
+    return chain if current == start else []
+
+
+def _group_errors(config: NotifierConfig) -> list[str]:
+    problems: list[str] = []
+    for key, group in config.groups.items():
+        path = f"{SECTION}.groups.{key}"
+        problems += [
+            f"{path}.members.{position}: unknown person {member!r}"
+            for position, member in enumerate(group.members)
+            if member not in config.people
+        ]
+        problems += [
+            f"{path}.robots.{channel}: {channel} reaches members one by one; no robot"
+            for channel in group.robots
+            if channel in MEMBER_CHANNELS
+        ]
+    return problems
+
+
+def _robot_errors(config: NotifierConfig) -> list[str]:
+    """Robot names of groups and people that ``notifier.channels`` does not define."""
+    problems: list[str] = []
+    named = [
+        (f"{SECTION}.groups.{key}.robots.{channel}", channel, robot)
+        for key, group in config.groups.items()
+        for channel, robot in group.robots.items()
+    ]
+    named += [
+        (f"{SECTION}.people.{key}.{channel}", channel, getattr(person, str(channel)))
+        for key, person in config.people.items()
+        for channel in Channel
+        if channel not in MEMBER_CHANNELS and getattr(person, str(channel), None) is not None
+    ]
+    for path, channel, robot in named:
+        defined = config.channels.get(str(channel))
+        if not isinstance(defined, Mapping) or robot not in defined:
+            problems.append(f"{path}: no {channel} robot {robot!r} in {SECTION}.channels.{channel}")
+    return problems
+
+
+def _step_errors(config: NotifierConfig, step: Step, path: str) -> list[str]:
+    problems = [
+        f"{path}.{field}: only an 'on: breach' step can wait or repeat (this one is on {step.on})"
+        for field, value in (("after", step.after), ("repeat", step.repeat))
+        if value is not None and step.on != BREACH
+    ]
+    for position, notify in enumerate(step.notify):
+        problems += _notify_errors(config, notify.target, notify.via, f"{path}.notify.{position}")
+    return problems
+
+
+def _notify_errors(config: NotifierConfig, target: Target, via: Channel, path: str) -> list[str]:
+    """Unknown references of ``target``, and people it surely reaches without ``via``'s address."""
+    match target:
+        case Assignee():
+            return []
+        case AssigneeGroup():
+            return []
+        case GroupRef(group_id):
+            return _group_target_errors(config, group_id, via, path)
+        case _:
+            people, problems = _people_of(config, target, f"{path}.to")
+            return problems or _address_errors(config, people, via, path)
+
+
+def _group_target_errors(
+    config: NotifierConfig, group_id: str, via: Channel, path: str
+) -> list[str]:
+    group = config.groups.get(group_id)
+    if group is None:
+        return [f"{path}.to: unknown group {group_id!r} (known: {_known(config.groups)})"]
+    if via not in MEMBER_CHANNELS:
+        if via in group.robots:
+            return []
+        return [f"{path}.via: group {group_id!r} has no {via} robot (robots: {{{via}: <name>}})"]
+    return _address_errors(config, list(group.members), via, path)
+
+
+def _people_of(config: NotifierConfig, target: Target, path: str) -> tuple[list[str], list[str]]:
+    """The configured people ``target`` may resolve to, or the problems that stop it resolving."""
+    match target:
+        case PersonRef(person_id):
+            if person_id in config.people:
+                return [person_id], []
+            known = f"{_known(config.people)}, {ASSIGNEE}"
+            return [], [f"{path}: unknown person {person_id!r} (known: {known})"]
+        case OnCallRef(name):
+            schedule = config.schedules.get(name)
+            if schedule is None:
+                return [], [
+                    f"{path}: unknown schedule {name!r} (known: {_known(config.schedules)})"
+                ]
+            return sorted(schedule_people(schedule) & set(config.people)), []
+        case SupervisorOf(inner):
+            inner_people, problems = _people_of(config, inner, path)
+            missing = [p for p in inner_people if config.people[p].supervisor is None]
+            problems += [f"{path}: {p!r} has no supervisor" for p in missing]
+            return [
+                config.people[p].supervisor or "" for p in inner_people if p not in missing
+            ], problems
+        case _:  # the assignee: known only when the event arrives
+            return [], []
+
+
+def _address_errors(
+    config: NotifierConfig, people: list[str], via: Channel, path: str
+) -> list[str]:
+    field = address_field(via)
+    return [
+        f"{path}.via: {person!r} has no {field}, which {via} needs"
+        for person in dict.fromkeys(people)
+        if address_of(config.people[person], via) is None
+    ]
+
+
+def _known(ids: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(ids)) or "none"

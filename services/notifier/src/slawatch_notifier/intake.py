@@ -1,18 +1,23 @@
-"""Intake: SLA events from Kafka become stored, deduplicated notifications.
+"""Intake: SLA events from Kafka become escalations and stored, deduplicated notifications.
 
 One pass per ``getmany`` batch, in this order:
 
 1. decode every record as an ``SlaEvent``; an invalid one (bad JSON, wrong
-   schema, a warning without a stage) is a dead letter: logged, counted and
-   kept in ``notifier_dead_letters`` with its reason, its offset committed with
-   the rest, the batch carries on;
-2. route the warnings and breaches (``routing.route``) and render them
-   (``templates.render``); other SLA events are counted as ignored;
-3. insert the drafts (and dead letters) in ONE transaction with ``INSERT … ON CONFLICT DO NOTHING``
-   on the notification id, and commit;
-4. only then commit the batch's offsets, so a crash in between redelivers the
-   batch and step 3 drops what is already stored;
-5. ring the dispatcher's doorbell.
+   schema, a warning without a proper stage) is a dead letter: logged, counted
+   and kept in ``notifier_dead_letters`` with its reason, its offset committed
+   with the rest, the batch carries on;
+2. in ONE transaction (``escalation_store.record_events``) apply the
+   warnings, breaches and stops (met, cancelled, retracted) to their
+   escalations in order: the first event of a clock cycle snapshots its chain;
+   the immediate steps of a stage are routed (``routing.py``) and rendered
+   with their ack link (``planner.py``) and inserted with ``ON CONFLICT DO
+   NOTHING`` on the notification id; waiting and repeating breach steps become
+   scheduled rows; a stop cancels the escalation's pending breach steps and
+   notifications. Other SLA events are counted as ignored;
+3. only after that commit, commit the batch's offsets, so a crash in between
+   redelivers the batch and step 2 changes nothing twice;
+4. ring the dispatcher's doorbell (new notifications) and the scheduler's
+   bell (new scheduled steps).
 
 Intake never waits for a send: a slow provider slows only the dispatcher.
 """
@@ -21,22 +26,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.events import SlaEvent
-from slawatch_notifier import store
+from slawatch_notifier import escalation_store, store
 from slawatch_notifier.clock import Clock
-from slawatch_notifier.config import NotifierConfig
-from slawatch_notifier.metrics import DeadLetterReason, EventOutcome, NotifierMetrics, PlanResult
-from slawatch_notifier.routing import NOTIFYING_TYPES, UnroutableEventError, route
+from slawatch_notifier.escalation import (
+    ESCALATION_TYPES,
+    NOTIFYING_TYPES,
+    UnroutableEventError,
+    stage_of,
+)
+from slawatch_notifier.escalation_store import Recorded
+from slawatch_notifier.metrics import (
+    DeadLetterReason,
+    EventOutcome,
+    NotifierMetrics,
+    PlanResult,
+    StepResult,
+)
+from slawatch_notifier.planner import Planner
 from slawatch_notifier.settings import NotifierSettings
-from slawatch_notifier.templates import render
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +113,19 @@ class Intake:
         self,
         consumer: AIOKafkaConsumer,
         engine: AsyncEngine,
-        config: NotifierConfig,
+        planner: Planner,
         metrics: NotifierMetrics,
+        *,
         doorbell: asyncio.Event,
+        scheduler_bell: asyncio.Event,
         clock: Clock,
     ) -> None:
         self._consumer = consumer
         self._engine = engine
-        self._config = config
+        self._planner = planner
         self._metrics = metrics
         self._doorbell = doorbell
+        self._scheduler_bell = scheduler_bell
         self._clock = clock
 
     async def run(self) -> None:
@@ -118,47 +137,62 @@ class Intake:
                 await self.handle(batch)
 
     async def handle(self, batch: Batch) -> None:
-        """Store the batch's notifications, then commit its offsets, then ring the doorbell."""
+        """Record the batch's events, then commit its offsets, then ring the bells."""
         now = self._clock.now()
         letters: list[store.DeadLetter] = []
-        drafts = [
-            draft
+        events = [
+            event
             for records in batch.values()
             for record in records
-            for draft in self._plan(record, letters, now)
+            if (event := self._accept(record, letters, now)) is not None
         ]
-        inserted: set[str] = set()
-        if drafts or letters:
-            async with self._engine.begin() as conn:
-                await store.insert_dead_letters(conn, letters)
-                if drafts:
-                    inserted = await store.insert_new(conn, drafts, now)
-        self._count_planned(drafts, inserted)
+        recorded = Recorded()
+        if events or letters:
+            recorded = await escalation_store.in_transaction(
+                self._engine, partial(self._record, events, letters, now)
+            )
+        self._count(recorded)
         await self._commit(batch)
-        if inserted:
+        if recorded.inserted:
             self._doorbell.set()
+        if recorded.scheduled:
+            self._scheduler_bell.set()
 
-    def _plan(
+    async def _record(
+        self,
+        events: list[SlaEvent],
+        letters: list[store.DeadLetter],
+        now: datetime,
+        conn: AsyncConnection,
+    ) -> Recorded:
+        await store.insert_dead_letters(conn, letters)
+        return await escalation_store.record_events(conn, events, self._planner, now)
+
+    def _accept(
         self,
         record: ConsumerRecord[bytes, bytes],
         letters: list[store.DeadLetter],
         now: datetime,
-    ) -> list[store.Draft]:
+    ) -> SlaEvent | None:
+        """The record's event if escalations care about it; dead-letters what is invalid."""
         try:
             event = decode(record.value)
-            if event.type not in NOTIFYING_TYPES:
-                self._metrics.sla_events.labels(EventOutcome.IGNORED).inc()
-                return []
-            planned = route(event, self._config)
+            if event.type in NOTIFYING_TYPES:
+                stage_of(event)
         except InvalidMessageError as exc:
-            return self._dead_letter(record, exc.reason, str(exc), letters, now)
+            self._dead_letter(record, exc.reason, str(exc), letters, now)
+            return None
         except UnroutableEventError as exc:
-            return self._dead_letter(record, DeadLetterReason.UNROUTABLE, str(exc), letters, now)
-        self._metrics.sla_events.labels(EventOutcome.ROUTED).inc()
-        for skip in planned.skipped:
-            log.info("event %s: skipped target (%s): %s", event.event_id, skip.reason, skip.detail)
-            self._metrics.skipped_targets.labels(skip.reason).inc()
-        return [store.Draft(p, render(p)) for p in planned.notifications]
+            self._dead_letter(record, DeadLetterReason.UNROUTABLE, str(exc), letters, now)
+            return None
+        if event.type not in ESCALATION_TYPES:
+            self._metrics.sla_events.labels(EventOutcome.IGNORED).inc()
+            return None
+        routed = event.type in NOTIFYING_TYPES
+        self._metrics.sla_events.labels(
+            EventOutcome.ROUTED if routed else EventOutcome.TRACKED
+        ).inc()
+        return event
 
     def _dead_letter(
         self,
@@ -167,7 +201,7 @@ class Intake:
         detail: str,
         letters: list[store.DeadLetter],
         now: datetime,
-    ) -> list[store.Draft]:
+    ) -> None:
         """Log, count and keep (in ``notifier_dead_letters``) a record that cannot be used."""
         letters.append(
             store.DeadLetter(
@@ -191,15 +225,20 @@ class Intake:
         )
         self._metrics.dead_letters.labels(reason).inc()
         self._metrics.sla_events.labels(EventOutcome.DEAD_LETTER).inc()
-        return []
 
-    def _count_planned(self, drafts: Sequence[store.Draft], inserted: set[str]) -> None:
-        fresh = set(inserted)
-        for draft in drafts:
+    def _count(self, recorded: Recorded) -> None:
+        for event, skip in recorded.skipped:
+            log.info("event %s: skipped target (%s): %s", event.event_id, skip.reason, skip.detail)
+            self._metrics.skipped_targets.labels(skip.reason).inc()
+        fresh = set(recorded.inserted)
+        for draft in recorded.drafts:
             new = draft.planned.notification_id in fresh
             fresh.discard(draft.planned.notification_id)
             result = PlanResult.NEW if new else PlanResult.DUPLICATE
             self._metrics.planned.labels(draft.planned.channel, result).inc()
+        if recorded.cancelled_steps:
+            cancelled = self._metrics.escalation_steps.labels(StepResult.CANCELLED)
+            cancelled.inc(len(recorded.cancelled_steps))
 
     async def _commit(self, batch: Batch) -> None:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}

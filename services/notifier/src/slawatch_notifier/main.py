@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from slawatch_common.db import create_engine
 from slawatch_common.runtime import ConfigError, configure_logging
 from slawatch_notifier import store
 from slawatch_notifier.app import create_app
+from slawatch_notifier.channels.setup import parse_channels
 from slawatch_notifier.config import load_config
 from slawatch_notifier.settings import NotifierSettings
 
@@ -52,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 def check_config(path: Path) -> int:
     """Print "ok" and return 0, or print the errors and return 1."""
     try:
-        load_config(path)
+        config = load_config(path)
+        parse_channels(config.channels, os.environ)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

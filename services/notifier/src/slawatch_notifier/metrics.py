@@ -14,6 +14,13 @@ every label combination initialised so that each series exists from start-up.
 | slawatch_notifier_retries_total               | channel             |
 | slawatch_notifier_send_duration_seconds       | channel             |
 | slawatch_notifier_records_published_total     | type                |
+| slawatch_notifier_escalation_steps_total      | outcome             |
+| slawatch_notifier_acks_total                  | method              |
+
+``escalation_steps_total`` counts scheduled steps fired and cancelled (by an
+ack, a stop, or at their instant because the escalation no longer chases the
+breach); ``acks_total`` counts escalations acknowledged, by ``POST /v1/acks``
+(``api``) or a signed link (``link``).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from slawatch_common.events import Channel
 from slawatch_notifier.retry import AttemptOutcome, Status
-from slawatch_notifier.routing import SkipReason
+from slawatch_notifier.targets import SkipReason
 
 
 class EventOutcome(StrEnum):
-    ROUTED = "routed"
+    ROUTED = "routed"  # a warning or breach
+    TRACKED = "tracked"  # met, cancelled, retracted: may stop an escalation
     IGNORED = "ignored"
     DEAD_LETTER = "dead_letter"
 
@@ -43,6 +51,16 @@ class DeadLetterReason(StrEnum):
 class PlanResult(StrEnum):
     NEW = "new"
     DUPLICATE = "duplicate"
+
+
+class StepResult(StrEnum):
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+
+
+class AckMethod(StrEnum):
+    API = "api"
+    LINK = "link"
 
 
 FINAL_STATUSES = (Status.SENT, Status.FAILED)
@@ -75,6 +93,10 @@ class NotifierMetrics:
         self.records_published = counter(
             "records_published", "NotificationRecords published.", ("type",)
         )
+        self.escalation_steps = counter(
+            "escalation_steps", "Scheduled escalation steps fired or cancelled.", ("outcome",)
+        )
+        self.acks = counter("acks", "Escalations acknowledged, by method.", ("method",))
         self.send_seconds = Histogram(
             "slawatch_notifier_send_duration_seconds",
             "Time one delivery attempt took.",
@@ -91,6 +113,10 @@ class NotifierMetrics:
             self.dead_letters.labels(reason)
         for skip in SkipReason:
             self.skipped_targets.labels(skip)
+        for step_result in StepResult:
+            self.escalation_steps.labels(step_result)
+        for method in AckMethod:
+            self.acks.labels(method)
         for kind in RECORD_TYPES:
             self.records_published.labels(kind)
         for channel in Channel:

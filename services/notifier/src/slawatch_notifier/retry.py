@@ -1,8 +1,9 @@
 """The life of one notification and its retry schedule. Pure; ``now`` and randomness come in.
 
     pending ──claim──▶ sending ──Delivered──▶ sent
-       ▲                  │──Permanent, or Retryable on the last attempt──▶ failed
-       └──Retryable: wait backoff(attempt)───┘
+     │ ▲                  │──Permanent, or Retryable on the last attempt──▶ failed
+     │ └──Retryable: wait backoff(attempt)───┘
+     └──ack, or the escalation stopped──▶ cancelled (never sent; see escalation.py)
 
 A retry waits a "full jitter" delay: uniformly random between 0 and
 ``min(cap, base · 2^(attempt-1))``, so retries of many notifications spread out
@@ -23,6 +24,7 @@ class Status(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class AttemptOutcome(StrEnum):

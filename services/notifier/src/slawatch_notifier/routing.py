@@ -1,50 +1,58 @@
-"""Routing: which notifications one SLA event asks for. Pure; no I/O, no clock.
+"""Routing: who a firing step reaches, on which channel, at which address. Pure; ``now`` comes in.
 
-For ``sla.warning`` and ``sla.breach`` events the chain named by
-``data.clock.escalation`` is looked up; every rule whose ``on`` matches the
-event's stage contributes its targets, each resolved to a recipient id, a
-channel and an address. The notification id ``clock_id:stage:recipient:channel``
-(``clock_id#cycle`` from a clock's second cycle on)
-is the dedup key: the same stage of the same clock reaches the same person on
-the same channel at most once, however often the event arrives.
+A ``Firing`` (``escalation.py``) names a step of the snapshotted chain; each of
+its targets (``targets.py``) is resolved against the current people, groups
+and schedules at ``now``:
 
-Targets that cannot be reached (no assignee, no address) and events whose chain
-is missing are returned as ``Skip`` values for the caller to log and count.
+- a person, the assignee (as the source sent them, completed by the
+  configured person of the same id), the person a schedule has on call, or a
+  person's ``supervisor``: one notification each;
+- a group: one per member on ``email``/``sms``, one to the group's robot on
+  a chat channel (recipient ``group:<id>``).
+
+Each notification's id is ``escalation.notification_id``, the dedup key; the
+same step reaches one recipient on one channel once, even when two targets
+resolve to the same person. Targets that reach no one are ``Skip`` values for
+the caller to log and count.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from datetime import datetime
 
-from slawatch_common.events import Channel, SlaEvent
-from slawatch_notifier.config import ASSIGNEE, NotifierConfig, Rule, Target, address_of
+from slawatch_common.events import Channel, SlaEvent, TicketRef
+from slawatch_notifier.config import (
+    MEMBER_CHANNELS,
+    Group,
+    NotifierConfig,
+    Person,
+    address_field,
+    address_of,
+)
+from slawatch_notifier.escalation import (
+    ChainSnapshot,
+    Firing,
+    notification_id,
+    on_event,
+)
+from slawatch_notifier.oncall import on_call
+from slawatch_notifier.targets import (
+    Assignee,
+    AssigneeGroup,
+    GroupRef,
+    OnCallRef,
+    PersonRef,
+    Skip,
+    SkipReason,
+    SupervisorOf,
+    Target,
+)
 
-NOTIFYING_TYPES = frozenset({"sla.warning", "sla.breach"})
-"""Event types the notifier acts on; every other SLA event is ignored."""
+__all__ = ["PlannedNotification", "Route", "Skip", "SkipReason", "notification_id", "plan", "route"]
 
-_WARNING_STAGE = re.compile(r"^warning:([1-9][0-9]?|100)$")
-
-
-class UnroutableEventError(ValueError):
-    """A warning or breach event whose stage is missing or contradicts its type."""
-
-
-class SkipReason(StrEnum):
-    NO_CHAIN = "no_chain"
-    UNKNOWN_CHAIN = "unknown_chain"
-    NO_ASSIGNEE = "no_assignee"
-    NO_ADDRESS = "no_address"
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """Something the event asked for that cannot be done, and why."""
-
-    reason: SkipReason
-    detail: str
+Resolved = Person | Skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +60,22 @@ class PlannedNotification:
     """One message to one recipient on one channel, with the event it is about."""
 
     notification_id: str
-    stage: str
+    firing: Firing
+    cycle: int
     recipient: str
     recipient_name: str | None
+    locale: str | None
     channel: Channel
     address: str
     event: SlaEvent
+
+    @property
+    def stage(self) -> str:
+        return self.firing.stage
+
+    @property
+    def clock_id(self) -> str:
+        return self.event.data.clock.clock_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,73 +84,168 @@ class Route:
     skipped: tuple[Skip, ...] = ()
 
 
-def notification_id(
-    clock_id: str, stage: str, recipient: str, channel: Channel, cycle: int = 1
-) -> str:
-    """The dedup key; a clock's later cycles (a restart) are told again, so they count."""
-    clock = clock_id if cycle == 1 else f"{clock_id}#{cycle}"
-    return f"{clock}:{stage}:{recipient}:{channel}"
-
-
-def stage_of(event: SlaEvent) -> str:
-    """The stage of a warning or breach event; ``UnroutableEventError`` if it does not fit."""
-    stage = event.data.stage or ""
-    if event.type == "sla.breach":
-        fits = stage == "breach"
-    else:
-        fits = event.type == "sla.warning" and _WARNING_STAGE.match(stage) is not None
-    if not fits:
-        raise UnroutableEventError(f"{event.type} with stage {event.data.stage!r}")
-    return stage
-
-
-def route(event: SlaEvent, config: NotifierConfig) -> Route:
-    """The notifications ``event`` asks for under ``config``, deduplicated by id, in rule order.
-
-    Raises ``UnroutableEventError`` for a warning/breach event without a proper stage.
-    Callers pass only ``NOTIFYING_TYPES``.
-    """
-    stage = stage_of(event)
-    chain = event.data.clock.escalation
-    if chain is None:
-        return Route(skipped=(Skip(SkipReason.NO_CHAIN, event.data.clock.clock_id),))
-    rules = config.escalations.get(chain)
-    if rules is None:
-        return Route(skipped=(Skip(SkipReason.UNKNOWN_CHAIN, chain),))
+def plan(
+    firings: Iterable[Firing],
+    chain: ChainSnapshot,
+    event: SlaEvent,
+    config: NotifierConfig,
+    now: datetime,
+) -> Route:
+    """The notifications of ``firings`` about ``event``, deduplicated by id, in chain order."""
     planned: dict[str, PlannedNotification] = {}
     skipped: list[Skip] = []
-    for target in _targets(rules, stage):
-        resolved = _resolve(target, event, stage, config)
-        if isinstance(resolved, Skip):
-            skipped.append(resolved)
-        else:
-            planned.setdefault(resolved.notification_id, resolved)
+    for firing in firings:
+        for notify in chain.steps[firing.step].notify:
+            for found in _contacts(notify.target, notify.via, event.data.ticket, config, now):
+                result = _notification(found, firing, notify.via, event)
+                if isinstance(result, Skip):
+                    skipped.append(result)
+                else:
+                    planned.setdefault(result.notification_id, result)
     return Route(tuple(planned.values()), tuple(skipped))
 
 
-def _targets(rules: tuple[Rule, ...], stage: str) -> Iterator[Target]:
-    for rule in rules:
-        if rule.applies_to(stage):
-            yield from rule.notify
+def route(event: SlaEvent, config: NotifierConfig, now: datetime) -> Route:
+    """The immediate notifications of a warning or breach as the first event of its escalation.
+
+    ``UnroutableEventError`` for a warning/breach without a proper stage. For
+    tools and tests; the service goes through ``escalation.on_event``.
+    """
+    transition = on_event(None, event, config.escalations, now)
+    if transition.state is None:
+        return Route(skipped=transition.skipped)
+    return plan(transition.firings, transition.state.chain, event, config, now)
 
 
-def _resolve(
-    target: Target, event: SlaEvent, stage: str, config: NotifierConfig
+def _notification(
+    found: Resolved | Contact, firing: Firing, via: Channel, event: SlaEvent
 ) -> PlannedNotification | Skip:
-    person = event.data.ticket.assignee if target.to == ASSIGNEE else config.people[target.to]
-    if person is None:
-        return Skip(SkipReason.NO_ASSIGNEE, f"{event.key}: no assignee for {target.via}")
-    address = address_of(person, target.via)
+    if isinstance(found, Skip):
+        return found
+    contact = found if isinstance(found, Contact) else Contact.of(found)
+    address = contact.addresses.get(via)
     if address is None:
-        return Skip(SkipReason.NO_ADDRESS, f"{event.key}: {person.id} has no {target.via} address")
+        detail = f"{event.key}: {contact.id} has no {address_field(via)} for {via}"
+        return Skip(SkipReason.NO_ADDRESS, detail)
+    clock = event.data.clock
     return PlannedNotification(
         notification_id=notification_id(
-            event.data.clock.clock_id, stage, person.id, target.via, event.data.clock.cycle
+            clock.clock_id,
+            firing.stage,
+            contact.id,
+            via,
+            step=firing.step,
+            cycle=clock.cycle,
+            repeat=firing.repeat,
+            generation=firing.generation,
         ),
-        stage=stage,
-        recipient=person.id,
-        recipient_name=person.name,
-        channel=target.via,
+        firing=firing,
+        cycle=clock.cycle,
+        recipient=contact.id,
+        recipient_name=contact.name,
+        locale=contact.locale,
+        channel=via,
         address=address,
         event=event,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person, or a group's robot, with an address per channel."""
+
+    id: str
+    name: str | None
+    locale: str | None
+    addresses: Mapping[Channel, str]
+
+    @classmethod
+    def of(cls, person: Person) -> Contact:
+        addresses = {ch: a for ch in Channel if (a := address_of(person, ch)) is not None}
+        return cls(person.id, person.name, person.locale, addresses)
+
+
+def _contacts(
+    target: Target, via: Channel, ticket: TicketRef, config: NotifierConfig, at: datetime
+) -> list[Resolved | Contact]:
+    match target:
+        case AssigneeGroup():
+            if ticket.group is None:
+                return [Skip(SkipReason.NO_GROUP, f"{ticket.source}:{ticket.id}: no group")]
+            group = config.groups.get(ticket.group)
+            if group is None:
+                return [
+                    Skip(SkipReason.UNKNOWN_GROUP, f"{ticket.source}:{ticket.id}: {ticket.group}")
+                ]
+            return _group(ticket.group, group, via, config)
+        case GroupRef(group_id):
+            group = config.groups.get(group_id)
+            if group is None:
+                return [Skip(SkipReason.UNKNOWN_TARGET, f"group {group_id!r} is not configured")]
+            return _group(group_id, group, via, config)
+        case _:
+            return list(_people(target, ticket, config, at))
+
+
+def _group(
+    group_id: str, group: Group, via: Channel, config: NotifierConfig
+) -> list[Resolved | Contact]:
+    if via in MEMBER_CHANNELS:
+        return [_person(member, config) for member in group.members]
+    robot = group.robots.get(via)
+    if robot is None:
+        return [Skip(SkipReason.NO_ADDRESS, f"group {group_id!r} has no {via} robot")]
+    return [Contact(f"group:{group_id}", group.name or group_id, None, {via: robot})]
+
+
+def _people(
+    target: Target, ticket: TicketRef, config: NotifierConfig, at: datetime
+) -> list[Resolved]:
+    """The people a person-valued target stands for at ``at``."""
+    match target:
+        case Assignee():
+            assignee = assignee_of(ticket, config)
+            if assignee is None:
+                return [Skip(SkipReason.NO_ASSIGNEE, f"{ticket.source}:{ticket.id}: no assignee")]
+            return [assignee]
+        case PersonRef(person_id):
+            return [_person(person_id, config)]
+        case OnCallRef(name):
+            schedule = config.schedules.get(name)
+            if schedule is None:
+                return [Skip(SkipReason.UNKNOWN_TARGET, f"schedule {name!r} is not configured")]
+            shift = on_call(schedule, at)
+            if shift is None:
+                return [Skip(SkipReason.NOBODY_ON_CALL, f"{name} at {at.isoformat()}")]
+            return [_person(shift.person, config)]
+        case SupervisorOf(inner):
+            return [_supervisor(found, config) for found in _people(inner, ticket, config, at)]
+        case _:  # groups never stand for one person (targets.parse_target refuses them)
+            raise AssertionError(target)
+
+
+def _person(person_id: str, config: NotifierConfig) -> Resolved:
+    person = config.people.get(person_id)
+    if person is None:
+        return Skip(SkipReason.UNKNOWN_TARGET, f"person {person_id!r} is not configured")
+    return person
+
+
+def _supervisor(found: Resolved, config: NotifierConfig) -> Resolved:
+    if isinstance(found, Skip):
+        return found
+    if found.supervisor is None:
+        return Skip(SkipReason.NO_SUPERVISOR, f"{found.id} has no supervisor")
+    return _person(found.supervisor, config)
+
+
+def assignee_of(ticket: TicketRef, config: NotifierConfig) -> Person | None:
+    """The ticket's assignee as the source sent them; the configured person of the same id
+    (if any) fills in what the source did not send (locale, supervisor, other addresses)."""
+    sent = ticket.assignee
+    if sent is None:
+        return None
+    known = config.people.get(sent.id)
+    values = known.model_dump(exclude_none=True) if known is not None else {}
+    values.update(sent.model_dump(exclude_none=True))
+    return Person.model_validate(values)

@@ -34,8 +34,22 @@ class NotifierSettings(ServiceSettings):
     sms_url: str = "http://127.0.0.1:8025/sms"
     sms_token: SecretStr = SecretStr("dev-sms-token")
 
+    ack_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of acknowledgement links (SLAWATCH_ACK_SECRET)."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL recipients reach this service at (SLAWATCH_PUBLIC_URL); "
+        "default http://<http_host>:<port>.",
+    )
+    ack_link_ttl_s: float = Field(86400.0, gt=0, description="How long an ack link is valid.")
+
     max_attempts: int = Field(5, ge=1, le=100, description="Tries per notification.")
     retry_base_s: float = Field(1.0, gt=0, description="First retry waits up to this long.")
     retry_cap_s: float = Field(60.0, gt=0, description="No retry waits longer than this.")
     send_timeout_s: float = Field(10.0, gt=0, description="One SMTP or HTTP send, end to end.")
     send_concurrency: int = Field(8, ge=1, le=256, description="Sends in flight at once.")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"

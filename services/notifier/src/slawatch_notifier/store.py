@@ -1,12 +1,17 @@
-"""The notifier's tables and every statement that touches them.
+"""The notifier's tables, and every statement on notifications, attempts and dead letters.
 
 ``notifier_notifications`` holds one row per notification; its primary key is
-the dedup key ``clock_id:stage:recipient:channel``, so inserting a notification
-twice changes nothing. The row carries the rendered content (a snapshot taken
-when the event arrived), the delivery state and ``published``, the outbox flag
-for its ``NotificationRecord``. ``notifier_attempts`` keeps one row per
-attempt; ``notifier_dead_letters`` every input record that could not be used,
-with the reason.
+the dedup key (``escalation.notification_id``:
+``clock_id[#cycle]:<stage>[.g<gen>]:<step>[.r<repeat>]:<recipient>:<channel>``),
+so inserting a notification twice changes nothing. The row carries the
+rendered content (a snapshot taken when the step fired), the delivery state
+and ``published``, the outbox flag for its ``NotificationRecord``; ``cycle``,
+``step``, ``repeat``, ``generation`` and ``scheduled`` tie it to its
+escalation step. ``notifier_attempts`` keeps one row per attempt;
+``notifier_dead_letters`` every input record that could not be used, with the
+reason. ``notifier_escalations`` and ``notifier_scheduled_steps`` are defined
+here too (one metadata, one migration history); their statements are in
+``escalation_store.py``.
 
 Every state change is a guarded update on the state it expects (``status`` and
 ``attempts``), so a stale or repeated step changes nothing. Functions take a
@@ -63,8 +68,15 @@ notifications = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("published", sa.Boolean, nullable=False),
+    sa.Column("cycle", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("repeat", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("scheduled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("locale", sa.String(16), nullable=True),
     sa.Index("ix_notifier_notifications_due", "status", "next_attempt_at"),
     sa.Index("ix_notifier_notifications_outbox", "published", "status"),
+    sa.Index("ix_notifier_notifications_escalation", "clock_id", "cycle", "status"),
 )
 
 attempts = sa.Table(
@@ -98,6 +110,48 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
+
+escalations = sa.Table(
+    "notifier_escalations",
+    metadata,
+    sa.Column("clock_id", sa.String(200), primary_key=True),
+    sa.Column("cycle", sa.Integer, primary_key=True),
+    sa.Column("ticket_source", sa.String(200), nullable=False),
+    sa.Column("ticket_id", sa.String(200), nullable=False),
+    sa.Column("chain", sa.JSON, nullable=False),
+    sa.Column("event", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("breach_event_id", sa.String(200), nullable=True),
+    sa.Column("breach_at", UtcDateTime, nullable=True),
+    sa.Column("withdrawn", sa.Boolean, nullable=False),
+    sa.Column("acknowledged_by", sa.String(500), nullable=True),
+    sa.Column("acknowledged_at", UtcDateTime, nullable=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_notifier_escalations_ticket", "ticket_source", "ticket_id"),
+)
+
+scheduled_steps = sa.Table(
+    "notifier_scheduled_steps",
+    metadata,
+    sa.Column("id", sa.String(600), primary_key=True),
+    sa.Column("clock_id", sa.String(200), nullable=False),
+    sa.Column("cycle", sa.Integer, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("repeat", sa.Integer, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_notifier_scheduled_steps_due", "status", "due_at"),
+    sa.Index("ix_notifier_scheduled_steps_escalation", "clock_id", "cycle", "status"),
 )
 
 
@@ -160,11 +214,17 @@ def _insert_ignoring_duplicates(
 
 
 def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
-    planned, event = draft.planned, draft.planned.event
+    planned, event, firing = draft.planned, draft.planned.event, draft.planned.firing
     return {
         "id": planned.notification_id,
         "sla_event_id": event.event_id,
         "clock_id": event.data.clock.clock_id,
+        "cycle": planned.cycle,
+        "step": firing.step,
+        "repeat": firing.repeat,
+        "generation": firing.generation,
+        "scheduled": firing.scheduled,
+        "locale": planned.locale,
         "stage": planned.stage,
         "ticket_source": event.data.ticket.source,
         "ticket_id": event.data.ticket.id,
@@ -185,6 +245,36 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
 
 def _content_json(content: Content) -> dict[str, str | None]:
     return {"subject": content.subject, "text": content.text, "html": content.html}
+
+
+async def cancel_pending(
+    conn: AsyncConnection,
+    clock_id: str,
+    cycle: int,
+    now: datetime,
+    reason: str,
+    *,
+    scheduled_only: bool = False,
+    stage: str | None = None,
+) -> list[str]:
+    """Cancel the not-yet-sent notifications of one escalation; their ids.
+
+    Only ``pending`` rows change (guarded): one being sent or already sent stays.
+    ``scheduled_only`` keeps the immediate stage notices; ``stage`` limits to one stage.
+    """
+    table = notifications
+    guard = [table.c.clock_id == clock_id, table.c.cycle == cycle, table.c.status == Status.PENDING]
+    if scheduled_only:
+        guard.append(table.c.scheduled.is_(True))
+    if stage is not None:
+        guard.append(table.c.stage == stage)
+    statement = (
+        sa.update(table)
+        .where(*guard)
+        .values(status=Status.CANCELLED, last_error=f"cancelled: {reason}", updated_at=now)
+        .returning(table.c.id)
+    )
+    return sorted((await conn.execute(statement)).scalars())
 
 
 # --- dispatch ------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Templates: the words of every notification. Pure functions of the planned notification.
 
 Email gets a subject, a plain-text body and an HTML alternative built from the
-same facts; SMS gets one short line. Everything is English and every time is
-shown in UTC next to the deadline exactly as the SLA engine sent it.
+same facts; SMS (and chat) one short line. Everything is English and every time
+is shown in UTC next to the deadline exactly as the SLA engine sent it. Every
+message ends with its acknowledgement link, when there is one (``acklink.py``);
+an SMS is shortened before the link, never the link itself.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from slawatch_common.events import Channel, SlaEvent
 from slawatch_notifier.routing import PlannedNotification
 
 SMS_MAX_CHARS = 320
+ACK_LABEL = "Acknowledge (stops the escalation)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,30 +29,38 @@ class Content:
     html: str | None = None
 
 
-def render(notification: PlannedNotification) -> Content:
-    """The content for ``notification`` on its channel."""
+def render(notification: PlannedNotification, ack_url: str | None = None) -> Content:
+    """The content for ``notification`` on its channel, ending with ``ack_url`` if given."""
+    event, stage = notification.event, notification.stage
     if notification.channel is Channel.EMAIL:
-        return render_email(notification.event, notification.stage, notification.recipient_name)
-    return render_sms(notification.event, notification.stage)
+        return render_email(event, stage, notification.recipient_name, ack_url)
+    return render_sms(event, stage, ack_url)
 
 
-def render_email(event: SlaEvent, stage: str, recipient_name: str | None) -> Content:
+def render_email(
+    event: SlaEvent, stage: str, recipient_name: str | None, ack_url: str | None = None
+) -> Content:
     rows = facts(event, stage)
     greeting = f"Hello {recipient_name}," if recipient_name else "Hello,"
     headline = _headline(event, stage)
     text_rows = "\n".join(f"{label + ':':<18}{value}" for label, value in rows)
-    text = f"{greeting}\n\n{headline}.\n\n{text_rows}\n\n-- \nslawatch SLA monitoring\n"
-    return Content(subject=_subject(event, stage), text=text, html=_html(greeting, headline, rows))
+    ack = f"\n\n{ACK_LABEL}:\n{ack_url}" if ack_url else ""
+    text = f"{greeting}\n\n{headline}.\n\n{text_rows}{ack}\n\n-- \nslawatch SLA monitoring\n"
+    html_body = _html(greeting, headline, rows, ack_url)
+    return Content(subject=_subject(event, stage), text=text, html=html_body)
 
 
-def render_sms(event: SlaEvent, stage: str) -> Content:
+def render_sms(event: SlaEvent, stage: str, ack_url: str | None = None) -> Content:
     ticket, clock = event.data.ticket, event.data.clock
     title = f" {ticket.title}" if ticket.title else ""
     text = (
         f"[slawatch] {_stage_label(stage)} {ticket.priority} {ticket.source}:{ticket.id}"
         f" {clock.metric} deadline {_utc(clock.deadline)}, used {_used(event)}.{title}"
     )
-    return Content(subject="", text=_clip(text, SMS_MAX_CHARS))
+    if not ack_url:
+        return Content(subject="", text=_clip(text, SMS_MAX_CHARS))
+    ack = f" Ack: {ack_url}"
+    return Content(subject="", text=_clip(text, max(SMS_MAX_CHARS - len(ack), 40)) + ack)
 
 
 def facts(event: SlaEvent, stage: str) -> list[tuple[str, str]]:
@@ -130,13 +141,16 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _html(greeting: str, headline: str, rows: list[tuple[str, str]]) -> str:
+def _html(greeting: str, headline: str, rows: list[tuple[str, str]], ack_url: str | None) -> str:
     cells = "\n".join(
         f'<tr><th align="left">{html.escape(label)}</th><td>{html.escape(value)}</td></tr>'
         for label, value in rows
     )
+    ack = (
+        f'<p><a href="{html.escape(ack_url)}">{html.escape(ACK_LABEL)}</a></p>\n' if ack_url else ""
+    )
     return (
         "<!DOCTYPE html>\n<html><body>\n"
         f"<p>{html.escape(greeting)}</p>\n<p><strong>{html.escape(headline)}.</strong></p>\n"
-        f"<table>\n{cells}\n</table>\n<p>slawatch SLA monitoring</p>\n</body></html>\n"
+        f"<table>\n{cells}\n</table>\n{ack}<p>slawatch SLA monitoring</p>\n</body></html>\n"
     )

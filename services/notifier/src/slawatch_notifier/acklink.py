@@ -1,0 +1,131 @@
+"""Signed, expiring acknowledgement links. Pure; ``now`` comes in.
+
+    <public_url>/v1/acks/<token>
+    token = base64url(payload) "." base64url(HMAC-SHA256(secret, base64url(payload)))
+    payload = {"c": clock_id, "y": cycle, "r": recipient, "e": expiry (Unix seconds)}
+
+Base64url without padding; the short payload keys keep the link short enough
+for an SMS. ``verify`` checks the signature (constant time) before it reads
+the payload, then the expiry: ``BadSignatureError`` (403), ``ExpiredLinkError``
+(410), ``MalformedTokenError`` (422). A token is a bearer credential for one
+escalation until it expires; it acknowledges nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+from urllib.parse import quote
+
+_T = TypeVar("_T")
+
+DEV_SECRET = "slawatch-dev-ack-secret"
+"""Used when ``SLAWATCH_ACK_SECRET`` is unset; anyone who reads this can forge links."""
+
+ACK_PATH = "/v1/acks"
+
+
+class LinkError(ValueError):
+    """An acknowledgement token that cannot be honoured."""
+
+
+class MalformedTokenError(LinkError):
+    pass
+
+
+class BadSignatureError(LinkError):
+    pass
+
+
+class ExpiredLinkError(LinkError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AckClaim:
+    """What a valid token says: acknowledge this clock cycle, on behalf of ``recipient``."""
+
+    clock_id: str
+    cycle: int
+    recipient: str
+    expires_at: datetime
+
+
+def sign(claim: AckClaim, secret: bytes) -> str:
+    """The token for ``claim``."""
+    payload = {
+        "c": claim.clock_id,
+        "y": claim.cycle,
+        "r": claim.recipient,
+        "e": int(claim.expires_at.timestamp()),
+    }
+    body = _encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    return f"{body}.{_encode(_mac(body, secret))}"
+
+
+def verify(token: str, secret: bytes, now: datetime) -> AckClaim:
+    """The claim of a genuine, unexpired token; a ``LinkError`` subclass otherwise."""
+    body, dot, signature = token.partition(".")
+    if not dot or not body or not signature or not token.isascii():
+        raise MalformedTokenError("a token is <payload>.<signature>")
+    try:
+        given = _decode(signature)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedTokenError("the signature is not base64url") from exc
+    if not hmac.compare_digest(given, _mac(body, secret)):
+        raise BadSignatureError("the signature does not match")
+    claim = _claim(body)
+    if now >= claim.expires_at:
+        raise ExpiredLinkError(f"the link expired at {claim.expires_at.isoformat()}")
+    return claim
+
+
+@dataclass(frozen=True, slots=True)
+class AckLinks:
+    """Makes the acknowledgement URL of each notification."""
+
+    secret: bytes
+    base_url: str
+    ttl: timedelta
+
+    def url(self, clock_id: str, cycle: int, recipient: str, now: datetime) -> str:
+        claim = AckClaim(clock_id, cycle, recipient, now + self.ttl)
+        return f"{self.base_url.rstrip('/')}{ACK_PATH}/{quote(sign(claim, self.secret))}"
+
+
+def _claim(body: str) -> AckClaim:
+    try:
+        payload = json.loads(_decode(body))
+        claim = AckClaim(
+            clock_id=_typed(payload["c"], str),
+            cycle=_typed(payload["y"], int),
+            recipient=_typed(payload["r"], str),
+            expires_at=datetime.fromtimestamp(_typed(payload["e"], int), UTC),
+        )
+    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise MalformedTokenError(f"the payload is not a claim: {exc}") from exc
+    return claim
+
+
+def _typed(value: object, kind: type[_T]) -> _T:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not {kind.__name__}")
+    return value
+
+
+def _mac(body: str, secret: bytes) -> bytes:
+    return hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest()
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4))

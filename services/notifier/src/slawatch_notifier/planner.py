@@ -1,0 +1,46 @@
+"""The planner: firings become stored-ready drafts (routed, rendered, with their ack link).
+
+Pure given ``now``: ``routing.plan`` says who gets what, ``templates.render``
+words it, ``acklink.AckLinks`` signs the link that acknowledges the
+escalation on the recipient's behalf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from slawatch_common.events import SlaEvent
+from slawatch_notifier.acklink import AckLinks
+from slawatch_notifier.config import NotifierConfig
+from slawatch_notifier.escalation import ChainSnapshot, Firing
+from slawatch_notifier.routing import PlannedNotification, plan
+from slawatch_notifier.store import Draft
+from slawatch_notifier.targets import Skip
+from slawatch_notifier.templates import render
+
+
+@dataclass(frozen=True, slots=True)
+class Drafts:
+    drafts: tuple[Draft, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Planner:
+    """The current directory (people, groups, schedules) and the link signer."""
+
+    config: NotifierConfig
+    links: AckLinks
+
+    def drafts(
+        self, firings: Iterable[Firing], chain: ChainSnapshot, event: SlaEvent, now: datetime
+    ) -> Drafts:
+        """The drafts of ``firings`` about ``event``; targets that reach no one are skipped."""
+        route = plan(firings, chain, event, self.config, now)
+        drafts = tuple(Draft(p, render(p, self._link(p, now))) for p in route.notifications)
+        return Drafts(drafts, route.skipped)
+
+    def _link(self, planned: PlannedNotification, now: datetime) -> str:
+        return self.links.url(planned.clock_id, planned.cycle, planned.recipient, now)
