@@ -172,6 +172,39 @@ async def test_email_channel_delivers_to_a_real_server(smtp_sink: SmtpSink) -> N
     assert outcome == Delivered(message["Message-ID"])
 
 
+class _Peers:
+    """Accepts every message and notes the client port it came over."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.ports.append(session.peer[1])
+        return "250 OK"
+
+
+@pytest.mark.smtp
+async def test_email_channel_reuses_its_connection_and_survives_a_server_restart() -> None:
+    port = free_port()
+    peers = _Peers()
+    channel = EmailChannel(_settings(port), SystemClock())
+    controller = Controller(peers, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        first = [await channel.send(_outbound(f"n-{n}")) for n in range(3)]
+        controller.stop()  # the server goes away: the idle connection is dead
+        controller = Controller(peers, hostname="127.0.0.1", port=port)
+        controller.start()
+        after = await channel.send(_outbound("n-3"))
+        await channel.aclose()
+    finally:
+        controller.stop()
+    assert all(isinstance(outcome, Delivered) for outcome in [*first, after])
+    assert len(set(peers.ports[:3])) == 1  # one connection carried the first three
+    assert peers.ports[3] != peers.ports[0]  # a fresh one after the restart
+    assert len(peers.ports) == 4
+
+
 @pytest.mark.smtp
 @pytest.mark.parametrize(
     ("reply", "kind"),

@@ -154,10 +154,12 @@ async def running(
         producer = await start_producer(settings.kafka_bootstrap)
         stack.push_async_callback(producer.stop)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.send_timeout_s))
+        email = EmailChannel(settings, clock)
+        stack.push_async_callback(email.aclose)
         doorbell, outbox_bell, scheduler_bell = asyncio.Event(), asyncio.Event(), asyncio.Event()
         dispatcher = Dispatcher(
             engine,
-            _channels(settings, providers, http, clock),
+            _channels(settings, providers, http, clock, email),
             RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
             metrics=metrics,
             clock=clock,
@@ -195,13 +197,17 @@ async def running(
 
 
 def _channels(
-    settings: NotifierSettings, providers: ChannelSettings, http: httpx.AsyncClient, clock: Clock
+    settings: NotifierSettings,
+    providers: ChannelSettings,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    email: EmailChannel,
 ) -> dict[Channel, ChannelPort]:
     token = settings.sms_token.get_secret_value()
     return build_channels(
         providers,
         client=http,
         clock=clock,
-        email=EmailChannel(settings, clock),
+        email=email,
         default_sms=SmsChannel(http, settings.sms_url, token),
     )
