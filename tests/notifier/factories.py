@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from slawatch_common.events import SlaEvent
+from slawatch_common.events import Channel, SlaEvent
 
 STARTED = datetime(2026, 11, 26, 0, 15, tzinfo=UTC)
 
@@ -180,3 +180,8 @@ ESCALATING: dict[str, Any] = {
 """A chain over the support lines: warnings to the assignee, the breach to L2's on-call,
 their supervisor a second later unless someone acknowledged (``tiered``); and one that
 repeats and waits (``chasing``)."""
+
+
+def slots(free: int) -> dict[Channel, int]:
+    """``free`` dispatch slots on every channel (``store.claim_due``)."""
+    return dict.fromkeys(Channel, free)

@@ -40,9 +40,14 @@ def test_the_shipped_example_is_valid_and_its_bare_on_keys_are_read() -> None:
     steps = config.escalations["standard"]
     assert [step.on for step in steps] == ["warning", "breach", "breach"]
     assert [(t.to, t.via) for t in steps[1].notify] == [
-        ("oncall", Channel.SMS),
-        ("supervisor", Channel.EMAIL),
+        ("oncall", (Channel.SMS, Channel.EMAIL)),
+        ("supervisor", (Channel.EMAIL,)),
     ]
+    assert config.rate_limits[Channel.SMS].max == 5
+    assert config.rate_limits[Channel.SMS].per == 15 * 60
+    quiet = config.people["zhang.min"].quiet_hours
+    assert quiet is not None
+    assert (str(quiet.starts), str(quiet.ends)) == ("22:00:00", "07:00:00")
     assert steps[2].after == 30 * 60
     assert config.people["oncall"].id == "oncall"
     assert set(config.groups) == {"l1", "l2", "l3"}

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.factories import ESCALATING, NOW, STARTED, sla_event
+from notifier.factories import ESCALATING, NOW, STARTED, sla_event, slots
 from notifier.test_store import migrated
 from slawatch_common.events import SlaEvent
 from slawatch_notifier import escalation_store as es
@@ -110,7 +110,7 @@ async def an_ack_cancels_pending_steps_and_unsent_scheduled_notifications(
 ) -> None:
     await _record(engine, _event())
     async with engine.begin() as conn:
-        (sms,) = await store.claim_due(conn, NOW, 10)  # the on-call SMS is being sent
+        (sms,) = await store.claim_due(conn, NOW, slots(10))  # the on-call SMS is being sent
     await es.in_transaction(
         engine, partial(es.fire_step, step_id=WAITING_STEP, planner=PLANNER, now=NOW)
     )
@@ -119,7 +119,7 @@ async def an_ack_cancels_pending_steps_and_unsent_scheduled_notifications(
     )
     assert acked is not None
     assert acked.changed
-    assert acked.cancelled_notifications == (SUPERVISOR_MAIL, SUPERVISOR_SMS)
+    assert [n.id for n in acked.cancelled_notifications] == [SUPERVISOR_MAIL, SUPERVISOR_SMS]
     assert (acked.state.status, acked.state.acknowledged_by) == (Status.ACKNOWLEDGED, "zhao.lei")
     rows = await _notifications(engine)
     assert rows == {sms.id: "sending", SUPERVISOR_SMS: "cancelled", SUPERVISOR_MAIL: "cancelled"}
@@ -150,7 +150,7 @@ async def a_retraction_stops_and_a_rebreach_starts_a_new_generation(engine: Asyn
     rebreach = _event(event_id="breach-2", occurred_at=NOW - timedelta(minutes=20))
     stop = await _record(engine, retracted)
     assert stop.cancelled_steps == [WAITING_STEP]
-    assert stop.cancelled_notifications == [ONCALL_SMS]
+    assert [n.id for n in stop.cancelled_notifications] == [ONCALL_SMS]
     state = await _escalation(engine)
     assert (state.status, state.reason, state.withdrawn) == (Status.STOPPED, Reason.RETRACTED, True)
     again = await _record(engine, rebreach, retracted, rebreach)  # with redeliveries
@@ -187,7 +187,7 @@ async def _race(engine: AsyncEngine, ack_first: bool) -> None:
     assert rows.get(SUPERVISOR_SMS, "absent") in {"absent", "cancelled"}
     assert rows.get(SUPERVISOR_MAIL, "absent") in {"absent", "cancelled"}
     async with engine.begin() as conn:
-        assert [c.id for c in await store.claim_due(conn, NOW, 10)] == [ONCALL_SMS]
+        assert [c.id for c in await store.claim_due(conn, NOW, slots(10))] == [ONCALL_SMS]
     expected = ("cancelled", "acknowledged") if ack_first else ("fired", None)
     assert await _steps(engine) == {WAITING_STEP: expected}
 

@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.factories import CONFIG, sla_event
+from notifier.factories import CONFIG, sla_event, slots
 from slawatch_common.db import create_engine
 from slawatch_notifier import store
 from slawatch_notifier.channels.port import Delivered, Retryable
@@ -76,10 +76,10 @@ async def claim_send_retry_and_finish(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await store.insert_new(conn, _drafts(), NOW)
     async with engine.begin() as conn:
-        claimed = await store.claim_due(conn, NOW, 10)
+        claimed = await store.claim_due(conn, NOW, slots(10))
     assert [c.attempts for c in claimed] == [1, 1]
     async with engine.begin() as conn:
-        assert await store.claim_due(conn, NOW, 10) == []  # sending rows are not due
+        assert await store.claim_due(conn, NOW, slots(10)) == []  # sending rows are not due
     sms, mail = sorted(claimed, key=lambda c: c.channel != "sms")
     retry_at = NOW + timedelta(seconds=30)
     async with engine.begin() as conn:
@@ -95,20 +95,20 @@ async def claim_send_retry_and_finish(engine: AsyncEngine) -> None:
         assert await _status(conn, mail.id) == ("sent", 1)
         assert [f.id for f in await store.unpublished(conn, 10)] == [mail.id]
     async with engine.begin() as conn:
-        assert await store.claim_due(conn, NOW + timedelta(seconds=29), 10) == []
-        (again,) = await store.claim_due(conn, retry_at, 10)
+        assert await store.claim_due(conn, NOW + timedelta(seconds=29), slots(10)) == []
+        (again,) = await store.claim_due(conn, retry_at, slots(10))
     assert (again.id, again.attempts) == (sms.id, 2)
 
 
 async def interrupted_sends_are_recovered(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await store.insert_new(conn, _drafts("warning:75"), NOW)
-        (claimed,) = await store.claim_due(conn, NOW, 10)
+        (claimed,) = await store.claim_due(conn, NOW, slots(10))
     later = NOW + timedelta(minutes=5)
     async with engine.begin() as conn:
         assert await store.recover_interrupted(conn, later) == [claimed.id]
     async with engine.begin() as conn:
-        (resent,) = await store.claim_due(conn, later, 10)
+        (resent,) = await store.claim_due(conn, later, slots(10))
         outcomes = (
             await conn.execute(sa.select(store.attempts.c.number, store.attempts.c.outcome))
         ).all()
@@ -120,7 +120,7 @@ async def interrupted_sends_are_recovered(engine: AsyncEngine) -> None:
 async def published_records_are_not_listed_again(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await store.insert_new(conn, _drafts("warning:75"), NOW)
-        (claimed,) = await store.claim_due(conn, NOW, 10)
+        (claimed,) = await store.claim_due(conn, NOW, slots(10))
         attempt = store.Attempt(NOW, 5, Delivered(None))
         await store.finish_attempt(conn, claimed, attempt, NextStep(Status.SENT), NOW)
     async with engine.begin() as conn:
@@ -173,7 +173,7 @@ async def test_concurrent_claims_never_share_a_notification(pg_url: str) -> None
 
         async def claimer() -> list[str]:
             async with engine.begin() as conn:
-                claimed = await store.claim_due(conn, NOW, 12)
+                claimed = await store.claim_due(conn, NOW, slots(12))
                 await gate.wait()  # hold the locks until both have claimed
                 return [c.id for c in claimed]
 

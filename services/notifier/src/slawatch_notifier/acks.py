@@ -35,7 +35,8 @@ from slawatch_common.events import Identifier, Name
 from slawatch_notifier import escalation_store
 from slawatch_notifier.acklink import BadSignatureError, ExpiredLinkError, LinkError, verify
 from slawatch_notifier.escalation_store import AckOutcome
-from slawatch_notifier.metrics import AckMethod, NotifierMetrics, StepResult
+from slawatch_notifier.metrics import AckMethod, FinalReason, NotifierMetrics, StepResult
+from slawatch_notifier.retry import Status
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,10 @@ def _answer(
             )
             metrics.acks.labels(method).inc()
             metrics.escalation_steps.labels(StepResult.CANCELLED).inc(len(outcome.cancelled_steps))
+            for notification in outcome.cancelled_notifications:
+                metrics.notifications.labels(
+                    notification.channel, Status.CANCELLED, FinalReason.ACKNOWLEDGED
+                ).inc()
     return AckAnswer(escalations=[_view(outcome) for outcome in outcomes])
 
 
@@ -187,5 +192,5 @@ def _view(outcome: AckOutcome) -> EscalationView:
         acknowledged_at=state.acknowledged_at,
         changed=outcome.changed,
         cancelled_steps=list(outcome.cancelled_steps),
-        cancelled_notifications=list(outcome.cancelled_notifications),
+        cancelled_notifications=[n.id for n in outcome.cancelled_notifications],
     )

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 import httpx
 from fastapi import FastAPI, HTTPException, Response, status
@@ -47,6 +48,7 @@ from slawatch_notifier.metrics import NotifierMetrics
 from slawatch_notifier.oncall_api import router as oncall_router
 from slawatch_notifier.outbox import Outbox
 from slawatch_notifier.planner import Planner
+from slawatch_notifier.rate_limits import limit_for
 from slawatch_notifier.retry import RetryPolicy
 from slawatch_notifier.scheduler import Scheduler
 from slawatch_notifier.settings import NotifierSettings
@@ -166,7 +168,8 @@ async def running(
             rand=random.Random(),
             doorbell=doorbell,
             outbox_bell=outbox_bell,
-            concurrency=settings.send_concurrency,
+            concurrency=settings.concurrency(),
+            limits=partial(limit_for, planner.config),
         )
         await dispatcher.recover()
         consumer = await start_consumer(settings)

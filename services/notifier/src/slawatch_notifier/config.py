@@ -9,6 +9,11 @@
         l2: {name: Second line, members: [li.wei], robots: {dingtalk: l2-robot}}
       schedules:                     # on-call rotations, see oncall.py
         l2-primary: {time_zone: Asia/Shanghai, rotations: [...]}
+      rate_limits:                   # per recipient and channel; more is folded into
+        sms: {max: 5, per: 15m}      # one digest (rate_limits.py)
+      quiet_hours: {from: "22:00", to: "07:00", time_zone: Asia/Shanghai}
+                                     # warnings wait till the end of them (quiet_hours.py);
+                                     # a person may have their own rate_limits and quiet_hours
       escalations:
         standard:
           - on: warning              # every warning stage; "warning:90" or
@@ -17,7 +22,7 @@
               - {to: assignee, via: email}
           - on: breach
             notify:
-              - {to: "oncall:l2-primary", via: sms}
+              - {to: "oncall:l2-primary", via: [sms, email]}   # email if the SMS fails
           - on: breach               # only if nobody acknowledged within 30 minutes
             after: 30m
             repeat: {every: 30m, times: 3}
@@ -28,7 +33,11 @@
 A chain is a list of *steps*; a step's ``to`` is a target (``targets.py``:
 ``assignee``, ``assignee_group``, a person id, ``group:<id>``,
 ``oncall:<schedule>``, ``supervisor:<target>``). ``after`` and ``repeat`` chase
-an unacknowledged breach, so only ``on: breach`` steps may have them.
+an unacknowledged breach, so only ``on: breach`` steps may have them. ``via``
+is a channel or a list of them in fallback order: the next one is used when
+the notification on the one before ends ``failed`` (``routing.py``). A group
+target's list is all member channels (email, sms) or all chat robots, so each
+channel reaches the same recipients.
 
 Read once at start-up and passed in (``load_config``). Every error names the
 dotted path of the offending value, e.g. ``notifier.escalations.standard.1.notify.0.to``.
@@ -56,6 +65,7 @@ from pydantic import (
 from slawatch_common.events import Channel, Identifier, Name
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
 from slawatch_notifier.oncall import Schedule, schedule_errors
+from slawatch_notifier.quiet_hours import QuietHours
 from slawatch_notifier.targets import (
     ASSIGNEE,
     ASSIGNEE_GROUP,
@@ -112,11 +122,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RateLimit(_Model):
+    """At most ``max`` messages per ``per`` seconds to one recipient on one channel."""
+
+    max: Annotated[int, Field(ge=1, le=10_000)]
+    per: PositiveDuration
+
+
 class Person(_Model):
     """Someone a notification can reach: an address per channel, a locale, a supervisor.
 
     ``dingtalk`` … ``webhook`` hold what that channel's adapter needs to reach
     the person (a robot name for DingTalk, an id or URL for the others).
+    ``rate_limits`` replace the notifier's for this person, channel by
+    channel; ``quiet_hours`` replace the notifier's default.
     """
 
     id: Identifier
@@ -130,6 +149,8 @@ class Person(_Model):
     feishu: ChatAddress | None = None
     slack: ChatAddress | None = None
     webhook: ChatAddress | None = None
+    rate_limits: dict[Channel, RateLimit] = Field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
 
 
 class Group(_Model):
@@ -145,11 +166,35 @@ def _target_text(value: str) -> str:
     return value
 
 
+def _channel_list(value: Any) -> Any:
+    """``via: sms`` is short for ``via: [sms]`` (its error names ``via``, not ``via.0``)."""
+    if not isinstance(value, str):
+        return value
+    if value not in set(Channel):
+        raise ValueError(f"unknown channel {value!r} (channels: {', '.join(Channel)})")
+    return (value,)
+
+
+def _distinct(channels: tuple[Channel, ...]) -> tuple[Channel, ...]:
+    repeated = sorted({str(c) for c in channels if channels.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} named twice; each channel once, in order")
+    return channels
+
+
+Via = Annotated[
+    tuple[Channel, ...],
+    BeforeValidator(_channel_list),
+    Field(min_length=1, max_length=len(Channel)),
+    AfterValidator(_distinct),
+]
+
+
 class Notify(_Model):
-    """One target of a step and the channel that reaches it."""
+    """One target of a step and the channels that reach it, the first one first."""
 
     to: Annotated[str, Field(min_length=1, max_length=400), AfterValidator(_target_text)]
-    via: Channel
+    via: Via
 
     @property
     def target(self) -> Target:
@@ -203,6 +248,10 @@ class NotifierConfig(_Model):
     groups: dict[Identifier, Group] = Field(default_factory=dict)
     schedules: dict[Identifier, Schedule] = Field(default_factory=dict)
     escalations: dict[Identifier, tuple[Step, ...]] = Field(default_factory=dict)
+    rate_limits: dict[Channel, RateLimit] = Field(default_factory=dict)
+    """Per channel, for every recipient without a limit of their own (``rate_limits.py``)."""
+    quiet_hours: QuietHours | None = None
+    """For every person without quiet hours of their own (``quiet_hours.py``)."""
     channels: dict[str, Any] = Field(default_factory=dict)
     """Providers and robots per channel, validated with their secrets at start-up
     (``channels/setup.py``); here only the robot names are checked."""
@@ -356,11 +405,31 @@ def _step_errors(config: NotifierConfig, step: Step, path: str) -> list[str]:
         if value is not None and step.on != BREACH
     ]
     for position, notify in enumerate(step.notify):
-        problems += _notify_errors(config, notify.target, notify.via, f"{path}.notify.{position}")
+        where = f"{path}.notify.{position}"
+        found = _mixed_group_channels(notify, where)
+        for index, via in enumerate(notify.via):
+            via_path = f"{where}.via" if len(notify.via) == 1 else f"{where}.via.{index}"
+            found += _notify_errors(config, notify.target, via, where, via_path)
+        problems += dict.fromkeys(found)  # an unknown target is reported once, not per channel
     return problems
 
 
-def _notify_errors(config: NotifierConfig, target: Target, via: Channel, path: str) -> list[str]:
+def _mixed_group_channels(notify: Notify, path: str) -> list[str]:
+    """A group's fallback list must reach the same recipients (members, or the robot) each time."""
+    if not isinstance(notify.target, GroupRef | AssigneeGroup) or len(notify.via) < 2:
+        return []
+    kinds = {channel in MEMBER_CHANNELS for channel in notify.via}
+    if len(kinds) == 1:
+        return []
+    return [
+        f"{path}.via: a group's fallback channels are all member channels (email, sms) "
+        "or all chat robots, not both"
+    ]
+
+
+def _notify_errors(
+    config: NotifierConfig, target: Target, via: Channel, path: str, via_path: str
+) -> list[str]:
     """Unknown references of ``target``, and people it surely reaches without ``via``'s address."""
     match target:
         case Assignee():
@@ -368,14 +437,14 @@ def _notify_errors(config: NotifierConfig, target: Target, via: Channel, path: s
         case AssigneeGroup():
             return []
         case GroupRef(group_id):
-            return _group_target_errors(config, group_id, via, path)
+            return _group_target_errors(config, group_id, via, path, via_path)
         case _:
             people, problems = _people_of(config, target, f"{path}.to")
-            return problems or _address_errors(config, people, via, path)
+            return problems or _address_errors(config, people, via, via_path)
 
 
 def _group_target_errors(
-    config: NotifierConfig, group_id: str, via: Channel, path: str
+    config: NotifierConfig, group_id: str, via: Channel, path: str, via_path: str
 ) -> list[str]:
     group = config.groups.get(group_id)
     if group is None:
@@ -383,8 +452,8 @@ def _group_target_errors(
     if via not in MEMBER_CHANNELS:
         if via in group.robots:
             return []
-        return [f"{path}.via: group {group_id!r} has no {via} robot (robots: {{{via}: <name>}})"]
-    return _address_errors(config, list(group.members), via, path)
+        return [f"{via_path}: group {group_id!r} has no {via} robot (robots: {{{via}: <name>}})"]
+    return _address_errors(config, list(group.members), via, via_path)
 
 
 def _people_of(config: NotifierConfig, target: Target, path: str) -> tuple[list[str], list[str]]:
@@ -414,11 +483,11 @@ def _people_of(config: NotifierConfig, target: Target, path: str) -> tuple[list[
 
 
 def _address_errors(
-    config: NotifierConfig, people: list[str], via: Channel, path: str
+    config: NotifierConfig, people: list[str], via: Channel, via_path: str
 ) -> list[str]:
     field = address_field(via)
     return [
-        f"{path}.via: {person!r} has no {field}, which {via} needs"
+        f"{via_path}: {person!r} has no {field}, which {via} needs"
         for person in dict.fromkeys(people)
         if address_of(config.people[person], via) is None
     ]

@@ -1,19 +1,27 @@
-"""Dispatch: due notifications are claimed, sent, and their outcome recorded.
+"""Dispatch: due notifications are claimed, admitted or folded, sent, and their outcome recorded.
 
 For each due notification (``pending`` and ``next_attempt_at <= now``):
 
-1. claim: mark it ``sending`` and count the attempt, and COMMIT, before any
-   byte leaves the process;
+1. claim: in one transaction mark it ``sending`` and count the attempt
+   (``store.claim_due``), then hold its first attempt against its
+   recipient's rate limit (``folding.admit``): over the limit it becomes
+   ``folded`` into the window's digest instead; COMMIT, before any byte
+   leaves the process;
 2. send it through its channel's port (``channels/``), outside any transaction;
 3. in one transaction record the attempt and move the notification to its next
    state (``retry.next_step``): ``sent``; ``pending`` again after a
    full-jitter backoff; or ``failed`` when the failure is permanent or the
-   attempts are used up;
+   attempts are used up — then its standby fallback on the next channel
+   becomes pending (after ``sent`` it is cancelled as not needed;
+   ``fallback.py``);
 4. ring the outbox, which publishes the ``NotificationRecord`` of every
    finished notification after this commit.
 
-Up to ``send_concurrency`` sends run at once, each in its own task, so a slow
-provider holds only its own slots; intake never waits for dispatch.
+Each channel has its own slots (``concurrency``: up to that many sends of the
+channel at once, each in its own task), and a channel without a free slot is
+neither claimed from nor waited for: a provider that hangs until the send
+timeout holds only its own channel's slots, never another channel's. Intake
+never waits for dispatch.
 
 The remaining at-least-once window: a crash after the provider accepted a
 message but before step 3 committed leaves the row ``sending``. ``recover``,
@@ -38,10 +46,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.events import Channel
-from slawatch_notifier import store
-from slawatch_notifier.channels.port import ChannelPort, Outcome
+from slawatch_notifier import fallback, folding, store
+from slawatch_notifier.channels.port import ChannelPort, Delivered, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
-from slawatch_notifier.metrics import NotifierMetrics
+from slawatch_notifier.folding import Admission, Limits, unlimited
+from slawatch_notifier.metrics import FinalReason, NotifierMetrics
 from slawatch_notifier.retry import NextStep, RetryPolicy, Status, attempt_outcome, next_step
 
 log = logging.getLogger(__name__)
@@ -66,8 +75,11 @@ class Dispatcher:
         rand: random.Random,
         doorbell: asyncio.Event,
         outbox_bell: asyncio.Event,
-        concurrency: int,
+        concurrency: Mapping[Channel, int],
+        limits: Limits = unlimited,
     ) -> None:
+        """``concurrency``: each channel's slots (a channel it omits is never sent on);
+        ``limits``: the rate limit of a recipient on a channel (``rate_limits.limit_for``)."""
         self._engine = engine
         self._channels = channels
         self._policy = policy
@@ -76,7 +88,8 @@ class Dispatcher:
         self._rand = rand
         self._doorbell = doorbell
         self._outbox_bell = outbox_bell
-        self._free = concurrency
+        self._free = {channel: concurrency.get(channel, 0) for channel in channels}
+        self._limits = limits
 
     async def recover(self) -> list[str]:
         """Make notifications a crash left ``sending`` due again; their ids. Call before ``run``."""
@@ -95,24 +108,31 @@ class Dispatcher:
                 await self._wait()
 
     async def _claim(self) -> list[store.Claimed]:
-        if self._free == 0:
+        slots = {channel: free for channel, free in self._free.items() if free > 0}
+        if not slots:
             return []
+        now = self._clock.now()
         async with self._engine.begin() as conn:
-            claimed = await store.claim_due(conn, self._clock.now(), self._free)
-        self._free -= len(claimed)
-        return claimed
+            claimed = await store.claim_due(conn, now, slots)
+            admission = await folding.admit(conn, claimed, self._limits, now)
+        self._count_folded(admission)
+        for sending in admission.send:
+            self._free[sending.channel] -= 1
+            self._metrics.in_flight.labels(sending.channel).inc()
+        return admission.send
 
     async def _wait(self) -> None:
-        timeout = None if self._free == 0 else await self._until_next_due()
+        open_channels = [channel for channel, free in self._free.items() if free > 0]
+        timeout = await self._until_next_due(open_channels) if open_channels else None
         try:
             async with asyncio.timeout(timeout):
                 await self._doorbell.wait()
         except TimeoutError:
             pass
 
-    async def _until_next_due(self) -> float:
+    async def _until_next_due(self, channels: list[Channel]) -> float:
         async with self._engine.connect() as conn:
-            due = await store.next_due(conn)
+            due = await store.next_due(conn, channels)
         if due is None:
             return IDLE_WAIT_S
         wait = (due - self._clock.now()).total_seconds()
@@ -125,17 +145,27 @@ class Dispatcher:
         now = self._clock.now()
         step = next_step(outcome, claimed.attempts, self._policy, now, self._rand.random())
         attempt = store.Attempt(started_at, round(latency * 1000), outcome)
+        settled = fallback.Settled()
         async with self._engine.begin() as conn:
             recorded = await store.finish_attempt(conn, claimed, attempt, step, now)
+            if recorded and step.final:
+                settled = await fallback.settle(conn, claimed, step, now)
         if recorded:
-            self._count(claimed, outcome, step, latency)
-        self._free += 1
+            self._count(claimed, outcome, step, latency, now)
+            self._count_fallbacks(claimed, settled)
+        self._free[claimed.channel] += 1
+        self._metrics.in_flight.labels(claimed.channel).dec()
         self._doorbell.set()
         if step.final:
             self._outbox_bell.set()
 
     def _count(
-        self, claimed: store.Claimed, outcome: Outcome, step: NextStep, latency: float
+        self,
+        claimed: store.Claimed,
+        outcome: Outcome,
+        step: NextStep,
+        latency: float,
+        now: datetime,
     ) -> None:
         channel = claimed.channel
         self._metrics.attempts.labels(channel, attempt_outcome(outcome)).inc()
@@ -144,7 +174,10 @@ class Dispatcher:
             self._metrics.retries.labels(channel).inc()
             log.info("retrying %s at %s: %s", claimed.id, _iso(step.next_attempt_at), step.error)
         elif step.final:
-            self._metrics.notifications.labels(channel, step.status).inc()
+            self._metrics.notifications.labels(channel, step.status, _reason(outcome)).inc()
+            if step.status is Status.SENT:
+                delivery = max(0.0, (now - claimed.due_at).total_seconds())
+                self._metrics.delivery_seconds.labels(channel).observe(delivery)
             log.log(
                 logging.WARNING if step.status is Status.FAILED else logging.INFO,
                 "notification %s %s after %d attempt(s)%s",
@@ -153,6 +186,37 @@ class Dispatcher:
                 claimed.attempts,
                 f": {step.error}" if step.error else "",
             )
+
+    def _count_folded(self, admission: Admission) -> None:
+        for folded in admission.folded:
+            channel = folded.claimed.channel
+            self._metrics.notifications.labels(
+                channel, Status.FOLDED, FinalReason.RATE_LIMITED
+            ).inc()
+            log.info("notification %s folded into %s", folded.claimed.id, folded.digest_id)
+        for _recipient, channel in admission.digests_opened:
+            self._metrics.digests.labels(channel).inc()
+
+    def _count_fallbacks(self, claimed: store.Claimed, settled: fallback.Settled) -> None:
+        for promoted in settled.promoted:
+            self._metrics.fallbacks.labels(promoted.channel).inc()
+            log.warning("%s failed: falling back to %s", claimed.id, promoted.id)
+        for stood_down in settled.cancelled:
+            reason = FinalReason.NOT_NEEDED
+            self._metrics.notifications.labels(stood_down.channel, Status.CANCELLED, reason).inc()
+        if settled.promoted:
+            self._doorbell.set()
+
+
+def _reason(outcome: Outcome) -> FinalReason:
+    """The reason class of a final outcome (a retryable one: the attempts ran out)."""
+    match outcome:
+        case Delivered():
+            return FinalReason.DELIVERED
+        case Permanent():
+            return FinalReason.PERMANENT
+        case Retryable():
+            return FinalReason.RETRYABLE
 
 
 def _iso(moment: datetime | None) -> str:

@@ -12,7 +12,8 @@ through the pure functions of ``escalation.py``:
 
 - ``record_events`` (intake): apply a batch's SLA events in order, store the
   notifications their immediate steps plan and the steps they schedule, cancel
-  what a stop ends;
+  what a stop ends (and the warnings quiet hours still hold back once the
+  clock breaches: the breach is news enough);
 - ``fire_step`` (scheduler): fire one due step, or cancel it if its
   escalation no longer chases that breach;
 - ``acknowledge`` / ``acknowledge_ticket`` (ack API): acknowledge and cancel
@@ -290,7 +291,9 @@ class Recorded:
     scheduled: set[str] = field(default_factory=set)
     skipped: list[tuple[SlaEvent, Skip]] = field(default_factory=list)
     cancelled_steps: list[str] = field(default_factory=list)
-    cancelled_notifications: list[str] = field(default_factory=list)
+    cancelled_notifications: list[store.NotificationRef] = field(default_factory=list)
+    superseded_notifications: list[store.NotificationRef] = field(default_factory=list)
+    """Warnings deferred by quiet hours that a breach made stale."""
 
 
 async def record_events(
@@ -325,6 +328,11 @@ async def record_events(
         if transition.stop is not None:
             await _flush(conn, done, drafts, steps, now)
             await _stop(conn, done, key, transition.stop, now)
+        elif transition.changed and event.type == "sla.breach":
+            await _flush(conn, done, drafts, steps, now)
+            done.superseded_notifications += await store.cancel_pending(
+                conn, *key, now, "superseded by the breach", deferred_only=True
+            )
     await _flush(conn, done, drafts, steps, now)
     await insert(conn, [states[key] for key in sorted(changed) if key not in before])
     for key in sorted(changed & before.keys()):
@@ -403,7 +411,7 @@ class AckOutcome:
     state: Escalation
     changed: bool
     cancelled_steps: tuple[str, ...] = ()
-    cancelled_notifications: tuple[str, ...] = ()
+    cancelled_notifications: tuple[store.NotificationRef, ...] = ()
 
 
 async def acknowledge(conn: AsyncConnection, key: Key, by: str, now: datetime) -> AckOutcome | None:

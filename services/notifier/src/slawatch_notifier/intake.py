@@ -47,11 +47,13 @@ from slawatch_notifier.escalation_store import Recorded
 from slawatch_notifier.metrics import (
     DeadLetterReason,
     EventOutcome,
+    FinalReason,
     NotifierMetrics,
-    PlanResult,
     StepResult,
+    count_planned,
 )
 from slawatch_notifier.planner import Planner
+from slawatch_notifier.retry import Status
 from slawatch_notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -234,11 +236,18 @@ class Intake:
         for draft in recorded.drafts:
             new = draft.planned.notification_id in fresh
             fresh.discard(draft.planned.notification_id)
-            result = PlanResult.NEW if new else PlanResult.DUPLICATE
-            self._metrics.planned.labels(draft.planned.channel, result).inc()
+            count_planned(self._metrics, draft, new)
         if recorded.cancelled_steps:
             cancelled = self._metrics.escalation_steps.labels(StepResult.CANCELLED)
             cancelled.inc(len(recorded.cancelled_steps))
+        for notification in recorded.cancelled_notifications:
+            self._metrics.notifications.labels(
+                notification.channel, Status.CANCELLED, FinalReason.STOPPED
+            ).inc()
+        for notification in recorded.superseded_notifications:
+            self._metrics.notifications.labels(
+                notification.channel, Status.CANCELLED, FinalReason.SUPERSEDED
+            ).inc()
 
     async def _commit(self, batch: Batch) -> None:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}

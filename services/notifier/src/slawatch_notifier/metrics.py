@@ -3,24 +3,41 @@
 Built against a registry passed in (``create_app`` makes one per app), with
 every label combination initialised so that each series exists from start-up.
 
-| metric                                        | labels              |
-|-----------------------------------------------|---------------------|
-| slawatch_notifier_sla_events_total            | outcome             |
-| slawatch_notifier_dead_letters_total          | reason              |
-| slawatch_notifier_skipped_targets_total       | reason              |
-| slawatch_notifier_planned_total               | channel, result     |
-| slawatch_notifier_notifications_total         | channel, outcome    |
-| slawatch_notifier_attempts_total              | channel, outcome    |
-| slawatch_notifier_retries_total               | channel             |
-| slawatch_notifier_send_duration_seconds       | channel             |
-| slawatch_notifier_records_published_total     | type                |
-| slawatch_notifier_escalation_steps_total      | outcome             |
-| slawatch_notifier_acks_total                  | method              |
+| metric                                        | labels                   |
+|-----------------------------------------------|--------------------------|
+| slawatch_notifier_sla_events_total            | outcome                  |
+| slawatch_notifier_dead_letters_total          | reason                   |
+| slawatch_notifier_skipped_targets_total       | reason                   |
+| slawatch_notifier_planned_total               | channel, result          |
+| slawatch_notifier_notifications_total         | channel, outcome, reason |
+| slawatch_notifier_attempts_total              | channel, outcome         |
+| slawatch_notifier_retries_total               | channel                  |
+| slawatch_notifier_send_duration_seconds       | channel                  |
+| slawatch_notifier_delivery_seconds            | channel                  |
+| slawatch_notifier_sends_in_flight             | channel                  |
+| slawatch_notifier_deferred_total              | channel                  |
+| slawatch_notifier_fallbacks_total             | channel                  |
+| slawatch_notifier_digests_total               | channel                  |
+| slawatch_notifier_records_published_total     | type                     |
+| slawatch_notifier_escalation_steps_total      | outcome                  |
+| slawatch_notifier_acks_total                  | method                   |
 
-``escalation_steps_total`` counts scheduled steps fired and cancelled (by an
-ack, a stop, or at their instant because the escalation no longer chases the
-breach); ``acks_total`` counts escalations acknowledged, by ``POST /v1/acks``
-(``api``) or a signed link (``link``).
+``notifications_total`` counts notifications in their final state, with the
+class of reason (``FINAL_REASONS``): sent (delivered); failed (permanent: the
+provider refused; retryable: transient failures until the attempts ran out —
+the notification is kept with its reason, its record published as
+``notification.failed``); folded (rate_limited: into a digest); cancelled
+(acknowledged, stopped: the escalation ended; superseded: a warning quiet
+hours held back when the clock breached; not_needed: a fallback whose
+channel before it delivered). ``send_duration_seconds`` is one attempt,
+``delivery_seconds`` from the instant a notification fell due to its
+delivery (retries and queueing included). ``deferred_total`` counts warnings
+deferred by quiet hours, ``fallbacks_total`` fallbacks that took over (by
+their channel), ``digests_total`` digests opened. ``escalation_steps_total``
+counts scheduled steps fired and cancelled (by an ack, a stop, or at their
+instant because the escalation no longer chases the breach); ``acks_total``
+counts escalations acknowledged, by ``POST /v1/acks`` (``api``) or a signed
+link (``link``). ``dead_letters_total`` counts SLA records that could not be used.
 """
 
 from __future__ import annotations
@@ -28,10 +45,11 @@ from __future__ import annotations
 from enum import StrEnum
 from itertools import product
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from slawatch_common.events import Channel
 from slawatch_notifier.retry import AttemptOutcome, Status
+from slawatch_notifier.store import Draft
 from slawatch_notifier.targets import SkipReason
 
 
@@ -63,9 +81,34 @@ class AckMethod(StrEnum):
     LINK = "link"
 
 
-FINAL_STATUSES = (Status.SENT, Status.FAILED)
+class FinalReason(StrEnum):
+    """Why a notification ended as it did; see ``FINAL_REASONS``."""
+
+    DELIVERED = "delivered"
+    PERMANENT = "permanent"
+    RETRYABLE = "retryable"
+    RATE_LIMITED = "rate_limited"
+    ACKNOWLEDGED = "acknowledged"
+    STOPPED = "stopped"
+    SUPERSEDED = "superseded"
+    NOT_NEEDED = "not_needed"
+
+
+FINAL_REASONS: dict[Status, tuple[FinalReason, ...]] = {
+    Status.SENT: (FinalReason.DELIVERED,),
+    Status.FAILED: (FinalReason.PERMANENT, FinalReason.RETRYABLE),
+    Status.FOLDED: (FinalReason.RATE_LIMITED,),
+    Status.CANCELLED: (
+        FinalReason.ACKNOWLEDGED,
+        FinalReason.STOPPED,
+        FinalReason.SUPERSEDED,
+        FinalReason.NOT_NEEDED,
+    ),
+}
+"""Every (final status, reason) pair ``notifications_total`` may carry."""
 RECORD_TYPES = ("notification.sent", "notification.failed")
 SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class NotifierMetrics:
@@ -86,7 +129,29 @@ class NotifierMetrics:
             "planned", "Planned notifications: new or already known.", ("channel", "result")
         )
         self.notifications = counter(
-            "notifications", "Notifications finished, by outcome.", ("channel", "outcome")
+            "notifications",
+            "Notifications in their final state, by outcome and reason class.",
+            ("channel", "outcome", "reason"),
+        )
+        self.deferred = counter(
+            "deferred", "Warnings deferred to the end of quiet hours.", ("channel",)
+        )
+        self.fallbacks = counter(
+            "fallbacks", "Fallback notifications that took over, by their channel.", ("channel",)
+        )
+        self.digests = counter("digests", "Digests opened by a rate limit.", ("channel",))
+        self.in_flight = Gauge(
+            "slawatch_notifier_sends_in_flight",
+            "Sends under way, by channel (each channel has its own slots).",
+            ("channel",),
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "slawatch_notifier_delivery_seconds",
+            "From the instant a notification fell due to its delivery.",
+            ("channel",),
+            buckets=DELIVERY_BUCKETS,
+            registry=registry,
         )
         self.attempts = counter("attempts", "Delivery attempts.", ("channel", "outcome"))
         self.retries = counter("retries", "Attempts rescheduled to retry.", ("channel",))
@@ -120,11 +185,23 @@ class NotifierMetrics:
         for kind in RECORD_TYPES:
             self.records_published.labels(kind)
         for channel in Channel:
-            self.retries.labels(channel)
+            for per_channel in (self.retries, self.deferred, self.fallbacks, self.digests):
+                per_channel.labels(channel)
             self.send_seconds.labels(channel)
+            self.delivery_seconds.labels(channel)
+            self.in_flight.labels(channel)
             for result in PlanResult:
                 self.planned.labels(channel, result)
-            for status in FINAL_STATUSES:
-                self.notifications.labels(channel, status)
+            for status, finals in FINAL_REASONS.items():
+                for final in finals:
+                    self.notifications.labels(channel, status, final)
         for channel, attempt in product(Channel, AttemptOutcome):
             self.attempts.labels(channel, attempt)
+
+
+def count_planned(metrics: NotifierMetrics, draft: Draft, new: bool) -> None:
+    """Count one planned notification: new or already known, and deferred if it is."""
+    channel = draft.planned.channel
+    metrics.planned.labels(channel, PlanResult.NEW if new else PlanResult.DUPLICATE).inc()
+    if new and draft.deferred_until is not None and draft.planned.fallback_of is None:
+        metrics.deferred.labels(channel).inc()

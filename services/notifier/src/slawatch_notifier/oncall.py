@@ -138,6 +138,16 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (an IANA name like Asia/Shanghai)") from exc
+    return name
+
+
+ZoneName = Annotated[str, AfterValidator(_known_zone)]
+"""An IANA time zone name the system knows (``Asia/Shanghai``)."""
 Weekday = Annotated[Day, BeforeValidator(_weekday)]
 LocalTime = Annotated[time, BeforeValidator(_quoted_time), AfterValidator(_without_offset)]
 Start = Annotated[
@@ -219,20 +229,9 @@ class Override(_Model):
 class Schedule(_Model):
     """A time zone, rotation layers (later ones on top) and overrides (on top of all)."""
 
-    time_zone: str
+    time_zone: ZoneName
     rotations: tuple[Rotation, ...] = ()
     overrides: tuple[Override, ...] = ()
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"unknown time zone {name!r} (an IANA name like Asia/Shanghai)"
-            ) from exc
-        return name
 
     @property
     def zone(self) -> ZoneInfo:
@@ -311,14 +310,15 @@ def schedule_errors(
 # --- local wall time ---------------------------------------------------------
 
 
-def _wall(moment: datetime, zone: ZoneInfo) -> datetime:
+def wall_time(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The naive local wall time of ``moment`` in ``zone``."""
     return moment.astimezone(zone).replace(tzinfo=None)
 
 
-def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
+def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
     """The UTC instant of local ``wall``: in a DST gap the gap's end, if ambiguous the first."""
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    if _wall(first, zone) == wall:
+    if wall_time(first, zone) == wall:
         return first
     # In a gap, fold=0 applies the offset from before the change (the later
     # instant) and fold=1 the one after it; the change lies in between.
@@ -402,26 +402,26 @@ class _Grid:
         step = rotation.length
         start = rotation.start
         if not isinstance(start, datetime):
-            start = _instant(datetime.combine(start, time()), zone)
-        local = _wall(start, zone)
+            start = local_instant(datetime.combine(start, time()), zone)
+        local = wall_time(start, zone)
         first = datetime.combine(local.date(), rotation.handoff.at)
         if rotation.handoff.day is not None:  # back to that weekday; step is whole weeks
             behind = (first.weekday() - WEEKDAYS.index(rotation.handoff.day)) % 7
             first -= timedelta(days=behind)
         if first < local:
             first += (local - first) // step * step
-        while _instant(first, zone) < start:
+        while local_instant(first, zone) < start:
             first += step
-        while _instant(first - step, zone) >= start:
+        while local_instant(first - step, zone) >= start:
             first -= step
         return cls(zone, first, step)
 
     def handoff(self, index: int) -> datetime:
-        return _instant(self.first + index * self.step, self.zone)
+        return local_instant(self.first + index * self.step, self.zone)
 
     def index(self, at: datetime) -> int:
         """The shift ``k`` with ``handoff(k) <= at < handoff(k + 1)``; ``at`` is not before it."""
-        index = max(0, (_wall(at, self.zone) - self.first) // self.step)
+        index = max(0, (wall_time(at, self.zone) - self.first) // self.step)
         while index > 0 and self.handoff(index) > at:
             index -= 1
         while self.handoff(index + 1) <= at:
@@ -452,13 +452,13 @@ class _Hours:
         if day.weekday() not in self.days:
             return None
         close_day = day if self.closes > self.opens else day + _ONE_DAY
-        opens = _instant(datetime.combine(day, self.opens), self.zone)
-        closes = _instant(datetime.combine(close_day, self.closes), self.zone)
+        opens = local_instant(datetime.combine(day, self.opens), self.zone)
+        closes = local_instant(datetime.combine(close_day, self.closes), self.zone)
         return (opens, closes) if opens < closes else None
 
     def around(self, at: datetime) -> tuple[date, datetime, datetime] | None:
         """The day whose span contains ``at``, and that span."""
-        today = _wall(at, self.zone).date()
+        today = wall_time(at, self.zone).date()
         for day in (today - _ONE_DAY, today):
             span = self.on(day)
             if span is not None and span[0] <= at < span[1]:
@@ -483,7 +483,7 @@ class _Hours:
         """The first instant at or after ``at`` inside a span."""
         if self.around(at) is not None:
             return at
-        today = _wall(at, self.zone).date()
+        today = wall_time(at, self.zone).date()
         for offset in range(-1, _SEARCH_DAYS):
             span = self.on(today + offset * _ONE_DAY)
             if span is not None and span[0] >= at:
@@ -492,7 +492,7 @@ class _Hours:
 
     def last_close(self, at: datetime) -> datetime | None:
         """The latest end of a span at or before ``at``."""
-        today = _wall(at, self.zone).date()
+        today = wall_time(at, self.zone).date()
         for offset in range(_SEARCH_DAYS):
             span = self.on(today - offset * _ONE_DAY)
             if span is not None and span[1] <= at:

@@ -2,7 +2,9 @@
 
 Pure given ``now``: ``routing.plan`` says who gets what, ``templates.render``
 words it, ``acklink.AckLinks`` signs the link that acknowledges the
-escalation on the recipient's behalf.
+escalation on the recipient's behalf, and ``quiet_hours.deferral`` holds a
+warning to a person in their quiet hours (theirs, else the notifier's
+default) until those end.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from slawatch_common.events import SlaEvent
 from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.config import NotifierConfig
 from slawatch_notifier.escalation import ChainSnapshot, Firing
+from slawatch_notifier.quiet_hours import QuietHours, deferral, is_person
 from slawatch_notifier.routing import PlannedNotification, plan
 from slawatch_notifier.store import Draft
 from slawatch_notifier.targets import Skip
@@ -39,8 +42,18 @@ class Planner:
     ) -> Drafts:
         """The drafts of ``firings`` about ``event``; targets that reach no one are skipped."""
         route = plan(firings, chain, event, self.config, now)
-        drafts = tuple(Draft(p, render(p, self._link(p, now))) for p in route.notifications)
+        drafts = tuple(
+            Draft(p, render(p, self._link(p, now)), deferral(p.stage, self._quiet(p), now))
+            for p in route.notifications
+        )
         return Drafts(drafts, route.skipped)
+
+    def _quiet(self, planned: PlannedNotification) -> QuietHours | None:
+        if not is_person(planned.recipient):
+            return None
+        person = self.config.people.get(planned.recipient)
+        own = person.quiet_hours if person is not None else None
+        return own or self.config.quiet_hours
 
     def _link(self, planned: PlannedNotification, now: datetime) -> str:
         return self.links.url(planned.clock_id, planned.cycle, planned.recipient, now)

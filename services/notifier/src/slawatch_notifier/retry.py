@@ -1,9 +1,16 @@
 """The life of one notification and its retry schedule. Pure; ``now`` and randomness come in.
 
+    standby ──the one it stands in for failed──▶ pending           (fallback, routing.py)
+       └──that one was sent, ack or stop──▶ cancelled
     pending ──claim──▶ sending ──Delivered──▶ sent
      │ ▲                  │──Permanent, or Retryable on the last attempt──▶ failed
      │ └──Retryable: wait backoff(attempt)───┘
+     │                    └──over its recipient's rate limit (first attempt only)──▶ folded
      └──ack, or the escalation stopped──▶ cancelled (never sent; see escalation.py)
+
+A ``folded`` notification is told in its digest (``digest_id``), a notification
+of its own that goes through the same life (``rate_limits.py``). A warning
+deferred by quiet hours is ``pending`` with a later ``next_attempt_at``.
 
 A retry waits a "full jitter" delay: uniformly random between 0 and
 ``min(cap, base · 2^(attempt-1))``, so retries of many notifications spread out
@@ -20,10 +27,12 @@ from slawatch_notifier.channels.port import Delivered, Outcome, Permanent, Retry
 
 
 class Status(StrEnum):
+    STANDBY = "standby"
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    FOLDED = "folded"
     CANCELLED = "cancelled"
 
 

@@ -14,12 +14,21 @@ Each notification's id is ``escalation.notification_id``, the dedup key; the
 same step reaches one recipient on one channel once, even when two targets
 resolve to the same person. Targets that reach no one are ``Skip`` values for
 the caller to log and count.
+
+Fallback (``via: [sms, email]``): every channel of the list is planned at
+once. A recipient's first reachable channel is their notification; each later
+one is a *standby* (``fallback_of`` = the id on the channel before it for the
+same recipient), sent only if the one before ends ``failed``
+(``fallback.py``). A recipient without an address for the first
+channel is reached on the next one straight away. When a step reaches the
+same recipient on the same channel both directly and as someone's fallback,
+the direct one wins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from slawatch_common.events import Channel, SlaEvent, TicketRef
@@ -27,6 +36,7 @@ from slawatch_notifier.config import (
     MEMBER_CHANNELS,
     Group,
     NotifierConfig,
+    Notify,
     Person,
     address_field,
     address_of,
@@ -68,6 +78,8 @@ class PlannedNotification:
     channel: Channel
     address: str
     event: SlaEvent
+    fallback_of: str | None = None
+    """The notification this one stands in for if it fails; None: sent as soon as due."""
 
     @property
     def stage(self) -> str:
@@ -96,13 +108,37 @@ def plan(
     skipped: list[Skip] = []
     for firing in firings:
         for notify in chain.steps[firing.step].notify:
-            for found in _contacts(notify.target, notify.via, event.data.ticket, config, now):
-                result = _notification(found, firing, notify.via, event)
-                if isinstance(result, Skip):
-                    skipped.append(result)
-                else:
-                    planned.setdefault(result.notification_id, result)
+            found, missed = _fallback_chain(notify, firing, event, config, now)
+            skipped += missed
+            for result in found:
+                known = planned.get(result.notification_id)
+                if known is None or (known.fallback_of and not result.fallback_of):
+                    planned[result.notification_id] = result
     return Route(tuple(planned.values()), tuple(skipped))
+
+
+def _fallback_chain(
+    notify: Notify, firing: Firing, event: SlaEvent, config: NotifierConfig, now: datetime
+) -> tuple[list[PlannedNotification], list[Skip]]:
+    """One target on each of its channels in order, each a standby for the one before."""
+    found: list[PlannedNotification] = []
+    skipped: list[Skip] = []
+    latest: dict[str, str] = {}  # recipient → their notification on the latest channel
+    unreached: dict[str, Skip] = {}  # recipient → why a channel could not reach them
+    for position, via in enumerate(notify.via):
+        for contact in _contacts(notify.target, via, event.data.ticket, config, now):
+            if isinstance(contact, Skip):
+                if position == 0:  # who a target names does not depend on the channel
+                    skipped.append(contact)
+                continue
+            result = _notification(contact, firing, via, event)
+            if isinstance(result, Skip):
+                unreached.setdefault(contact.id, result)
+                continue
+            found.append(replace(result, fallback_of=latest.get(result.recipient)))
+            latest[result.recipient] = result.notification_id
+    skipped += [skip for recipient, skip in unreached.items() if recipient not in latest]
+    return found, skipped
 
 
 def route(event: SlaEvent, config: NotifierConfig, now: datetime) -> Route:
@@ -118,10 +154,8 @@ def route(event: SlaEvent, config: NotifierConfig, now: datetime) -> Route:
 
 
 def _notification(
-    found: Resolved | Contact, firing: Firing, via: Channel, event: SlaEvent
+    found: Person | Contact, firing: Firing, via: Channel, event: SlaEvent
 ) -> PlannedNotification | Skip:
-    if isinstance(found, Skip):
-        return found
     contact = found if isinstance(found, Contact) else Contact.of(found)
     address = contact.addresses.get(via)
     if address is None:

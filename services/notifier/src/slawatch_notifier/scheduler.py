@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from slawatch_notifier import escalation_store
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.escalation_store import StepOutcome
-from slawatch_notifier.metrics import NotifierMetrics, PlanResult, StepResult
+from slawatch_notifier.metrics import NotifierMetrics, StepResult, count_planned
 from slawatch_notifier.planner import Planner
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,7 @@ class Scheduler:
             log.info("step %s: skipped target (%s): %s", outcome.step_id, skip.reason, skip.detail)
             self._metrics.skipped_targets.labels(skip.reason).inc()
         for draft in outcome.drafts:
-            new = draft.planned.notification_id in outcome.inserted
-            result = PlanResult.NEW if new else PlanResult.DUPLICATE
-            self._metrics.planned.labels(draft.planned.channel, result).inc()
+            count_planned(self._metrics, draft, draft.planned.notification_id in outcome.inserted)
         if outcome.inserted:
             self._doorbell.set()
 

@@ -6,9 +6,12 @@ environment at import time.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from slawatch_common.events import Channel
 from slawatch_common.settings import ServiceSettings
 
 
@@ -48,7 +51,18 @@ class NotifierSettings(ServiceSettings):
     retry_base_s: float = Field(1.0, gt=0, description="First retry waits up to this long.")
     retry_cap_s: float = Field(60.0, gt=0, description="No retry waits longer than this.")
     send_timeout_s: float = Field(10.0, gt=0, description="One SMTP or HTTP send, end to end.")
-    send_concurrency: int = Field(8, ge=1, le=256, description="Sends in flight at once.")
+    send_concurrency: int = Field(
+        8, ge=1, le=256, description="Sends in flight at once on each channel (its own slots)."
+    )
+    channel_concurrency: dict[Channel, Annotated[int, Field(ge=1, le=256)]] = Field(
+        default_factory=dict,
+        description="Slots of particular channels instead of send_concurrency, "
+        "e.g. SLAWATCH_CHANNEL_CONCURRENCY='{\"sms\": 2}'.",
+    )
+
+    def concurrency(self) -> dict[Channel, int]:
+        """The slots of every channel."""
+        return {c: self.channel_concurrency.get(c, self.send_concurrency) for c in Channel}
 
     @property
     def base_url(self) -> str:

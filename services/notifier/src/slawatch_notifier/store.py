@@ -7,11 +7,17 @@ so inserting a notification twice changes nothing. The row carries the
 rendered content (a snapshot taken when the step fired), the delivery state
 and ``published``, the outbox flag for its ``NotificationRecord``; ``cycle``,
 ``step``, ``repeat``, ``generation`` and ``scheduled`` tie it to its
-escalation step. ``notifier_attempts`` keeps one row per attempt;
+escalation step. ``note`` says in words why a notification is where it is
+(deferred by quiet hours, folded into a digest, a fallback for a failed one);
+``fallback_of``, ``digest_id`` and ``deferred_until`` say it in columns;
+``due_at`` is when it first fell due (delivery latency counts from there).
+``notifier_attempts`` keeps one row per attempt (the delivery log);
 ``notifier_dead_letters`` every input record that could not be used, with the
 reason. ``notifier_escalations`` and ``notifier_scheduled_steps`` are defined
 here too (one metadata, one migration history); their statements are in
-``escalation_store.py``.
+``escalation_store.py``; ``notifier_rate_windows`` (one row per recipient and
+channel: the current window of its rate limit) has its statements in
+``folding.py``.
 
 Every state change is a guarded update on the state it expects (``status`` and
 ``attempts``), so a stale or repeated step changes nothing. Functions take a
@@ -22,7 +28,7 @@ Works on PostgreSQL and SQLite; the schema comes from the Alembic history in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +42,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from slawatch_common.db import UtcDateTime, upgrade
 from slawatch_common.events import Channel
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome
+from slawatch_notifier.rate_limits import DIGEST
 from slawatch_notifier.retry import AttemptOutcome, NextStep, Status, attempt_outcome
 from slawatch_notifier.routing import PlannedNotification
 from slawatch_notifier.templates import Content
@@ -74,9 +81,19 @@ notifications = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Column("scheduled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("locale", sa.String(16), nullable=True),
+    sa.Column("due_at", UtcDateTime, nullable=True),
+    sa.Column("deferred_until", UtcDateTime, nullable=True),
+    sa.Column("fallback_of", sa.String(1000), nullable=True),
+    sa.Column("digest_id", sa.String(1000), nullable=True),
+    sa.Column("deadline", UtcDateTime, nullable=True),
+    sa.Column("priority", sa.String(16), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
     sa.Index("ix_notifier_notifications_due", "status", "next_attempt_at"),
+    sa.Index("ix_notifier_notifications_channel_due", "status", "channel", "next_attempt_at"),
     sa.Index("ix_notifier_notifications_outbox", "published", "status"),
     sa.Index("ix_notifier_notifications_escalation", "clock_id", "cycle", "status"),
+    sa.Index("ix_notifier_notifications_fallback_of", "fallback_of"),
+    sa.Index("ix_notifier_notifications_digest_id", "digest_id"),
 )
 
 attempts = sa.Table(
@@ -155,6 +172,21 @@ scheduled_steps = sa.Table(
 )
 
 
+rate_windows = sa.Table(
+    "notifier_rate_windows",
+    metadata,
+    sa.Column("recipient", sa.String(200), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("max", sa.Integer, nullable=False),
+    sa.Column("sent", sa.Integer, nullable=False),
+    sa.Column("held", sa.Integer, nullable=False),
+    sa.Column("digest_id", sa.String(1000), nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the notifier's tables to the newest revision. Idempotent."""
     await upgrade(engine, MIGRATIONS, VERSION_TABLE)
@@ -186,14 +218,19 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """A planned notification with its rendered content, ready to be stored."""
+    """A planned notification with its rendered content, ready to be stored.
+
+    ``deferred_until``: quiet hours hold it back until then (``quiet_hours.py``).
+    """
 
     planned: PlannedNotification
     content: Content
+    deferred_until: datetime | None = None
 
 
 async def insert_new(conn: AsyncConnection, drafts: Sequence[Draft], now: datetime) -> set[str]:
-    """Insert ``drafts`` as pending notifications due ``now``; the ids actually inserted.
+    """Insert ``drafts`` as pending notifications, due ``now`` or when deferred to; the ids
+    actually inserted. A fallback is inserted as ``standby`` (``routing.py``).
 
     A notification whose id exists already is left untouched (dedup by key).
     """
@@ -215,6 +252,10 @@ def _insert_ignoring_duplicates(
 
 def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
     planned, event, firing = draft.planned, draft.planned.event, draft.planned.firing
+    due = draft.deferred_until or now
+    note = None
+    if draft.deferred_until is not None:
+        note = f"deferred to {draft.deferred_until.isoformat()}: quiet hours of {planned.recipient}"
     return {
         "id": planned.notification_id,
         "sla_event_id": event.event_id,
@@ -232,19 +273,34 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
         "recipient_name": planned.recipient_name,
         "channel": str(planned.channel),
         "address": planned.address,
-        "content": _content_json(draft.content),
-        "status": Status.PENDING,
+        "content": content_json(draft.content),
+        "status": Status.STANDBY if planned.fallback_of else Status.PENDING,
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": due,
         "last_error": None,
         "created_at": now,
         "updated_at": now,
         "published": False,
+        "due_at": due,
+        "deferred_until": draft.deferred_until,
+        "fallback_of": planned.fallback_of,
+        "digest_id": None,
+        "deadline": event.data.clock.deadline,
+        "priority": str(event.data.ticket.priority),
+        "note": note,
     }
 
 
-def _content_json(content: Content) -> dict[str, str | None]:
+def content_json(content: Content) -> dict[str, str | None]:
     return {"subject": content.subject, "text": content.text, "html": content.html}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NotificationRef:
+    """A notification a statement moved, by id, with its channel (a metric label)."""
+
+    id: str
+    channel: Channel
 
 
 async def cancel_pending(
@@ -256,25 +312,39 @@ async def cancel_pending(
     *,
     scheduled_only: bool = False,
     stage: str | None = None,
-) -> list[str]:
-    """Cancel the not-yet-sent notifications of one escalation; their ids.
+    deferred_only: bool = False,
+) -> list[NotificationRef]:
+    """Cancel the not-yet-sent notifications of one escalation, by id.
 
-    Only ``pending`` rows change (guarded): one being sent or already sent stays.
-    ``scheduled_only`` keeps the immediate stage notices; ``stage`` limits to one stage.
+    Only ``pending`` and ``standby`` rows change (guarded): one being sent or
+    already sent stays. ``scheduled_only`` keeps the immediate stage notices;
+    ``stage`` limits to one stage; a warning still deferred by quiet hours is
+    cancelled whatever they say (it has not been told and no longer needs to be).
+    ``deferred_only`` cancels those deferred warnings and nothing else.
     """
     table = notifications
-    guard = [table.c.clock_id == clock_id, table.c.cycle == cycle, table.c.status == Status.PENDING]
+    guard = [
+        table.c.clock_id == clock_id,
+        table.c.cycle == cycle,
+        table.c.status.in_([Status.PENDING, Status.STANDBY]),
+    ]
+    narrowing: list[sa.ColumnElement[bool]] = []
     if scheduled_only:
-        guard.append(table.c.scheduled.is_(True))
+        narrowing.append(table.c.scheduled.is_(True))
     if stage is not None:
-        guard.append(table.c.stage == stage)
+        narrowing.append(table.c.stage == stage)
+    if deferred_only:
+        guard.append(table.c.deferred_until.is_not(None))
+    elif narrowing:
+        guard.append(sa.or_(sa.and_(*narrowing), table.c.deferred_until.is_not(None)))
     statement = (
         sa.update(table)
         .where(*guard)
         .values(status=Status.CANCELLED, last_error=f"cancelled: {reason}", updated_at=now)
-        .returning(table.c.id)
+        .returning(table.c.id, table.c.channel)
     )
-    return sorted((await conn.execute(statement)).scalars())
+    rows = (await conn.execute(statement)).all()
+    return sorted(NotificationRef(row.id, Channel(row.channel)) for row in rows)
 
 
 # --- dispatch ------------------------------------------------------------------
@@ -288,22 +358,43 @@ class Claimed:
     channel: Channel
     attempts: int
     outbound: Outbound
+    recipient: str
+    stage: str
+    due_at: datetime
+
+    @property
+    def digest(self) -> bool:
+        return self.stage == DIGEST
 
 
-async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Claimed]:
-    """Mark up to ``limit`` due pending notifications ``sending`` (+1 attempt) and return them.
+async def claim_due(
+    conn: AsyncConnection, now: datetime, slots: Mapping[Channel, int]
+) -> list[Claimed]:
+    """Mark due pending notifications ``sending`` (+1 attempt), up to ``slots[channel]`` of each
+    channel, and return them.
 
-    Oldest due first. On PostgreSQL rows locked by another claimer are skipped;
-    the guarded update makes a double claim impossible on every dialect.
+    Oldest due first within a channel; a channel without free slots is not
+    looked at, so a stuck one never holds the others back. On PostgreSQL rows
+    locked by another claimer are skipped; the guarded update makes a double
+    claim impossible on every dialect. On SQLite the update takes the write
+    lock, so whatever the caller decides after it in the same transaction
+    (``folding.admit``) sees every other claimer's committed work.
     """
-    due = (
-        sa.select(notifications.c.id)
-        .where(notifications.c.status == Status.PENDING, notifications.c.next_attempt_at <= now)
-        .order_by(notifications.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await conn.execute(due)).scalars())
+    ids: list[str] = []
+    for channel, free in slots.items():
+        if free > 0:
+            due = (
+                sa.select(notifications.c.id)
+                .where(
+                    notifications.c.status == Status.PENDING,
+                    notifications.c.channel == str(channel),
+                    notifications.c.next_attempt_at <= now,
+                )
+                .order_by(notifications.c.next_attempt_at)
+                .limit(free)
+                .with_for_update(skip_locked=True)
+            )
+            ids += (await conn.execute(due)).scalars()
     if not ids:
         return []
     claim = (
@@ -312,7 +403,9 @@ async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Cl
         .values(status=Status.SENDING, attempts=notifications.c.attempts + 1, updated_at=now)
         .returning(*notifications.c)
     )
-    return [_claimed(row) for row in (await conn.execute(claim)).mappings()]
+    claimed = [_claimed(row) for row in (await conn.execute(claim)).mappings()]
+    order = {notification_id: position for position, notification_id in enumerate(ids)}
+    return sorted(claimed, key=lambda c: order[c.id])
 
 
 def _claimed(row: sa.RowMapping) -> Claimed:
@@ -325,15 +418,27 @@ def _claimed(row: sa.RowMapping) -> Claimed:
         address=row["address"],
         content=Content(content["subject"], content["text"], content.get("html")),
     )
-    return Claimed(row["id"], Channel(row["channel"]), row["attempts"], outbound)
+    return Claimed(
+        row["id"],
+        Channel(row["channel"]),
+        row["attempts"],
+        outbound,
+        recipient=row["recipient"],
+        stage=row["stage"],
+        due_at=row["due_at"] or row["created_at"],  # a row an older release inserted
+    )
 
 
-async def next_due(conn: AsyncConnection) -> datetime | None:
-    """When the earliest pending notification falls due, if there is one."""
-    earliest = sa.select(sa.func.min(notifications.c.next_attempt_at)).where(
+async def next_due(
+    conn: AsyncConnection, channels: Collection[Channel] | None = None
+) -> datetime | None:
+    """When the earliest pending notification (of ``channels``, if given) falls due."""
+    query = sa.select(sa.func.min(notifications.c.next_attempt_at)).where(
         notifications.c.status == Status.PENDING
     )
-    moment: datetime | None = (await conn.execute(earliest)).scalar()
+    if channels is not None:
+        query = query.where(notifications.c.channel.in_([str(c) for c in channels]))
+    moment: datetime | None = (await conn.execute(query)).scalar()
     return moment
 
 

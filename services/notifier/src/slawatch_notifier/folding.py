@@ -1,0 +1,282 @@
+"""Folding: claimed notifications over their recipient's rate limit become one digest.
+
+Runs inside the dispatcher's claim transaction, right after ``store.claim_due``
+marked the notifications ``sending`` (``admit``). For each recipient and
+channel with a limit (``rate_limits.limit_for``), in key order:
+
+1. lock the recipient's window row in ``notifier_rate_windows`` (created if
+   missing; ``FOR UPDATE`` on PostgreSQL; on SQLite the claim's update already
+   holds the write lock), so two claimers decide one after the other;
+2. decide each first attempt with ``rate_limits.admit``: *send*, counted in
+   the window; or *fold*: the digest of the window is created if this is its
+   first fold (pending, due at the window's end, id
+   ``digest:<recipient>:<channel>:<window start>``) and the notification
+   becomes ``folded`` with the digest's id;
+3. render the digest again from everything folded into it so far
+   (``digest.py``) and write the window back.
+
+A digest already on its way out (claimed by a claimer whose clock passed the
+window's end) is not waited for (``SKIP LOCKED``): its window is treated as
+ended and the notification decided again in the next one. Retries, digests
+and notifications without a limit pass unchanged. Never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from slawatch_common.events import Channel
+from slawatch_notifier import rate_limits
+from slawatch_notifier.config import RateLimit
+from slawatch_notifier.digest import Held, Limit, render_digest
+from slawatch_notifier.rate_limits import DIGEST, Fold, Send, Window
+from slawatch_notifier.retry import Status
+from slawatch_notifier.store import Claimed, content_json, notifications, rate_windows
+
+Limits = Callable[[str, Channel], RateLimit | None]
+"""The limit of a recipient on a channel, if any (``rate_limits.limit_for`` bound to a config)."""
+Key = tuple[str, Channel]
+
+
+def unlimited(recipient: str, channel: Channel) -> RateLimit | None:
+    """``Limits`` when no recipient has a limit on any channel."""
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A claimed notification that went into ``digest_id`` instead of being sent."""
+
+    claimed: Claimed
+    digest_id: str
+
+
+@dataclass
+class Admission:
+    """The claimed notifications to send now, and those folded into a digest."""
+
+    send: list[Claimed] = field(default_factory=list)
+    folded: list[Folded] = field(default_factory=list)
+    digests_opened: list[tuple[str, Channel]] = field(default_factory=list)
+
+
+async def admit(
+    conn: AsyncConnection, claimed: Sequence[Claimed], limits: Limits, now: datetime
+) -> Admission:
+    """Split ``claimed`` (all ``sending``) into what to send and what was folded."""
+    admission = Admission()
+    limited: dict[Key, list[Claimed]] = {}
+    for item in claimed:
+        first = item.attempts == 1 and not item.digest
+        if first and limits(item.recipient, item.channel) is not None:
+            limited.setdefault((item.recipient, item.channel), []).append(item)
+        else:
+            admission.send.append(item)
+    for key in sorted(limited):
+        limit = limits(*key)
+        assert limit is not None
+        await _admit_recipient(conn, key, limited[key], limit, now, admission)
+    return admission
+
+
+async def _admit_recipient(
+    conn: AsyncConnection,
+    key: Key,
+    items: list[Claimed],
+    limit: RateLimit,
+    now: datetime,
+    admission: Admission,
+) -> None:
+    window: Window | None = await _lock_window(conn, key, now)
+    digests: set[str] = set()
+    for item in items:
+        decision = await _decide(conn, item, window, limit, now)
+        window = decision.window
+        if isinstance(decision, Send):
+            admission.send.append(item)
+            continue
+        await _fold(conn, item, decision, limit, now)
+        admission.folded.append(Folded(item, decision.digest_id))
+        if decision.opened:
+            admission.digests_opened.append(key)
+        digests.add(decision.digest_id)
+    assert window is not None
+    for digest in sorted(digests):
+        await _render(conn, digest, key[1], window, items[0].outbound.recipient_name, now)
+    await _save_window(conn, key, window, now)
+
+
+async def _decide(
+    conn: AsyncConnection, item: Claimed, window: Window | None, limit: RateLimit, now: datetime
+) -> Send | Fold:
+    """``rate_limits.admit``, with the digest of a fold made sure of (created, still pending)."""
+    key = (item.recipient, item.channel)
+    decision = rate_limits.admit(window, limit, *key, now)
+    if isinstance(decision, Send) or await _open_digest(conn, item, decision, now):
+        return decision
+    # The digest left already: its window is over, decide again in the next one.
+    decision = rate_limits.admit(rate_limits.closed(decision.window, now), limit, *key, now)
+    if isinstance(decision, Send) or await _open_digest(conn, item, decision, now):
+        return decision
+    # Cannot happen short of two digests leaving within one instant; never hold it back.
+    return Send(replace(decision.window, sent=decision.window.sent + 1))
+
+
+async def _lock_window(conn: AsyncConnection, key: Key, now: datetime) -> Window | None:
+    """The recipient's latest window, locked; None if there is none (or only a placeholder)."""
+    recipient, channel = key
+    placeholder = {
+        "recipient": recipient,
+        "channel": str(channel),
+        "started_at": now,
+        "ends_at": now,
+        "max": 0,
+        "sent": 0,
+        "held": 0,
+        "digest_id": None,
+        "updated_at": now,
+    }
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(insert(rate_windows).values(placeholder).on_conflict_do_nothing())
+    query = (
+        sa.select(rate_windows)
+        .where(rate_windows.c.recipient == recipient, rate_windows.c.channel == str(channel))
+        .with_for_update()
+    )
+    row = (await conn.execute(query)).mappings().one()
+    if row["max"] == 0:
+        return None
+    return Window(
+        row["started_at"], row["ends_at"], row["max"], row["sent"], row["held"], row["digest_id"]
+    )
+
+
+async def _save_window(conn: AsyncConnection, key: Key, window: Window, now: datetime) -> None:
+    recipient, channel = key
+    await conn.execute(
+        sa.update(rate_windows)
+        .where(rate_windows.c.recipient == recipient, rate_windows.c.channel == str(channel))
+        .values(
+            started_at=window.started_at,
+            ends_at=window.ends_at,
+            max=window.max,
+            sent=window.sent,
+            held=window.held,
+            digest_id=window.digest_id,
+            updated_at=now,
+        )
+    )
+
+
+async def _open_digest(conn: AsyncConnection, item: Claimed, fold: Fold, now: datetime) -> bool:
+    """Make sure the window's digest exists and is still pending, locked; False if it left."""
+    if fold.opened:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        row = _digest_row(item, fold.digest_id, fold.window.ends_at, now)
+        await conn.execute(insert(notifications).values(row).on_conflict_do_nothing())
+    pending = (
+        sa.select(notifications.c.id)
+        .where(notifications.c.id == fold.digest_id, notifications.c.status == Status.PENDING)
+        .with_for_update(skip_locked=True)
+    )
+    return (await conn.execute(pending)).first() is not None
+
+
+def _digest_row(item: Claimed, digest_id: str, due: datetime, now: datetime) -> dict[str, Any]:
+    """A pending digest to ``item``'s recipient on its channel, due at the window's end.
+
+    Its ticket fields name the digest (``digest`` / ``<recipient>:<channel>``)
+    rather than one of the tickets it lists; the content is rendered as
+    notifications are folded into it.
+    """
+    outbound = item.outbound
+    return {
+        "id": digest_id,
+        "sla_event_id": digest_id,
+        "clock_id": digest_id,
+        "cycle": 1,
+        "step": 0,
+        "repeat": 0,
+        "generation": 0,
+        "scheduled": False,
+        "locale": None,
+        "stage": DIGEST,
+        "ticket_source": DIGEST,
+        "ticket_id": f"{item.recipient}:{item.channel}",
+        "recipient": item.recipient,
+        "recipient_name": outbound.recipient_name,
+        "channel": str(item.channel),
+        "address": outbound.address,
+        "content": content_json(outbound.content),
+        "status": Status.PENDING,
+        "attempts": 0,
+        "next_attempt_at": due,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "published": False,
+        "due_at": due,
+        "deferred_until": None,
+        "fallback_of": None,
+        "digest_id": None,
+        "deadline": None,
+        "priority": None,
+        "note": None,
+    }
+
+
+async def _fold(
+    conn: AsyncConnection, item: Claimed, fold: Fold, limit: RateLimit, now: datetime
+) -> None:
+    """``item`` (claimed by this transaction) becomes ``folded``; its attempt is given back."""
+    note = f"folded into {fold.digest_id}: limit of {limit.max} per {limit.per}s on {item.channel}"
+    await conn.execute(
+        sa.update(notifications)
+        .where(notifications.c.id == item.id, notifications.c.status == Status.SENDING)
+        .values(
+            status=Status.FOLDED,
+            attempts=notifications.c.attempts - 1,
+            digest_id=fold.digest_id,
+            note=note,
+            updated_at=now,
+        )
+    )
+
+
+async def _render(
+    conn: AsyncConnection,
+    digest_id: str,
+    channel: Channel,
+    window: Window,
+    recipient_name: str | None,
+    now: datetime,
+) -> None:
+    """Write the digest's content and note from every notification folded into it."""
+    table = notifications
+    rows = await conn.execute(
+        sa.select(table.c.ticket_source, table.c.ticket_id, table.c.stage)
+        .add_columns(table.c.deadline, table.c.priority)
+        .where(table.c.digest_id == digest_id)
+    )
+    held = [
+        Held(f"{row.ticket_source}:{row.ticket_id}", row.stage, row.deadline, row.priority)
+        for row in rows
+    ]
+    per = round((window.ends_at - window.started_at).total_seconds())
+    content = render_digest(held, channel, Limit(window.max, per), recipient_name)
+    await conn.execute(
+        sa.update(table)
+        .where(table.c.id == digest_id, table.c.status == Status.PENDING)
+        .values(
+            content=content_json(content),
+            note=f"digest of {len(held)} notification(s) over the limit",
+            updated_at=now,
+        )
+    )
