@@ -17,9 +17,11 @@ import asyncio
 import hashlib
 import time
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 
 import aiosmtplib
 
@@ -48,30 +50,39 @@ def sender_domain(sender: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
-def build_message(outbound: Outbound, *, sender: str, now: datetime) -> EmailMessage:
-    """The MIME message for ``outbound``: text/plain with a text/html alternative."""
+def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
+    """The MIME message for ``outbound``: text/plain with a text/html alternative.
+
+    Built with the ``email.mime`` classes, which write headers as given
+    (non-ASCII names and subjects RFC 2047-encoded here) instead of parsing
+    each one back, as ``EmailMessage`` does: a fifteenth of the cost.
+    """
     domain = sender_domain(sender)
     root = thread_id(outbound.ticket_source, outbound.ticket_id, domain)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = _recipient(outbound)
-    message["Subject"] = outbound.content.subject
+    content = outbound.content
+    text = MIMEText(content.text, "plain", "utf-8")
+    message: Message = text
+    if content.html is not None:
+        message = MIMEMultipart("alternative")
+        message.attach(text)
+        message.attach(MIMEText(content.html, "html", "utf-8"))
+    message["From"] = _address(*parseaddr(sender))
+    message["To"] = _address(outbound.recipient_name or "", outbound.address)
+    message["Subject"] = content.subject if content.subject.isascii() else _encoded(content.subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id(outbound.notification_id, domain)
     message["In-Reply-To"] = root
     message["References"] = root
     message["X-Slawatch-Notification-Id"] = outbound.notification_id
-    message.set_content(outbound.content.text)
-    if outbound.content.html is not None:
-        message.add_alternative(outbound.content.html, subtype="html")
     return message
 
 
-def _recipient(outbound: Outbound) -> str | Address:
-    if not outbound.recipient_name:
-        return outbound.address
-    user, _, domain = outbound.address.rpartition("@")
-    return Address(outbound.recipient_name, user, domain)
+def _address(name: str, address: str) -> str:
+    return formataddr((name, address), charset="utf-8") if name else address
+
+
+def _encoded(text: str) -> str:
+    return Header(text, "utf-8").encode()
 
 
 def classify_smtp_reply(code: int, message: str) -> Retryable | Permanent:
@@ -132,7 +143,7 @@ class EmailChannel:
         for _, smtp in idle:
             await _quit(smtp)
 
-    async def _submit(self, message: EmailMessage) -> None:
+    async def _submit(self, message: Message) -> None:
         reused = self._take()
         if reused is not None:
             try:
@@ -150,7 +161,7 @@ class EmailChannel:
             smtp.close()
         return None
 
-    async def _send_on(self, smtp: aiosmtplib.SMTP, message: EmailMessage) -> None:
+    async def _send_on(self, smtp: aiosmtplib.SMTP, message: Message) -> None:
         try:
             await smtp.send_message(message)
         except BaseException:
