@@ -4,8 +4,13 @@
   acknowledged it, under ``wrk`` (2 threads, 32 connections, 10 s);
 - ``baseline_bare_uvicorn_rps``: ``bench/echo_app.py`` (reads the body,
   answers 202) under the same uvicorn and the same ``wrk`` run, same machine;
+- ``half_rate``, ``p50_ms``, ``p99_ms``, ``max_ms``: latency of single events
+  sent at a constant half of ``rps`` for 10 s by ``vegeta``, an open-loop
+  generator (``wrk`` keeps 32 requests in flight and so cannot hold a rate);
+  ``baseline_p99_ms``: the bare app at the same rate, same generator;
 - ``batch_events_per_s``: arrays of 1,000 events, 4 requests in flight.
-Both servers run as their own processes; the broker is the project's.
+Both servers run as their own processes with one worker each; the broker is
+the project's. ``deploy/bench/install.sh`` installs ``wrk`` and ``vegeta``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
 BOOTSTRAP = os.environ.get("SLAWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+VEGETA = ROOT / ".data/bench/bin/vegeta"
 
 
 def event(n: int) -> dict[str, Any]:
@@ -66,13 +72,20 @@ def bench_ingest() -> dict[str, Any]:
     ):
         baseline = wrk(bare + "/")
         ours = wrk(ingest + "/v1/events")
+        half_rate = max(1, round(ours / 2))
+        latency = constant_rate(ingest + "/v1/events", half_rate)
+        baseline_latency = constant_rate(bare + "/", half_rate)
         batch = asyncio.run(batch_rate(ingest + "/v1/events"))
     return {
         "rps": ours,
         "baseline_bare_uvicorn_rps": baseline,
         "ratio_to_baseline": round(ours / baseline, 3),
+        "half_rate": half_rate,
+        **latency,
+        "baseline_p99_ms": baseline_latency["p99_ms"],
         "batch_events_per_s": batch,
-        "load": "wrk -t2 -c32 -d10s, single events; batches of 1000, 4 in flight, 10 s",
+        "load": "wrk -t2 -c32 -d10s, single events; vegeta at half that rate, 10 s;"
+        " batches of 1000, 4 in flight, 10 s",
     }
 
 
@@ -124,6 +137,45 @@ def wrk(url: str) -> float:
     if match is None:
         raise RuntimeError(done.stdout)
     return round(float(match.group(1)))
+
+
+def constant_rate(url: str, rate: int, seconds: int = 10) -> dict[str, float]:
+    """p50, p99 and max latency (ms) of single events sent at ``rate``/s, all answered 2xx.
+
+    ``vegeta`` sends on schedule whether or not earlier requests were
+    answered (open loop), so a slow answer cannot hold back the load and
+    hide itself, as it does under ``wrk``.
+    """
+    if not VEGETA.exists():
+        raise RuntimeError(f"{VEGETA} is missing: run deploy/bench/install.sh")
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp, "event.json")
+        body.write_text(json.dumps(event(1)))
+        targets = Path(tmp, "targets")
+        targets.write_text(
+            f"POST {url}\nContent-Type: application/json\nAuthorization: Bearer {TOKEN}\n@{body}\n"
+        )
+        results = Path(tmp, "results.bin")
+        attack = [str(VEGETA), "attack", f"-targets={targets}", f"-rate={rate}/1s"]
+        subprocess.run(
+            [*attack, f"-duration={seconds}s", "-timeout=10s", f"-output={results}"],
+            check=True,
+        )
+        report = subprocess.run(
+            [str(VEGETA), "report", "-type=json", str(results)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    summary = json.loads(report.stdout)
+    if set(summary["status_codes"]) - {"200", "202"}:
+        raise RuntimeError(f"{url} answered errors at {rate}/s: {summary['status_codes']}")
+    latencies = summary["latencies"]  # nanoseconds
+    return {
+        "p50_ms": round(latencies["50th"] / 1e6, 2),
+        "p99_ms": round(latencies["99th"] / 1e6, 2),
+        "max_ms": round(latencies["max"] / 1e6, 2),
+    }
 
 
 async def batch_rate(url: str, seconds: float = 10.0, in_flight: int = 4) -> int:

@@ -63,6 +63,12 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     """``(key, value)`` of every record in ``topic`` now, partition by partition."""
+    partitions = await read_partitions(bootstrap, topic)
+    return [record for _, records in sorted(partitions.items()) for record in records]
+
+
+async def read_partitions(bootstrap: str, topic: str) -> dict[int, list[tuple[bytes, bytes]]]:
+    """``(key, value)`` of every record in ``topic`` now, by partition, in offset order."""
     # Without a group, a subscription is assigned every partition of the topic.
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
@@ -76,12 +82,12 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
         partitions = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
         following = await consumer.beginning_offsets(partitions)
-        records: list[tuple[bytes, bytes]] = []
+        records: dict[int, list[tuple[bytes, bytes]]] = {tp.partition: [] for tp in partitions}
         while [tp for tp in partitions if following[tp] < ends[tp]]:
             assert time.monotonic() < deadline, f"{topic}: could not read to the end"
             batches = await consumer.getmany(timeout_ms=200)
             for tp, batch in batches.items():
-                records += [(r.key, r.value) for r in batch]
+                records[tp.partition] += [(r.key, r.value) for r in batch]
                 following[tp] = batch[-1].offset + 1
         return records
     finally:

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.harness import alert, event, read_topic
+from ingest.harness import alert, event, read_partitions, read_topic
 from slawatch_common.topics import Topics
+from slawatch_ingest.publishing import OWN_BATCHES_FROM
 from support.prom import metric
 
 pytestmark = pytest.mark.kafka
@@ -50,6 +51,43 @@ async def test_ndjson_is_accepted(
         "ticket.created",
         "ticket.responded",
     ]  # one key, one partition: in order
+
+
+async def test_a_large_batch_lands_where_single_events_do_and_in_order(
+    client: httpx.AsyncClient, kafka_bootstrap: str, topics: Topics
+) -> None:
+    """A request of ``OWN_BATCHES_FROM`` events or more is sent as batches of its own."""
+    batch = [event(n % 7, event_id=f"big:{n}") for n in range(OWN_BATCHES_FROM + 50)]
+    singles = [event(n, event_id=f"single:{n}") for n in range(7)]
+
+    assert (await client.post("/v1/events", json=batch[:3])).status_code == 202
+    assert (await client.post("/v1/events", json=batch[3:])).status_code == 202
+    for single in singles:
+        assert (await client.post("/v1/events", json=single)).status_code == 202
+
+    stored = await read_partitions(kafka_bootstrap, topics.tickets)
+    partitions_of: dict[bytes, set[int]] = {}
+    for partition, records in stored.items():
+        for key, _ in records:
+            partitions_of.setdefault(key, set()).add(partition)
+    assert all(len(found) == 1 for found in partitions_of.values()), partitions_of
+    ids = [json.loads(value)["event_id"] for records in stored.values() for _, value in records]
+    for n in range(7):  # each ticket's events in the order they were sent
+        sent = [e["event_id"] for e in [*batch, *singles] if e["data"]["id"] == f"T-{n}"]
+        assert [i for i in ids if i in sent] == sent
+
+
+async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/events")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+async def test_a_trailing_slash_is_redirected(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/events/", json=event())
+    assert response.status_code == 307
+    assert httpx.URL(response.headers["Location"]).path == "/v1/events"
 
 
 async def test_an_invalid_request_stores_none_of_its_events(

@@ -25,7 +25,8 @@ from ingest.fuzzing import FOUND, SAMPLES, headers, mutated_sample, objects, sam
 from ingest.fuzzing import source_section as fuzz_sources
 from slawatch_common.events import MonitoringEvent, TicketEvent
 from slawatch_common.topics import Topics
-from slawatch_ingest.publishing import destination, encode
+from slawatch_ingest.parsing import encode
+from slawatch_ingest.publishing import destination
 from slawatch_ingest.sources.canonical import Normalised, PayloadError
 from slawatch_ingest.sources.config import KINDS as KIND_NAMES
 from slawatch_ingest.sources.config import SourceConfig

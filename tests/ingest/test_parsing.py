@@ -6,19 +6,27 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ingest.fuzzing import mutated
 from ingest.harness import alert, event
 from slawatch_common.events import MonitoringEvent, TicketEvent
 from slawatch_ingest.parsing import (
     MAX_EVENT_BYTES,
     NDJSON,
+    BodyError,
+    Encoded,
     InvalidEventsError,
     MalformedBodyError,
     UnsupportedMediaTypeError,
+    encode,
     media_type,
     read_items,
+    valid_events,
     validate_items,
 )
+from support.fuzz import examples
 
 
 def parse(body: str | bytes, content_type: str | None = "application/json") -> list[Any]:
@@ -149,3 +157,97 @@ def test_an_event_too_large_to_produce_is_invalid() -> None:
     huge = alert() | {"data": alert()["data"] | {"labels": {"x": "y" * MAX_EVENT_BYTES}}}
     [error] = errors_of(json.dumps([huge]))
     assert (error["loc"], error["type"]) == (["body", 0], "event_too_large")
+
+
+# valid_events (the fast path) beside read_items + validate_items (the exact one):
+# whatever the fast path accepts, the exact one accepts with the same events.
+ONE = json.dumps(event(1))
+ACCEPTED_BY_BOTH = {
+    "object": (ONE, "application/json"),
+    "no content type": (ONE, None),
+    "array": (json.dumps([event(1), alert(), event(2)]), "application/json"),
+    "array after whitespace": ("\n  " + json.dumps([event(1)]), "application/json"),
+    "+json type": (ONE, "application/vnd.slawatch+json"),
+    "ndjson": (f"\n{ONE}\r\n\n{json.dumps(alert())}\n", NDJSON),
+    "a repeated key: the last wins": (ONE[:-1] + ', "source": "zammad"}', "application/json"),
+    "schema_version 1.0": (json.dumps(event(1, schema_version=1.0)), "application/json"),
+    "unicode": (
+        json.dumps(event(1, data={"id": "工单-1", "title": "é\u2028"}), ensure_ascii=False),
+        None,
+    ),
+}
+REFUSED_BY_THE_FAST_PATH = {
+    "empty array": ("[]", "application/json"),
+    "blank ndjson": ("\n \n", NDJSON),
+    "scalar": ("42", "application/json"),
+    "malformed": ('[{"a": 1} {"b": 2}]', "application/json"),
+    "invalid field": (json.dumps(event(1, source="")), "application/json"),
+    "one invalid in a batch": (json.dumps([event(1), {"type": "nope"}]), "application/json"),
+    "not UTF-8": ('{"\xff"}', "application/json"),
+    "lone surrogate": (ONE.replace("T-1", "\\ud800"), "application/json"),
+    "other media type": (ONE, "text/plain"),
+    "too large": (
+        json.dumps(
+            [alert() | {"data": alert()["data"] | {"labels": {"x": "y" * MAX_EVENT_BYTES}}}]
+        ),
+        "application/json",
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "content_type"), ACCEPTED_BY_BOTH.values(), ids=ACCEPTED_BY_BOTH)
+def test_the_fast_path_accepts_what_the_exact_path_accepts(
+    body: str, content_type: str | None
+) -> None:
+    raw = body.encode()
+    fast = valid_events(raw, content_type)
+    exact = validate_items(read_items(raw, content_type))
+    assert fast is not None
+    assert [item.event for item in fast] == exact
+    assert [item.value for item in fast] == [encode(e) for e in exact]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), REFUSED_BY_THE_FAST_PATH.values(), ids=REFUSED_BY_THE_FAST_PATH
+)
+def test_the_fast_path_leaves_every_refusal_to_the_exact_path(
+    body: str, content_type: str | None
+) -> None:
+    raw = body.encode("latin-1") if "\xff" in body else body.encode()
+    assert valid_events(raw, content_type) is None
+    with pytest.raises(BodyError):
+        validate_items(read_items(raw, content_type))
+
+
+def test_a_line_only_python_calls_blank_is_left_to_the_exact_path() -> None:
+    body = f"{ONE}\n\u00a0\n".encode()  # NO-BREAK SPACE: blank to str.strip, not to bytes.strip
+    assert valid_events(body, NDJSON) is None
+    assert len(validate_items(read_items(body, NDJSON))) == 1
+
+
+def exact_path(body: bytes, content_type: str) -> list[Encoded] | None:
+    try:
+        return [Encoded.of(e) for e in validate_items(read_items(body, content_type))]
+    except BodyError:
+        return None
+
+
+@settings(max_examples=examples(short=200, long=5_000), deadline=None)
+@given(
+    batch=st.lists(
+        mutated(event(1)) | mutated(alert()) | st.just(event(2)), min_size=1, max_size=3
+    ),
+    encoding=st.sampled_from(["object", "array", "ndjson"]),
+)
+def test_the_fast_path_never_accepts_what_the_exact_path_refuses(
+    batch: list[dict[str, Any]], encoding: str
+) -> None:
+    if encoding == "object":
+        body, content_type = json.dumps(batch[0]), "application/json"
+    elif encoding == "array":
+        body, content_type = json.dumps(batch), "application/json"
+    else:
+        body, content_type = "\n".join(json.dumps(item) for item in batch), NDJSON
+    fast = valid_events(body.encode(), content_type)
+    if fast is not None:
+        assert fast == exact_path(body.encode(), content_type)

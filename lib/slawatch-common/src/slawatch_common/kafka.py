@@ -51,29 +51,37 @@ async def ensure_topics(
     log.info("topics ready: %s (%d partitions)", ", ".join(topics), partitions)
 
 
-def durable_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
+def durable_producer(
+    bootstrap: str, *, request_timeout_ms: int = 10_000, linger_ms: int = 2
+) -> AIOKafkaProducer:
     """An idempotent ``acks=all`` producer; start it before use, stop it after.
 
     ``request_timeout_ms`` bounds how long a send waits for the broker before it
     fails, so that a caller can answer "unavailable" instead of hanging.
+    ``linger_ms`` is how long a send waits for company in its batch: a few ms
+    suit a background publisher; a request that waits for its own ack is better
+    served at once (0), while earlier sends are in flight the next batch
+    collects anyway.
     """
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=request_timeout_ms,
-        linger_ms=2,
+        linger_ms=linger_ms,
         max_batch_size=256 * 1024,
         compression_type=None,
     )
 
 
 async def start_producer(
-    bootstrap: str, *, request_timeout_ms: int = 10_000, attempts: int = 60
+    bootstrap: str, *, request_timeout_ms: int = 10_000, linger_ms: int = 2, attempts: int = 60
 ) -> AIOKafkaProducer:
     """A started ``durable_producer``, waiting (half-second tries) for a broker coming up."""
     for attempt in range(attempts):
-        producer = durable_producer(bootstrap, request_timeout_ms=request_timeout_ms)
+        producer = durable_producer(
+            bootstrap, request_timeout_ms=request_timeout_ms, linger_ms=linger_ms
+        )
         try:
             await producer.start()
             return producer

@@ -4,6 +4,9 @@ Nothing happens at import or in the factory beyond building objects; the
 lifespan does the I/O. On start-up it creates the topics that are missing and
 connects the producer, both waiting for a broker that is still coming up; on
 shutdown it closes the producer.
+
+``POST /v1/events`` is served by ``events_api.EventIntake`` ahead of FastAPI
+(see ``IngestAPI``); every other path goes through FastAPI as usual.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from slawatch_common.kafka import ensure_topics
-from slawatch_ingest.events_api import events_router
+from slawatch_ingest.events_api import EVENTS_PATH, EventIntake, events_operation
 from slawatch_ingest.metrics import IngestMetrics
 from slawatch_ingest.openapi import event_schemas
 from slawatch_ingest.probes import probes_router
@@ -28,15 +35,39 @@ from slawatch_ingest.webhooks_api import Clock, webhooks_router
 
 
 class IngestAPI(FastAPI):
-    """FastAPI, plus the event models in the OpenAPI components.
+    """FastAPI, with ``EVENTS_PATH`` served ahead of it by ``events``.
 
-    ``POST /v1/events`` documents its body by reference to them (see ``openapi``).
+    Requests for that path (any method) go straight to the ``EventIntake``,
+    skipping FastAPI's middleware and router; see ``events_api`` for why. The
+    router has it too, as a plain route, for what reaches it another way (a
+    trailing slash is redirected to it). The OpenAPI document describes it
+    from ``events_api.events_operation``, with the event models its body
+    refers to (see ``openapi``).
     """
 
+    def __init__(self, *, events: EventIntake, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._events = events
+        self.router.routes.append(Route(EVENTS_PATH, events, include_in_schema=False))
+        self._documented: list[APIRoute] = [events_operation()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == EVENTS_PATH:
+            await self._events(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
     def openapi(self) -> dict[str, Any]:
-        schema = super().openapi()
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(event_schemas())
-        return schema
+        if self.openapi_schema is None:
+            schema = get_openapi(
+                title=self.title,
+                version=self.version,
+                description=self.description,
+                routes=[*self._documented, *self.routes],
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(event_schemas())
+            self.openapi_schema = schema
+        return self.openapi_schema
 
 
 def create_app(
@@ -70,12 +101,12 @@ def create_app(
             await publisher.stop()
 
     app = IngestAPI(
+        events=EventIntake(settings, publisher, metrics),
         title="slawatch ingest",
         version="1",
         description="Webhooks in, validated canonical events onto Kafka.",
         lifespan=lifespan,
     )
-    app.include_router(events_router(settings, publisher, metrics))
     app.include_router(webhooks_router(settings, sources, publisher, metrics, clock=clock))
     app.include_router(probes_router(publisher, registry, settings.produce_timeout_s))
     return app

@@ -1,23 +1,35 @@
-"""Bearer-token authentication of webhook senders.
+"""Bearer-token authentication of ``POST /v1/events`` senders.
 
 Checked before the body is read, so an unauthenticated client costs no parsing.
+Plain functions over the ``Authorization`` header: the intake calls them
+itself (it is served ahead of FastAPI, see ``events_api``); ``BEARER`` only
+describes the scheme in the OpenAPI document.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Annotated, Any
+from collections.abc import Sequence
 
-from fastapi import Depends, HTTPException, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
-from slawatch_ingest.metrics import IngestMetrics, Rejection
-
-_bearer = HTTPBearer(
-    auto_error=False,  # we answer 401 ourselves, with the header and the metric
+BEARER = HTTPBearer(
+    auto_error=False,
     description="One of the tokens in SLAWATCH_INGEST_TOKENS.",
 )
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (scheme in any case); else ``None``.
+
+    Reads the header as FastAPI's ``HTTPBearer`` does: another scheme, or no
+    token after it, counts as no credentials.
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
 
 
 def token_accepted(presented: str, accepted: Sequence[str]) -> bool:
@@ -30,21 +42,7 @@ def token_accepted(presented: str, accepted: Sequence[str]) -> bool:
     return any(matches)
 
 
-def bearer_auth(
-    accepted: Sequence[str], metrics: IngestMetrics
-) -> Callable[..., Coroutine[Any, Any, None]]:
-    """A FastAPI dependency that raises 401 (``WWW-Authenticate: Bearer``) unless authorised."""
-
-    async def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if credentials is not None and token_accepted(credentials.credentials, accepted):
-            return
-        metrics.requests_rejected.labels(reason=Rejection.UNAUTHORIZED).inc()
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="a valid bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-    return require_token
+def authorised(authorization: str | None, accepted: Sequence[str]) -> bool:
+    """Whether the ``Authorization`` header carries one of the ``accepted`` bearer tokens."""
+    token = bearer_token(authorization)
+    return token is not None and token_accepted(token, accepted)

@@ -10,6 +10,7 @@ which closes the Kafka producer.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -33,8 +34,14 @@ def main() -> None:
     except ConfigError as exc:
         sys.exit(f"slawatch-ingest: invalid configuration: {exc}")
     configure_logging(settings.log_level)
+    app = create_app(settings, sources)
+    # Everything built so far (modules, models, the app) lives as long as the
+    # process: keep it out of the collector's way. Otherwise every full
+    # collection walks it again, a pause of tens of milliseconds that
+    # requests in flight wait out (seen as the p99 latency under load).
+    gc.freeze()
     uvicorn.run(
-        create_app(settings, sources),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # keep the logging configured above

@@ -1,6 +1,7 @@
 """Publishing validated events to Kafka, and nothing but acknowledged writes.
 
-``Publisher.publish`` sends a request's events concurrently through an
+``Publisher.publish`` (or ``publish_encoded``, for events whose record value
+is already at hand) sends a request's events concurrently through an
 idempotent ``acks=all`` producer and returns only when the broker has
 acknowledged every one; otherwise it raises ``BrokerUnavailableError``.
 
@@ -8,6 +9,13 @@ A failed ``publish`` may have stored some of the request's events (those the
 broker acknowledged, or wrote without the acknowledgement arriving) and not
 others. That is safe: ``event_id`` is the idempotency key, consumers drop a
 repeated one, and the client retries the whole request.
+
+How the events go: a request with fewer than ``OWN_BATCHES_FROM`` events
+(a single event, above all) hands each to ``AIOKafkaProducer.send``, which
+packs the events of concurrent requests into shared batches; a larger one
+builds batches of its own, one per partition, several times cheaper per
+event, and closes them so that they go at once instead of lingering. Either
+way an event goes to the partition its key hashes to, the same one.
 
 What a failed ``publish`` must not do is store events *later*: the client was
 told they were not taken. aiokafka's idempotent producer retries a batch until
@@ -20,18 +28,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from itertools import chain
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from slawatch_common.events import TicketEvent
 from slawatch_common.kafka import durable_producer, start_producer
 from slawatch_common.topics import Topics
-from slawatch_ingest.parsing import Inbound
+from slawatch_ingest.parsing import Encoded, Inbound
 
 log = logging.getLogger(__name__)
+
+LINGER_MS = 0
+"""Each request waits for its own acknowledgement: send at once; while earlier
+sends are in flight, the next produce request gathers what arrives meanwhile."""
+
+OWN_BATCHES_FROM = 100
+"""A request with at least this many events is sent as batches of its own.
+
+Below it, sharing batches with concurrent requests (fewer, fuller produce
+requests) is worth more than the cheaper append of a batch of one's own.
+"""
+
+_PARTITIONER = DefaultPartitioner()
+"""What ``AIOKafkaProducer.send`` partitions by (``durable_producer`` sets no other)."""
 
 
 class BrokerUnavailableError(RuntimeError):
@@ -56,11 +81,6 @@ def destination(event: Inbound, topics: Topics) -> tuple[str, bytes]:
     return topic, event.key.encode()
 
 
-def encode(event: Inbound) -> bytes:
-    """The record value: the event's canonical JSON, absent fields omitted."""
-    return event.model_dump_json(exclude_none=True).encode()
-
-
 class Publisher:
     """Owns the Kafka producer of one ingest process.
 
@@ -75,6 +95,10 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        # One batch of a request at a time waits for its partition (see _submit).
+        self._partition_turns: defaultdict[tuple[str, int], asyncio.Lock] = defaultdict(
+            asyncio.Lock
+        )
 
     @property
     def _request_timeout_ms(self) -> int:
@@ -84,7 +108,7 @@ class Publisher:
     async def start(self) -> None:
         """Connect, waiting (about 30 s at most) for a broker that is starting."""
         self._producer = await start_producer(
-            self._bootstrap, request_timeout_ms=self._request_timeout_ms
+            self._bootstrap, request_timeout_ms=self._request_timeout_ms, linger_ms=LINGER_MS
         )
         log.info("producer connected to %s", self._bootstrap)
 
@@ -110,6 +134,10 @@ class Publisher:
         unreachable, refuses, or is too slow; some events may then be stored
         (see the module docstring), none will be stored after this returns.
         """
+        await self.publish_encoded([Encoded.of(event) for event in events])
+
+    async def publish_encoded(self, events: Sequence[Encoded]) -> None:
+        """``publish``, for events already encoded (``parsing.valid_events``)."""
         producer: AIOKafkaProducer | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -141,26 +169,79 @@ class Publisher:
             return False
         return True
 
-    async def _send_all(self, producer: AIOKafkaProducer, events: Sequence[Inbound]) -> None:
-        acks = []
-        for event in events:
-            topic, key = destination(event, self._topics)
-            acks.append(await producer.send(topic, encode(event), key=key))
-        # return_exceptions: wait for every outcome, so that no failure is left
-        # unobserved, then report the first.
-        outcomes = await asyncio.gather(*acks, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+    async def _send_all(self, producer: AIOKafkaProducer, events: Sequence[Encoded]) -> None:
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            if len(events) >= OWN_BATCHES_FROM:
+                await self._send_batches(producer, events, acks)
+            else:
+                for encoded in events:
+                    topic, key = destination(encoded.event, self._topics)
+                    acks.append(await producer.send(topic, encoded.value, key=key))
+            await _acknowledged(acks)
+        except BaseException:
+            # Timed out or failed: nobody will wait for the rest, so none may
+            # fail later unobserved ("Future exception was never retrieved").
+            for ack in acks:
+                ack.cancel()
+            raise
+
+    async def _send_batches(
+        self, producer: AIOKafkaProducer, events: Sequence[Encoded], acks: list[asyncio.Future[Any]]
+    ) -> None:
+        """Send ``events`` in closed batches of their own, adding their futures to ``acks``.
+
+        One batch per partition, or more where one fills up (``max_batch_size``).
+        A partition's batches are submitted in request order and aiokafka sends
+        them in that order, so the events of a key stay in order.
+        """
+        partitions: dict[str, list[int]] = {}
+        filling: dict[tuple[str, int], Any] = {}  # aiokafka's BatchBuilder, by topic and partition
+        for encoded in events:
+            topic, key = destination(encoded.event, self._topics)
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = _PARTITIONER(key, partitions[topic], partitions[topic])
+            batch = filling.get((topic, partition))
+            if batch is not None:
+                if batch.append(key=key, value=encoded.value, timestamp=None) is not None:
+                    continue
+                acks.append(await self._submit(producer, batch, topic, partition))  # it is full
+            batch = filling[topic, partition] = producer.create_batch()
+            batch.append(key=key, value=encoded.value, timestamp=None)  # a first record always fits
+        for (topic, partition), batch in filling.items():
+            acks.append(await self._submit(producer, batch, topic, partition))
+
+    async def _submit(
+        self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+    ) -> asyncio.Future[Any]:
+        """Queue ``batch`` behind the partition's pending one; its acknowledgement, to await.
+
+        Closed, the batch takes no other request's events and goes without
+        lingering. Requests take turns: aiokafka's ``send_batch`` waits for the
+        partition's pending batch to go, and when several wait together it
+        counts their waits against each other's ``request_timeout_ms`` and
+        fails them (``KafkaTimeoutError``) long before that timeout.
+        """
+        batch.close()
+        async with self._partition_turns[topic, partition]:
+            future: asyncio.Future[Any] = await producer.send_batch(
+                batch, topic, partition=partition
+            )
+        return future
 
     async def _connected(self) -> AIOKafkaProducer:
+        if self._producer is not None:  # the common case, without the lock's cost
+            return self._producer
         async with self._lock:
             if self._producer is None:
                 self._producer = await self._connect()
             return self._producer
 
     async def _connect(self) -> AIOKafkaProducer:
-        producer = durable_producer(self._bootstrap, request_timeout_ms=self._request_timeout_ms)
+        producer = durable_producer(
+            self._bootstrap, request_timeout_ms=self._request_timeout_ms, linger_ms=LINGER_MS
+        )
         try:
             await producer.start()
         except BaseException:  # including the caller's timeout: never leak connections
@@ -182,6 +263,19 @@ class Publisher:
         task = asyncio.create_task(_close_dropping_pending(producer), name="retire-producer")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+
+async def _acknowledged(acks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for every acknowledgement; raise the first failure once all are known."""
+    if len(acks) == 1:  # a single event, the common request: no gather to pay for
+        await acks[0]
+        return
+    # return_exceptions: wait for every outcome, so that no failure is left
+    # unobserved, then report the first.
+    outcomes = await asyncio.gather(*acks, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def _close_dropping_pending(producer: AIOKafkaProducer) -> None:

@@ -163,7 +163,11 @@ class WebhookIntake:
 
     async def _read(self, config: SourceConfig, request: Request) -> bytes:
         try:
-            return await read_capped(request, config.max_body_bytes or self._default_cap)
+            return await read_capped(
+                request.receive,
+                request.headers.get("content-length"),
+                config.max_body_bytes or self._default_cap,
+            )
         except BodyTooLargeError as exc:
             raise _RefusedError(
                 status.HTTP_413_CONTENT_TOO_LARGE, WebhookOutcome.TOO_LARGE, str(exc)
