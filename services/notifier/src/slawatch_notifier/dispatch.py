@@ -8,8 +8,10 @@ For each due notification (``pending`` and ``next_attempt_at <= now``):
    ``folded`` into the window's digest instead; COMMIT, before any byte
    leaves the process;
 2. send it through its channel's port (``channels/``), outside any transaction;
-3. in one transaction record the attempt and move the notification to its next
-   state (``retry.next_step``): ``sent``; ``pending`` again after a
+3. record the attempt and move the notification to its next state
+   (``retry.next_step``) — one recorder writes every attempt that ended since
+   its last pass in one transaction, so under load a transaction carries many
+   (the slot stays taken until then): ``sent``; ``pending`` again after a
    full-jitter backoff; or ``failed`` when the failure is permanent or the
    attempts are used up — then its standby fallback on the next channel
    becomes pending (after ``sent`` it is cancelled as not needed;
@@ -41,6 +43,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -90,6 +93,8 @@ class Dispatcher:
         self._outbox_bell = outbox_bell
         self._free = {channel: concurrency.get(channel, 0) for channel in channels}
         self._limits = limits
+        self._ended: list[_Ended] = []
+        self._record_bell = asyncio.Event()
 
     async def recover(self) -> list[str]:
         """Make notifications a crash left ``sending`` due again; their ids. Call before ``run``."""
@@ -101,6 +106,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as sends:
+            sends.create_task(self._record_ended(), name="record attempts")
             while True:
                 self._doorbell.clear()
                 for claimed in await self._claim():
@@ -139,25 +145,46 @@ class Dispatcher:
         return min(IDLE_WAIT_S, max(MIN_WAIT_S, wait))
 
     async def _deliver(self, claimed: store.Claimed) -> None:
+        """Send, then hand the attempt to the recorder; the slot stays taken until recorded."""
         started_at, started = self._clock.now(), time.perf_counter()
         outcome = await self._channels[claimed.channel].send(claimed.outbound)
         latency = time.perf_counter() - started
         now = self._clock.now()
         step = next_step(outcome, claimed.attempts, self._policy, now, self._rand.random())
         attempt = store.Attempt(started_at, round(latency * 1000), outcome)
-        settled = fallback.Settled()
-        async with self._engine.begin() as conn:
-            recorded = await store.finish_attempt(conn, claimed, attempt, step, now)
-            if recorded and step.final:
-                settled = await fallback.settle(conn, claimed, step, now)
-        if recorded:
-            self._count(claimed, outcome, step, latency, now)
-            self._count_fallbacks(claimed, settled)
-        self._free[claimed.channel] += 1
-        self._metrics.in_flight.labels(claimed.channel).dec()
-        self._doorbell.set()
-        if step.final:
-            self._outbox_bell.set()
+        self._ended.append(_Ended(claimed, attempt, step, latency))
+        self._record_bell.set()
+
+    async def _record_ended(self) -> None:
+        """Record every attempt that ended since the last pass, in one transaction.
+
+        While one pass writes, more sends end; the next pass takes them all, so
+        under load a transaction records many attempts and costs each little.
+        """
+        while True:
+            await self._record_bell.wait()
+            self._record_bell.clear()
+            ended, self._ended = self._ended, []
+            if not ended:
+                continue
+            now = self._clock.now()
+            async with self._engine.begin() as conn:
+                recorded = await store.finish_attempts(
+                    conn, [(e.claimed, e.attempt, e.step) for e in ended], now
+                )
+                final = [
+                    (e.claimed, e.step) for e in ended if e.claimed.id in recorded and e.step.final
+                ]
+                settled = await fallback.settle_many(conn, final, now)
+            for e in ended:
+                if e.claimed.id in recorded:
+                    self._count(e.claimed, e.attempt.outcome, e.step, e.latency, now)
+                    self._count_fallbacks(e.claimed, settled.get(e.claimed.id, fallback.Settled()))
+                self._free[e.claimed.channel] += 1
+                self._metrics.in_flight.labels(e.claimed.channel).dec()
+            self._doorbell.set()
+            if final:
+                self._outbox_bell.set()
 
     def _count(
         self,
@@ -206,6 +233,16 @@ class Dispatcher:
             self._metrics.notifications.labels(stood_down.channel, Status.CANCELLED, reason).inc()
         if settled.promoted:
             self._doorbell.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """A finished send waiting to be recorded."""
+
+    claimed: store.Claimed
+    attempt: store.Attempt
+    step: NextStep
+    latency: float
 
 
 def _reason(outcome: Outcome) -> FinalReason:

@@ -114,12 +114,13 @@ async def load_ticket(conn: AsyncConnection, source: str, ticket_id: str) -> lis
 
 async def insert(conn: AsyncConnection, states: Sequence[Escalation]) -> None:
     """Store new escalations; ``StaleEscalationError`` if another writer created one first."""
+    if not states:
+        return
     insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    for start in range(0, len(states), 200):
-        chunk = states[start : start + 200]
-        statement = insert_(escalations).values([_row(state) for state in chunk])
-        if (await conn.execute(statement.on_conflict_do_nothing())).rowcount != len(chunk):
-            raise StaleEscalationError("an escalation of this batch was created concurrently")
+    statement = insert_(escalations).on_conflict_do_nothing().returning(escalations.c.clock_id)
+    created = (await conn.execute(statement, [_row(state) for state in states])).all()
+    if len(created) != len(states):
+        raise StaleEscalationError("an escalation of this batch was created concurrently")
 
 
 async def save(conn: AsyncConnection, before: Escalation, after: Escalation) -> Escalation:
@@ -138,6 +139,35 @@ async def save(conn: AsyncConnection, before: Escalation, after: Escalation) -> 
     if (await conn.execute(statement)).rowcount != 1:
         raise StaleEscalationError(f"{before.key} changed since version {before.version}")
     return replace(after, version=before.version + 1)
+
+
+async def save_many(
+    conn: AsyncConnection, changes: Sequence[tuple[Escalation, Escalation]]
+) -> None:
+    """``save`` for many escalations with one statement; the same fence on each."""
+    if not changes:
+        return
+    rows = [
+        {
+            **_row(after),
+            "version": before.version + 1,
+            "b_clock_id": before.clock_id,
+            "b_cycle": before.cycle,
+            "b_version": before.version,
+        }
+        for before, after in changes
+    ]
+    statement = sa.update(escalations).where(
+        escalations.c.clock_id == sa.bindparam("b_clock_id"),
+        escalations.c.cycle == sa.bindparam("b_cycle"),
+        escalations.c.version == sa.bindparam("b_version"),
+    )
+    result = await conn.execute(statement, rows)
+    # The rows are locked since ``load`` read them (PostgreSQL, whose driver cannot
+    # count an executemany); SQLite counts, and serialises writers anyway.
+    if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+        keys = ", ".join(str(before.key) for before, _ in changes)
+        raise StaleEscalationError(f"one of {keys} changed since it was read")
 
 
 def _row(state: Escalation) -> dict[str, Any]:
@@ -196,11 +226,10 @@ async def insert_steps(
     insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert_(scheduled_steps)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(scheduled_steps.c.id)
     )
-    return set((await conn.execute(statement)).scalars())
+    return set((await conn.execute(statement, rows)).scalars())
 
 
 def _step_row(step: ScheduledStep, now: datetime) -> dict[str, Any]:
@@ -312,6 +341,7 @@ async def record_events(
     done = Recorded()
     drafts: list[store.Draft] = []
     steps: list[ScheduledStep] = []
+    breached: set[Key] = set()
     for event in events:
         key = key_of(event)
         transition = escalation.on_event(states.get(key), event, planner.config.escalations, now)
@@ -329,14 +359,13 @@ async def record_events(
             await _flush(conn, done, drafts, steps, now)
             await _stop(conn, done, key, transition.stop, now)
         elif transition.changed and event.type == "sla.breach":
-            await _flush(conn, done, drafts, steps, now)
-            done.superseded_notifications += await store.cancel_pending(
-                conn, *key, now, "superseded by the breach", deferred_only=True
-            )
+            breached.add(key)  # its deferred warnings are superseded (a breach is never deferred)
     await _flush(conn, done, drafts, steps, now)
+    done.superseded_notifications += await store.cancel_deferred(
+        conn, breached, now, "superseded by the breach"
+    )
     await insert(conn, [states[key] for key in sorted(changed) if key not in before])
-    for key in sorted(changed & before.keys()):
-        await save(conn, before[key], states[key])
+    await save_many(conn, [(before[key], states[key]) for key in sorted(changed & before.keys())])
     return done
 
 

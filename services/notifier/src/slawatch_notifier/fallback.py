@@ -60,6 +60,48 @@ async def settle(conn: AsyncConnection, claimed: Claimed, step: NextStep, now: d
     return Settled(cancelled=tuple(cancelled))
 
 
+async def settle_many(
+    conn: AsyncConnection, ended: Sequence[tuple[Claimed, NextStep]], now: datetime
+) -> dict[str, Settled]:
+    """``settle`` for many notifications at once (each final); by notification id.
+
+    The delivered ones, the common case, stand their standbys down level by
+    level with one statement per level for all of them.
+    """
+    settled: dict[str, Settled] = {}
+    origin: dict[str, str] = {}
+    for claimed, step in ended:
+        if step.status is Status.SENT and not claimed.digest:
+            origin[claimed.id] = claimed.id
+        else:
+            settled[claimed.id] = await settle(conn, claimed, step, now)
+    cancelled: dict[str, list[NotificationRef]] = {}
+    while origin:
+        statement = (
+            sa.update(notifications)
+            .where(
+                notifications.c.fallback_of.in_(list(origin)),
+                notifications.c.status == Status.STANDBY,
+            )
+            .values(
+                status=Status.CANCELLED,
+                note=sa.literal("not needed: ")
+                + notifications.c.fallback_of
+                + sa.literal(" was delivered or stood down"),
+                updated_at=now,
+            )
+            .returning(notifications.c.id, notifications.c.channel, notifications.c.fallback_of)
+        )
+        rows = (await conn.execute(statement)).all()
+        for row in rows:
+            first = origin[row.fallback_of]
+            cancelled.setdefault(first, []).append(NotificationRef(row.id, Channel(row.channel)))
+        origin = {row.id: origin[row.fallback_of] for row in rows}
+    for first, refs in cancelled.items():
+        settled[first] = Settled(cancelled=tuple(sorted(refs)))
+    return settled
+
+
 async def _standby(
     conn: AsyncConnection, predecessors: Sequence[str], status: Status, note: str, now: datetime
 ) -> list[NotificationRef]:

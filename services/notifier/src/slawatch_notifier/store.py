@@ -49,7 +49,6 @@ from slawatch_notifier.templates import Content
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version_notifier"
-_INSERT_CHUNK = 200
 
 
 metadata = sa.MetaData()
@@ -234,19 +233,16 @@ async def insert_new(conn: AsyncConnection, drafts: Sequence[Draft], now: dateti
 
     A notification whose id exists already is left untouched (dedup by key).
     """
-    inserted: set[str] = set()
     rows = list({d.planned.notification_id: _new_row(d, now) for d in drafts}.values())
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        statement = _insert_ignoring_duplicates(conn, rows[start : start + _INSERT_CHUNK])
-        inserted.update((await conn.execute(statement)).scalars())
-    return inserted
+    if not rows:
+        return set()
+    # one statement compiled once (cached), its rows sent in batches by the driver
+    return set((await conn.execute(_insert_ignoring_duplicates(conn), rows)).scalars())
 
 
-def _insert_ignoring_duplicates(
-    conn: AsyncConnection, rows: list[dict[str, Any]]
-) -> ReturningInsert[str]:
+def _insert_ignoring_duplicates(conn: AsyncConnection) -> ReturningInsert[str]:
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(notifications).values(rows).on_conflict_do_nothing(index_elements=["id"])
+    statement = insert(notifications).on_conflict_do_nothing(index_elements=["id"])
     return statement.returning(notifications.c.id)
 
 
@@ -340,6 +336,27 @@ async def cancel_pending(
     statement = (
         sa.update(table)
         .where(*guard)
+        .values(status=Status.CANCELLED, last_error=f"cancelled: {reason}", updated_at=now)
+        .returning(table.c.id, table.c.channel)
+    )
+    rows = (await conn.execute(statement)).all()
+    return sorted(NotificationRef(row.id, Channel(row.channel)) for row in rows)
+
+
+async def cancel_deferred(
+    conn: AsyncConnection, keys: Collection[tuple[str, int]], now: datetime, reason: str
+) -> list[NotificationRef]:
+    """``cancel_pending(..., deferred_only=True)`` for many escalations in one statement."""
+    if not keys:
+        return []
+    table = notifications
+    statement = (
+        sa.update(table)
+        .where(
+            sa.tuple_(table.c.clock_id, table.c.cycle).in_(sorted(keys)),
+            table.c.status.in_([Status.PENDING, Status.STANDBY]),
+            table.c.deferred_until.is_not(None),
+        )
         .values(status=Status.CANCELLED, last_error=f"cancelled: {reason}", updated_at=now)
         .returning(table.c.id, table.c.channel)
     )
@@ -458,6 +475,51 @@ async def finish_attempt(
 
     Guarded on (``sending``, ``claimed.attempts``): a stale finisher changes nothing.
     """
+    if not await _move(conn, claimed, step, now):
+        return False
+    await conn.execute(sa.insert(attempts).values(_attempt_row(claimed, attempt)))
+    return True
+
+
+async def finish_attempts(
+    conn: AsyncConnection,
+    finished: Sequence[tuple[Claimed, Attempt, NextStep]],
+    now: datetime,
+) -> set[str]:
+    """``finish_attempt`` for many at once; the ids recorded (the others were not ours).
+
+    The delivered ones, the common case, move with one guarded statement; the
+    attempts are inserted with one more.
+    """
+    delivered = [
+        (claimed, attempt) for claimed, attempt, step in finished if step.status is Status.SENT
+    ]
+    recorded: set[str] = set()
+    if delivered:
+        moved = await conn.execute(
+            sa.update(notifications)
+            .where(
+                sa.tuple_(notifications.c.id, notifications.c.attempts).in_(
+                    [(claimed.id, claimed.attempts) for claimed, _ in delivered]
+                ),
+                notifications.c.status == Status.SENDING,
+            )
+            .values(status=Status.SENT, next_attempt_at=now, last_error=None, updated_at=now)
+            .returning(notifications.c.id)
+        )
+        recorded.update(moved.scalars())
+    for claimed, _attempt, step in finished:
+        if step.status is not Status.SENT and await _move(conn, claimed, step, now):
+            recorded.add(claimed.id)
+    rows = [
+        _attempt_row(claimed, attempt) for claimed, attempt, _ in finished if claimed.id in recorded
+    ]
+    if rows:
+        await conn.execute(sa.insert(attempts), rows)
+    return recorded
+
+
+async def _move(conn: AsyncConnection, claimed: Claimed, step: NextStep, now: datetime) -> bool:
     moved = await conn.execute(
         sa.update(notifications)
         .where(
@@ -472,10 +534,7 @@ async def finish_attempt(
             updated_at=now,
         )
     )
-    if moved.rowcount != 1:
-        return False
-    await conn.execute(sa.insert(attempts).values(_attempt_row(claimed, attempt)))
-    return True
+    return bool(moved.rowcount == 1)
 
 
 def _attempt_row(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
