@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from slawatch_engine.ledger import Changes
-from slawatch_engine.timer import DueIndex
+from slawatch_engine.timer import DueIndex, Timer
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -70,3 +70,33 @@ def test_many_moves_compact_the_heap_without_losing_a_clock() -> None:
     assert len(index._heap) <= 2 * 200 + 1024
     popped = index.pop_due(T0 + timedelta(seconds=49, microseconds=199), limit=1000)
     assert popped == [f"c{n}" for n in range(200)]
+
+
+def test_a_bulk_load_yields_to_what_was_set_while_it_ran() -> None:
+    index = DueIndex()
+    index.begin_load()
+    index.set("moved", 1, T0 + timedelta(minutes=9))  # intake, after the load read its row
+    index.set("gone", 1, None)  # stopped meanwhile
+    added = index.load(
+        [
+            ("a", 0, T0 + 2 * US),
+            ("moved", 1, T0),  # the stale row the load read
+            ("gone", 1, T0),
+            ("b", 0, T0 + US),
+        ]
+    )
+    index.end_load()
+    assert added == 2
+    assert index.pop_due(T0 + timedelta(minutes=1)) == ["b", "a"]
+    assert index.pop_due(T0 + timedelta(minutes=9)) == ["moved"]
+    assert len(index) == 0
+
+
+def test_the_timer_judges_no_later_than_the_input_has_been_read() -> None:
+    now = T0 + timedelta(seconds=30)
+    timer = Timer(None, None, DueIndex(), None, lambda _: None, lambda: now, None)  # type: ignore[arg-type]
+    assert timer._horizon() == now  # caught up
+    timer.follow(lambda: T0 + timedelta(seconds=10))
+    assert timer._horizon() == T0 + timedelta(seconds=10)  # lagging: the input's time
+    timer.follow(lambda: T0 + timedelta(minutes=5))
+    assert timer._horizon() == now  # never later than now

@@ -84,8 +84,8 @@ def create_app(
             isolation_level="read_committed",
             # a restarted engine takes over a dead member's partitions once its
             # session expires: keep that short (the broker's minimum is 6 s)
-            session_timeout_ms=6_000,
-            heartbeat_interval_ms=1_500,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 4,
         )
         ledger = Ledger(book, topics.sla)
         index = DueIndex()
@@ -101,6 +101,7 @@ def create_app(
 
         timer = Timer(db, ledger, index, lock, committed, now, metrics)
         intake = Intake(consumer, db, ledger, index, timer, lock, committed, now, metrics)
+        timer.follow(intake.input_time)
         consumer.subscribe([topics.tickets], listener=intake)
         await consumer.start()
         state["rt"] = Runtime(db, producer, consumer, intake, book)

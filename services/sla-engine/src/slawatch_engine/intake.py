@@ -20,13 +20,16 @@ is rolled back and read again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -67,6 +70,8 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._now = now
         self._metrics = metrics
         self._catch_up_to: dict[TopicPartition, int] = {}
+        self._loading: asyncio.Task[None] | None = None
+        self._read_to: dict[TopicPartition, tuple[int, datetime]] = {}
 
     @property
     def assigned(self) -> bool:
@@ -75,33 +80,68 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
     # --- rebalance ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._stop_loading()
         self._index.drop_partitions(tp.partition for tp in revoked)
+        for tp in revoked:
+            self._read_to.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Hold the timer, note the end offsets to catch up to, and load the partitions'
+        clocks into the index in the background: a million clocks take seconds, and
+        the consumer must keep its group membership meanwhile."""
         self._timer.hold(True)
-        loaded = 0
-        async with self._db.connect() as conn:
-            async for chunk in store.due_clocks(conn, [tp.partition for tp in assigned]):
-                for clock_id, partition, at in chunk:
-                    self._index.set(clock_id, partition, at)
-                loaded += len(chunk)
+        await self._stop_loading()
+        ends = await self._consumer.end_offsets(assigned) if assigned else {}
+        self._catch_up_to = {tp: end for tp, end in ends.items() if end > 0}
+        partitions = sorted(tp.partition for tp in assigned)
+        self._loading = asyncio.create_task(self._load(partitions), name="load due clocks")
+
+    async def _load(self, partitions: list[int]) -> None:
+        started, loaded = time.perf_counter(), 0
+        self._index.begin_load()
+        try:
+            async with self._db.connect() as conn:
+                async for chunk in store.due_clocks(conn, partitions):
+                    loaded += self._index.load(chunk)
+                    await asyncio.sleep(0)  # heartbeats and intake run between chunks
+        finally:
+            self._index.end_load()
         # The index's objects live as long as the assignment: keep the cyclic
         # collector from walking a million of them again and again.
         gc.collect()
         gc.freeze()
-        ends = await self._consumer.end_offsets(assigned) if assigned else {}
-        self._catch_up_to = {tp: end for tp, end in ends.items() if end > 0}
         log.info(
-            "assigned %s: %d clocks scheduled", sorted(tp.partition for tp in assigned), loaded
+            "assigned %s: %d clocks scheduled in %.1f s",
+            partitions,
+            loaded,
+            time.perf_counter() - started,
         )
+        self._loading = None
         await self._check_caught_up()
+
+    async def _stop_loading(self) -> None:
+        loading, self._loading = self._loading, None
+        if loading is not None and not loading.done():
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
 
     async def _check_caught_up(self) -> None:
         for tp, end in list(self._catch_up_to.items()):
             if await self._consumer.position(tp) >= end:
                 del self._catch_up_to[tp]
-        if not self._catch_up_to:
+        if not self._catch_up_to and self._loading is None:
             self._timer.hold(False)
+
+    def input_time(self) -> datetime | None:
+        """While intake lags behind its input: the instant up to which it has read it
+        (the earliest over the lagging partitions); None when caught up."""
+        lagging = [
+            at
+            for tp, (offset, at) in self._read_to.items()
+            if (high := self._consumer.highwater(tp)) is not None and offset < high
+        ]
+        return min(lagging, default=None)
 
     # --- consumption ---------------------------------------------------------------
 
@@ -110,9 +150,29 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
             batches = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
             records = [record for batch in batches.values() for record in batch]
             if records and await self._apply_or_rewind(records):
-                await self._consumer.commit()
+                self._note_read(batches)
+                await self._commit()
             if self._catch_up_to:
                 await self._check_caught_up()
+
+    def _note_read(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """How far each partition has been applied: next offset and its last record's time."""
+        for tp, batch in batches.items():
+            if batch:
+                last = batch[-1]
+                at = datetime.fromtimestamp(last.timestamp / 1000, UTC)
+                self._read_to[tp] = (last.offset + 1, at)
+        self._timer.wake()
+
+    async def _commit(self) -> None:
+        try:
+            await self._consumer.commit()
+        except CommitFailedError as exc:
+            # The group rebalanced meanwhile: the batch's state is committed already,
+            # and whoever reads it again drops its events as duplicates.
+            log.warning(
+                "offset commit failed after a rebalance; the batch may be read again: %s", exc
+            )
 
     async def _apply_or_rewind(self, records: list[Any]) -> bool:
         """Apply the batch; if another engine changed one of its clocks meanwhile (a

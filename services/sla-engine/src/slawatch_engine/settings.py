@@ -14,7 +14,15 @@ class EngineSettings(ServiceSettings):
         validation_alias=AliasChoices("SLAWATCH_ENGINE_DATABASE_URL", "DATABASE_URL"),
         description="SQLAlchemy async URL: SQLite by default, or PostgreSQL.",
     )
-    gauge_refresh_s: float = Field(10.0, gt=0, description="How often open clocks are counted.")
+    gauge_refresh_s: float = Field(
+        60.0, gt=0, description="How often open clocks are counted (a scan of engine_clocks)."
+    )
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=6_000,
+        le=300_000,
+        description="Consumer group session: how soon a dead engine's partitions move on.",
+    )
     dedup_retention_days: float = Field(
         8.0,
         gt=0,

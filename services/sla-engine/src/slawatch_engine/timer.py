@@ -7,9 +7,12 @@ assigned; the database stays the truth and the index is only a schedule:
 firing re-reads each clock in a transaction, so a stale entry fires nothing.
 
 The timer sleeps until the earliest instant (or until woken by an earlier
-one) and fires every clock that is due. While the engine has not yet read its
-input up to the end offsets seen at assignment, the timer holds: a stop event
-already waiting in the backlog must be applied before a breach is judged.
+one) and fires every clock that is due. The lag guard, in two parts: while
+the engine has not yet read its input up to the end offsets seen at
+assignment (and loaded the index), the timer holds; afterwards, while intake
+lags behind the input, a stage fires only once the input has been read up to
+its instant (time is driven by the stream: ``input_time``). Either way a stop
+event already waiting in the backlog is applied before a breach is judged.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from slawatch_engine.store import StaleClockError
 log = logging.getLogger(__name__)
 
 FIRE_BATCH = 500
+LAG_POLL_S = 0.05
 RETRY_STALE = timedelta(milliseconds=100)
 
 
@@ -63,11 +67,16 @@ class DueIndex:
         self._due: dict[str, int] = {}
         self._popped: dict[str, int] = {}
         """Partitions of the clocks handed out by the last ``pop_due``."""
+        self._loading: list[tuple[int, str]] | None = None
+        self._touched: set[str] = set()
+        """Clocks ``set`` while a load runs: newer than what the load read."""
 
     def __len__(self) -> int:
         return len(self._due)
 
     def set(self, clock_id: str, partition: int, due: datetime | None) -> None:
+        if self._loading is not None:
+            self._touched.add(clock_id)
         if due is None:
             self._due.pop(clock_id, None)
             return
@@ -78,6 +87,33 @@ class DueIndex:
         heapq.heappush(self._heap, (packed, clock_id))
         if len(self._heap) > 2 * len(self._due) + 1024:
             self._compact()
+
+    # --- bulk loading (partition assignment) --------------------------------------
+
+    def begin_load(self) -> None:
+        """Start a bulk load; ``set`` keeps working meanwhile and wins over the load."""
+        self._loading, self._touched = [], set()
+
+    def load(self, rows: Iterable[tuple[str, int, datetime]]) -> int:
+        """Add (clock id, partition, due) rows read from the database; how many were new."""
+        assert self._loading is not None, "begin_load first"
+        added = 0
+        for clock_id, partition, due in rows:
+            if clock_id in self._touched or clock_id in self._due:
+                continue
+            packed = _pack(due, partition)
+            self._due[clock_id] = packed
+            self._loading.append((packed, clock_id))
+            added += 1
+        return added
+
+    def end_load(self) -> None:
+        """Order what was loaded into the heap (one heapify, not a push per clock); also
+        after a load cut short, whose partitions are then dropped."""
+        if self._loading is not None:
+            self._heap.extend(self._loading)
+            heapq.heapify(self._heap)
+        self._loading, self._touched = None, set()
 
     def update(self, changes: Changes) -> None:
         for clock_id, (partition, due) in changes.due.items():
@@ -138,6 +174,7 @@ class Timer:
         now: Callable[[], datetime],
         metrics: EngineMetrics,
     ) -> None:
+        self._input_time: Callable[[], datetime | None] = lambda: None
         self._db = db
         self._ledger = ledger
         self._index = index
@@ -158,6 +195,11 @@ class Timer:
     def wake(self) -> None:
         self._wake.set()
 
+    def follow(self, input_time: Callable[[], datetime | None]) -> None:
+        """``input_time``: how far the input has been read while the engine lags behind it
+        (None when caught up); no stage due after that instant fires yet."""
+        self._input_time = input_time
+
     async def run(self) -> None:
         while True:
             self._wake.clear()
@@ -170,18 +212,27 @@ class Timer:
         timeout = None
         if upcoming is not None and not self._held:
             timeout = max(0.0, upcoming - self._now().timestamp())
+            if timeout == 0.0:  # due, but the input is not read that far: intake wakes us
+                timeout = LAG_POLL_S
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
+    def _horizon(self) -> datetime:
+        """Now, or how far the input is read if that is earlier (the lag guard)."""
+        now, read = self._now(), self._input_time()
+        return now if read is None else min(now, read)
+
     async def _fire_due(self) -> bool:
-        clock_ids = self._index.pop_due(self._now())
+        horizon = self._horizon()
+        clock_ids = self._index.pop_due(horizon)
         if not clock_ids:
             return False
         try:
             async with self._lock, self._db.begin() as conn:
                 work = await store.load_clocks(conn, clock_ids)
                 now = self._now()
-                changes = self._ledger.fire(work, clock_ids, now)
+                # judged as of the horizon: nothing past what the input has told us
+                changes = self._ledger.fire(work, clock_ids, min(now, self._horizon()))
                 await work.save(conn, now)
                 await self._ledger.stage(conn, changes, now)
         except StaleClockError as exc:
