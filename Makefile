@@ -8,7 +8,7 @@ PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifie
 PYTEST_ARGS ?=
 
 .PHONY: help install lint format test test-unit test-integration run bench schemas lock \
-        kafka-up kafka-down pg-up pg-down alertmanager fuzz clean
+        kafka-up kafka-down pg-up pg-down alertmanager fuzz chaos clean
 
 help:
 	@echo "make run     set up and run slawatch locally (Ctrl-C stops everything)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint    ruff + mypy --strict"
 	@echo "make bench   benchmarks into bench/results/latest.json"
 	@echo "make fuzz    the long fuzz run (schemathesis + hypothesis on every normaliser)"
+	@echo "make chaos   the long chaos run (10,000 tickets, 50 SIGKILLs of engine and notifier)"
 
 install: $(VENV)/.installed
 
@@ -68,6 +69,10 @@ test-unit: install
 fuzz: install kafka-up
 	SLAWATCH_FUZZ=long $(BIN)/pytest --timeout=3600 \
 	  tests/ingest/test_fuzz_normalisers.py tests/ingest/test_fuzz_http.py $(PYTEST_ARGS)
+
+# The chaos test of `make test`, with 50 kills (25 of each service) instead of 20.
+chaos: install kafka-up pg-up
+	SLAWATCH_CHAOS=long $(BIN)/pytest --timeout=3600 tests/e2e/test_chaos.py $(PYTEST_ARGS)
 
 run: install kafka-up
 	deploy/dev/run.sh
