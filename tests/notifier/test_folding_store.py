@@ -124,6 +124,22 @@ async def what_is_over_the_limit_folds_into_one_digest(engine: AsyncEngine) -> N
     assert later.folded[0].digest_id == digest_id("oncall", Channel.SMS, NOW + MINUTE)
 
 
+async def a_digest_speaks_the_language_of_what_it_holds(engine: AsyncEngine) -> None:
+    section = copy.deepcopy(CONFIG)
+    section["locale"] = "zh-CN"  # the on-call person has none of their own
+    section["rate_limits"] = {"sms": {"max": 1, "per": "1m"}}
+    section["escalations"]["standard"][1]["notify"] = [{"to": "oncall", "via": "sms"}]
+    config = parse_config(section)
+    await _insert(engine, config, 0, 1, 2)
+    admitted = await _claim(engine, config)
+    assert admitted.send[0].outbound.content.text.startswith("[slawatch] 已超时 P1 jira:OPS-")
+    digest = await _row(engine, DIGEST)
+    assert digest["locale"] == "zh-CN"
+    assert digest["content"]["text"].startswith(
+        "[slawatch] 2 条 SLA 通知因超出 sms 频率限制（每 1分钟 1 条）被暂缓："
+    )
+
+
 async def claimers_at_once_never_send_beyond_the_limit(engine: AsyncEngine) -> None:
     config = _config()
     await _insert(engine, config, *range(8))
@@ -242,6 +258,7 @@ async def an_ack_cancels_a_warning_deferred_by_quiet_hours(engine: AsyncEngine) 
 
 SCENARIOS: list[Scenario] = [
     what_is_over_the_limit_folds_into_one_digest,
+    a_digest_speaks_the_language_of_what_it_holds,
     claimers_at_once_never_send_beyond_the_limit,
     a_failed_notification_hands_over_to_its_fallback,
     a_failed_digest_hands_its_notifications_over_to_their_fallbacks,

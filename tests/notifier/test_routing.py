@@ -185,3 +185,57 @@ def test_a_snapshot_naming_someone_no_longer_configured_is_skipped(lines: Notifi
     later = lines.model_copy(update={"people": people})
     gone = _reach(later, [{"to": "wang.fang", "via": "email"}])
     assert [s.reason for s in gone.skipped] == [SkipReason.UNKNOWN_TARGET]
+
+
+# --- the language of each recipient --------------------------------------------------------
+
+DAY_ONE = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)  # zhao.lei (zh-CN) on call
+DAY_TWO = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # chen.jie (no locale) on call
+
+
+def _locales(result: Route) -> dict[tuple[str, str], str]:
+    return {(p.recipient, p.channel): p.locale for p in result.notifications}
+
+
+@pytest.mark.parametrize(
+    ("default", "robot"), [(None, None), ("zh-CN", None), ("en", "zh-CN"), ("zh-CN", "en")]
+)
+def test_every_notification_carries_its_recipients_locale_else_the_notifiers(
+    default: str | None, robot: str | None
+) -> None:
+    section = copy.deepcopy(ESCALATING)  # zhao.lei zh-CN, wang.fang en, the others none
+    if default is not None:
+        section["locale"] = default
+    if robot is not None:
+        section["groups"]["l2"]["locale"] = robot
+    config = parse_config(section)
+    fallback = default or "en"
+    assert _locales(_reach(config, [{"to": "zhao.lei", "via": "sms"}])) == {
+        ("zhao.lei", Channel.SMS): "zh-CN"
+    }
+    assert _locales(_reach(config, [{"to": "chen.jie", "via": "sms"}])) == {
+        ("chen.jie", Channel.SMS): fallback
+    }
+    assert _locales(_reach(config, [{"to": "assignee", "via": "email"}])) == {
+        ("li.wei", Channel.EMAIL): fallback  # sent without one, configured without one
+    }
+    on_call = [{"to": "oncall:l2", "via": "sms"}]
+    assert _locales(_reach(config, on_call, at=DAY_ONE)) == {("zhao.lei", Channel.SMS): "zh-CN"}
+    assert _locales(_reach(config, on_call, at=DAY_TWO)) == {("chen.jie", Channel.SMS): fallback}
+    boss = [{"to": "supervisor:oncall:l2", "via": "email"}]
+    assert _locales(_reach(config, boss, at=DAY_TWO)) == {("wang.fang", Channel.EMAIL): "en"}
+    assert _locales(_reach(config, [{"to": "group:l2", "via": "email"}])) == {
+        ("zhao.lei", Channel.EMAIL): "zh-CN",  # members: each their own
+        ("chen.jie", Channel.EMAIL): fallback,
+    }
+    assert _locales(_reach(config, [{"to": "group:l2", "via": "dingtalk"}])) == {
+        ("group:l2", Channel.DINGTALK): robot or fallback  # the robot: the group's
+    }
+
+
+def test_the_assignees_locale_comes_from_the_configured_person(lines: NotifierConfig) -> None:
+    people = dict(lines.people)
+    people["li.wei"] = people["li.wei"].model_copy(update={"locale": "zh-CN"})
+    config = lines.model_copy(update={"people": people})
+    (planned,) = _reach(config, [{"to": "assignee", "via": "email"}]).notifications
+    assert (planned.recipient, planned.locale) == ("li.wei", "zh-CN")

@@ -18,6 +18,7 @@ Where to start reading — the pipeline, one module per step:
 - ``routing.py``  (pure) who a firing step reaches now, on which channel and address;
 - ``oncall.py``   (pure) who a schedule has on call at an instant; ``oncall_api.py``;
 - ``templates.py`` (pure) subject, text and HTML of each message, with its ack link;
+- ``messages.py`` (pure) their words, one table per language (zh-CN, en);
 - ``acklink.py``  (pure) signed, expiring acknowledgement tokens;
 - ``retry.py``    (pure) a notification's states and the backoff schedule;
 - ``channels/``   one adapter per provider behind the port in ``channels/port.py``;

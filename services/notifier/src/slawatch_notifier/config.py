@@ -1,12 +1,15 @@
 """The notifier's part of the configuration file: people, groups, schedules and chains.
 
     notifier:
+      locale: zh-CN                  # the default language of notifications (zh-CN or en;
+                                     # en if not given); a person or group may have their own
       people:
         li.wei: {name: Li Wei, email: li.wei@example.com, phone: "+86…",
-                 locale: zh-CN, supervisor: wang.fang}
+                 locale: en, supervisor: wang.fang}
         wang.fang: {name: Wang Fang, email: wang.fang@example.com}
       groups:                        # support lines; robots post once for the whole group
-        l2: {name: Second line, members: [li.wei], robots: {dingtalk: l2-robot}}
+        l2: {name: Second line, members: [li.wei], robots: {dingtalk: l2-robot},
+             locale: zh-CN}          # what the robots post in (members: their own)
       schedules:                     # on-call rotations, see oncall.py
         l2-primary: {time_zone: Asia/Shanghai, rotations: [...]}
       rate_limits:                   # per recipient and channel; more is folded into
@@ -49,7 +52,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -64,6 +67,7 @@ from pydantic import (
 
 from slawatch_common.events import Channel, Identifier, Name
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
+from slawatch_notifier.messages import DEFAULT_LOCALE, known_locale
 from slawatch_notifier.oncall import Schedule, schedule_errors
 from slawatch_notifier.quiet_hours import QuietHours
 from slawatch_notifier.targets import (
@@ -89,7 +93,8 @@ _STAGE_PATTERN = r"^(warning|warning:([1-9][0-9]?|100)|warning:[0-9]+s-before|br
 _ADDRESS_FIELD = {Channel.EMAIL: "email", Channel.SMS: "phone"}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
-Locale = Literal["zh-CN", "en"]
+Locale = Annotated[str, AfterValidator(known_locale)]
+"""A language the notifications can be worded in (``messages.LANGUAGES``): ``zh-CN`` or ``en``."""
 
 
 def parse_duration(value: Any) -> int:
@@ -154,9 +159,14 @@ class Person(_Model):
 
 
 class Group(_Model):
-    """A team (an L1/L2/L3 line): its members, and a robot per chat channel."""
+    """A team (an L1/L2/L3 line): its members, and a robot per chat channel.
+
+    ``locale`` words what its robots post (members get their own); without
+    it, the notifier's ``locale``.
+    """
 
     name: Name | None = None
+    locale: Locale | None = None
     members: tuple[Identifier, ...] = ()
     robots: dict[Channel, ChatAddress] = Field(default_factory=dict)
 
@@ -244,6 +254,8 @@ class Step(_Model):
 class NotifierConfig(_Model):
     """People, groups and schedules by id, escalation chains by name; validated, immutable."""
 
+    locale: Locale = DEFAULT_LOCALE
+    """The language of every person and group without a ``locale`` of their own."""
     people: dict[Identifier, Person] = Field(default_factory=dict)
     groups: dict[Identifier, Group] = Field(default_factory=dict)
     schedules: dict[Identifier, Schedule] = Field(default_factory=dict)

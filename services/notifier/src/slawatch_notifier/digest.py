@@ -6,6 +6,8 @@ warnings, then the earliest deadline, then the highest priority. Email lists
 every line; SMS and chat say how many there are, as many of the most urgent
 lines as fit the channel (``SMS_MAX_CHARS`` for SMS) and "and N more".
 A digest carries no acknowledgement link: it speaks for several escalations.
+It is worded in its recipient's language (``messages.py``), the locale
+stored with the notifications folded into it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from slawatch_common.events import Channel
-from slawatch_notifier.templates import SMS_MAX_CHARS, Content, duration
+from slawatch_notifier.messages import ENGLISH, Language
+from slawatch_notifier.templates import SMS_MAX_CHARS, Content, duration, stage_label
+
+__all__ = ["CHAT_MAX_CHARS", "Held", "Limit", "fit", "render_digest", "stage_label"]
 
 CHAT_MAX_CHARS = 2000
 _NO_DEADLINE = datetime.max.replace(tzinfo=UTC)
@@ -36,10 +41,11 @@ class Held:
         breach = 0 if self.stage == "breach" else 1
         return (breach, self.deadline or _NO_DEADLINE, self.priority or "~", self.ticket)
 
-    def line(self, compact: bool = False) -> str:
-        priority = f" {self.priority}" if self.priority else ""
-        when = _when(self.deadline, compact)
-        return f"{stage_label(self.stage)}{priority} {self.ticket} deadline {when}"
+    def line(self, compact: bool = False, language: Language = ENGLISH) -> str:
+        label = stage_label(self.stage, language)
+        stage = f"{label} {self.priority}" if self.priority else label
+        when = _when(self.deadline, compact, language)
+        return language.text("digest.line", stage=stage, ticket=self.ticket, deadline=when)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,74 +55,88 @@ class Limit:
     max: int
     per_seconds: int
 
+    def describe(self, language: Language = ENGLISH) -> str:
+        """``5 per 15m`` (``每 15分钟 5 条``)."""
+        per = duration(self.per_seconds, language)
+        return language.text("digest.limit", max=self.max, per=per)
+
     def __str__(self) -> str:
-        return f"{self.max} per {duration(self.per_seconds)}"
+        return self.describe()
 
 
 def render_digest(
-    held: Sequence[Held], channel: Channel, limit: Limit, recipient_name: str | None = None
+    held: Sequence[Held],
+    channel: Channel,
+    limit: Limit,
+    recipient_name: str | None = None,
+    language: Language = ENGLISH,
 ) -> Content:
     """The digest's content on ``channel``; ``held`` in any order, at least one."""
     ordered = sorted(held, key=Held.urgency)
     if channel is Channel.EMAIL:
-        return _email(ordered, limit, recipient_name)
+        return _email(ordered, limit, recipient_name, language)
     cap = SMS_MAX_CHARS if channel is Channel.SMS else CHAT_MAX_CHARS
-    head = f"[slawatch] {_count(ordered)} held back (limit {limit} on {channel}):"
-    return Content(subject=_subject(ordered), text=fit(head, [h.line(True) for h in ordered], cap))
+    count, most = _count(ordered, language), limit.describe(language)
+    head = language.text("digest.head", count=count, limit=most, channel=channel)
+    lines = [h.line(True, language) for h in ordered]
+    return Content(subject=_subject(ordered, language), text=fit(head, lines, cap, language))
 
 
-def fit(head: str, lines: Sequence[str], cap: int) -> str:
+def fit(head: str, lines: Sequence[str], cap: int, language: Language = ENGLISH) -> str:
     """``head`` and as many ``lines`` as fit in ``cap`` characters, then "and N more"."""
     text = head
     for shown, line in enumerate(lines):
         rest = len(lines) - shown - 1
-        candidate = f"{text} {line}{';' if rest else '.'}"
-        tail = f" and {rest} more." if rest else ""
+        candidate = f"{text} {line}{language.text('list.next' if rest else 'list.last')}"
+        tail = language.text("list.more", rest=rest) if rest else ""
         if len(candidate) + len(tail) > cap:
-            return f"{text} and {len(lines) - shown} more."[:cap]
+            return f"{text}{language.text('list.more', rest=len(lines) - shown)}"[:cap]
         text = candidate
     return text
 
 
-def stage_label(stage: str) -> str:
-    """``BREACH``, ``WARNING 75%``, ``WARNING 15m left``."""
-    if stage == "breach":
-        return "BREACH"
-    rest = stage.partition(":")[2]
-    if rest.endswith("s-before"):
-        return f"WARNING {duration(int(rest.removesuffix('s-before')))} left"
-    return f"WARNING {rest}%"
-
-
-def _email(ordered: Sequence[Held], limit: Limit, recipient_name: str | None) -> Content:
-    greeting = f"Hello {recipient_name}," if recipient_name else "Hello,"
-    lead = (
-        f"{_count(ordered)} beyond your limit of {limit} on email were held back; "
-        "here they are, most urgent first"
+def _email(
+    ordered: Sequence[Held], limit: Limit, recipient_name: str | None, language: Language
+) -> Content:
+    if recipient_name:
+        greeting = language.text("greeting.named", name=recipient_name)
+    else:
+        greeting = language.text("greeting")
+    lead = language.text(
+        "digest.lead", count=_count(ordered, language), limit=limit.describe(language)
     )
-    lines = "\n".join(f"- {held.line()}" for held in ordered)
-    text = f"{greeting}\n\n{lead}:\n\n{lines}\n\n-- \nslawatch SLA monitoring\n"
-    items = "\n".join(f"<li>{html.escape(held.line())}</li>" for held in ordered)
+    lines = "\n".join(f"- {held.line(language=language)}" for held in ordered)
+    footer = language.text("footer")
+    text = f"{greeting}\n\n{lead}\n\n{lines}\n\n-- \n{footer}\n"
+    items = "\n".join(f"<li>{html.escape(held.line(language=language))}</li>" for held in ordered)
     body = (
-        "<!DOCTYPE html>\n<html><body>\n"
-        f"<p>{html.escape(greeting)}</p>\n<p>{html.escape(lead)}:</p>\n"
-        f"<ul>\n{items}\n</ul>\n<p>slawatch SLA monitoring</p>\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html lang="{language.locale}"><body>\n'
+        f"<p>{html.escape(greeting)}</p>\n<p>{html.escape(lead)}</p>\n"
+        f"<ul>\n{items}\n</ul>\n<p>{html.escape(footer)}</p>\n</body></html>\n"
     )
-    return Content(subject=_subject(ordered), text=text, html=body)
+    return Content(subject=_subject(ordered, language), text=text, html=body)
 
 
-def _subject(ordered: Sequence[Held]) -> str:
+def _subject(ordered: Sequence[Held], language: Language) -> str:
+    count = _count(ordered, language)
     breaches = sum(1 for held in ordered if held.stage == "breach")
-    detail = f" ({breaches} breach{'es' if breaches != 1 else ''})" if breaches else ""
-    return f"[slawatch] {_count(ordered)} held back{detail}"
+    if not breaches:
+        return language.text("digest.subject", count=count)
+    several = language.text(_plural("digest.breaches", breaches), count=breaches)
+    return language.text("digest.subject.breaches", count=count, breaches=several)
 
 
-def _count(ordered: Sequence[Held]) -> str:
-    return f"{len(ordered)} SLA notification{'s' if len(ordered) != 1 else ''}"
+def _count(ordered: Sequence[Held], language: Language) -> str:
+    return language.text(_plural("digest.count", len(ordered)), count=len(ordered))
 
 
-def _when(deadline: datetime | None, compact: bool) -> str:
+def _plural(key: str, count: int) -> str:
+    """``<key>.one`` or ``<key>.many``: every table has both (equal without a plural)."""
+    return f"{key}.one" if count == 1 else f"{key}.many"
+
+
+def _when(deadline: datetime | None, compact: bool, language: Language) -> str:
     if deadline is None:
-        return "none (paused)"
+        return language.text("digest.no_deadline")
     pattern = "%m-%d %H:%MZ" if compact else "%Y-%m-%d %H:%M:%S UTC"
     return deadline.astimezone(UTC).strftime(pattern)

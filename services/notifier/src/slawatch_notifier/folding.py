@@ -36,6 +36,7 @@ from slawatch_common.events import Channel
 from slawatch_notifier import rate_limits
 from slawatch_notifier.config import RateLimit
 from slawatch_notifier.digest import Held, Limit, render_digest
+from slawatch_notifier.messages import language
 from slawatch_notifier.rate_limits import DIGEST, Fold, Send, Window
 from slawatch_notifier.retry import Status
 from slawatch_notifier.store import Claimed, content_json, notifications, rate_windows
@@ -258,24 +259,33 @@ async def _render(
     recipient_name: str | None,
     now: datetime,
 ) -> None:
-    """Write the digest's content and note from every notification folded into it."""
+    """Write the digest's content and note from every notification folded into it.
+
+    It speaks the language of the latest of them (all are to one recipient;
+    the latest carries their current locale)."""
     table = notifications
-    rows = await conn.execute(
-        sa.select(table.c.ticket_source, table.c.ticket_id, table.c.stage)
-        .add_columns(table.c.deadline, table.c.priority)
-        .where(table.c.digest_id == digest_id)
-    )
+    rows = (
+        await conn.execute(
+            sa.select(table.c.ticket_source, table.c.ticket_id, table.c.stage)
+            .add_columns(table.c.deadline, table.c.priority, table.c.locale)
+            .where(table.c.digest_id == digest_id)
+            .order_by(table.c.created_at, table.c.id)
+        )
+    ).all()
     held = [
         Held(f"{row.ticket_source}:{row.ticket_id}", row.stage, row.deadline, row.priority)
         for row in rows
     ]
+    locale = next((row.locale for row in reversed(rows) if row.locale), None)
     per = round((window.ends_at - window.started_at).total_seconds())
-    content = render_digest(held, channel, Limit(window.max, per), recipient_name)
+    limit = Limit(window.max, per)
+    content = render_digest(held, channel, limit, recipient_name, language(locale))
     await conn.execute(
         sa.update(table)
         .where(table.c.id == digest_id, table.c.status == Status.PENDING)
         .values(
             content=content_json(content),
+            locale=locale,
             note=f"digest of {len(held)} notification(s) over the limit",
             updated_at=now,
         )

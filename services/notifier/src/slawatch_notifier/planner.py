@@ -1,10 +1,10 @@
 """The planner: firings become stored-ready drafts (routed, rendered, with their ack link).
 
-Pure given ``now``: ``routing.plan`` says who gets what, ``templates.render``
-words it, ``acklink.AckLinks`` signs the link that acknowledges the
-escalation on the recipient's behalf, and ``quiet_hours.deferral`` holds a
-warning to a person in their quiet hours (theirs, else the notifier's
-default) until those end.
+Pure given ``now``: ``routing.plan`` says who gets what (and in which
+language), ``templates.render`` words it, ``acklink.AckLinks`` signs the
+link that acknowledges the escalation on the recipient's behalf, and
+``quiet_hours.deferral`` holds a warning to a person in their quiet hours
+(theirs, else the notifier's default) until those end.
 """
 
 from __future__ import annotations

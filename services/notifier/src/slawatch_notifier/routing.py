@@ -10,6 +10,10 @@ and schedules at ``now``:
 - a group: one per member on ``email``/``sms``, one to the group's robot on
   a chat channel (recipient ``group:<id>``).
 
+Each notification carries the ``locale`` its words are in (``templates.py``):
+the person's (for the assignee, the configured person's of the same id), the
+group's for its robot, else the notifier's ``locale``.
+
 Each notification's id is ``escalation.notification_id``, the dedup key; the
 same step reaches one recipient on one channel once, even when two targets
 resolve to the same person. Targets that reach no one are ``Skip`` values for
@@ -74,7 +78,8 @@ class PlannedNotification:
     cycle: int
     recipient: str
     recipient_name: str | None
-    locale: str | None
+    locale: str
+    """The language the recipient reads (``messages.LANGUAGES``), defaults resolved."""
     channel: Channel
     address: str
     event: SlaEvent
@@ -131,7 +136,7 @@ def _fallback_chain(
                 if position == 0:  # who a target names does not depend on the channel
                     skipped.append(contact)
                 continue
-            result = _notification(contact, firing, via, event)
+            result = _notification(contact, firing, via, event, config.locale)
             if isinstance(result, Skip):
                 unreached.setdefault(contact.id, result)
                 continue
@@ -154,7 +159,7 @@ def route(event: SlaEvent, config: NotifierConfig, now: datetime) -> Route:
 
 
 def _notification(
-    found: Person | Contact, firing: Firing, via: Channel, event: SlaEvent
+    found: Person | Contact, firing: Firing, via: Channel, event: SlaEvent, default_locale: str
 ) -> PlannedNotification | Skip:
     contact = found if isinstance(found, Contact) else Contact.of(found)
     address = contact.addresses.get(via)
@@ -177,7 +182,7 @@ def _notification(
         cycle=clock.cycle,
         recipient=contact.id,
         recipient_name=contact.name,
-        locale=contact.locale,
+        locale=contact.locale or default_locale,
         channel=via,
         address=address,
         event=event,
@@ -229,7 +234,7 @@ def _group(
     robot = group.robots.get(via)
     if robot is None:
         return [Skip(SkipReason.NO_ADDRESS, f"group {group_id!r} has no {via} robot")]
-    return [Contact(f"group:{group_id}", group.name or group_id, None, {via: robot})]
+    return [Contact(f"group:{group_id}", group.name or group_id, group.locale, {via: robot})]
 
 
 def _people(

@@ -68,7 +68,8 @@ def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
         message.attach(MIMEText(content.html, "html", "utf-8"))
     message["From"] = _address(*parseaddr(sender))
     message["To"] = _address(outbound.recipient_name or "", outbound.address)
-    message["Subject"] = content.subject if content.subject.isascii() else _encoded(content.subject)
+    subject = content.subject
+    message["Subject"] = subject if subject.isascii() else _encoded(subject, "Subject")
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id(outbound.notification_id, domain)
     message["In-Reply-To"] = root
@@ -81,8 +82,10 @@ def _address(name: str, address: str) -> str:
     return formataddr((name, address), charset="utf-8") if name else address
 
 
-def _encoded(text: str) -> str:
-    return Header(text, "utf-8").encode()
+def _encoded(text: str, name: str) -> str:
+    # Knowing the header's name, the first encoded word leaves room for it: otherwise
+    # the generator folds before it and a reader sees the subject start with a space.
+    return Header(text, "utf-8", header_name=name).encode()
 
 
 def classify_smtp_reply(code: int, message: str) -> Retryable | Permanent:
