@@ -1,13 +1,16 @@
 """slawatch benchmarks: ``make bench`` writes bench/results/latest.json and docs/BENCHMARKS.md.
 
-What is measured so far (pure, in-process, no broker):
+Each part beside its same-run baseline: ``ingest`` (bench/ingest.py: wrk and
+vegeta against ingest and a bare uvicorn app), ``engine`` (bench/engine.py:
+durable intake against raw aiokafka consumption; bench/scale: a million open
+clocks — memory, firing lateness, restart and backlog), ``notifier``
+(bench/notifier.py: mails against bare aiosmtplib), and, in-process:
 - ``calendar``: deadlines per second on a one-year calendar with holidays,
   beside the ``businesstimedelta`` package on the same inputs in the same run
   (``deadlines_per_s``, ``baseline_businesstimedelta_per_s``), how many of
   100 deadlines agree, and the cost of one one-year target;
 - ``clock.replays_per_s``: a clock with a pause replayed and assessed (the
   per-clock work of applying an event or firing a stage), cn-office calendar.
-The engine and ingest throughput figures come with their own harness.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import pytz
 
 from bench.engine import bench_engine
 from bench.ingest import bench_ingest
+from bench.notifier import bench_notifier
+from bench.scale import bench_engine_scale
 from slawatch_common.events import Metric
 from slawatch_engine.clock import Clock, Entry, assess, replay
 from slawatch_engine.policy import CalendarConfig, load_policies
@@ -127,11 +132,16 @@ def bench_replay() -> dict[str, Any]:
 
 
 def main() -> int:
+    engine = bench_engine()
+    scale = bench_engine_scale()
+    engine["scale_load"] = scale.pop("load")
+    engine.update(scale)
     results = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
         "ingest": bench_ingest(),
-        "engine": bench_engine(),
+        "engine": engine,
+        "notifier": bench_notifier(),
         "calendar": bench_calendar(),
         "clock": bench_replay(),
     }
@@ -142,37 +152,128 @@ def main() -> int:
     return 0
 
 
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _at_most(value: float | None, bound: float) -> str:
+    return _verdict(value is not None and value <= bound)
+
+
+def _at_least(value: float | None, bound: float) -> str:
+    return _verdict(value is not None and value >= bound)
+
+
 def render(results: dict[str, Any]) -> str:
     cal = results["calendar"]
     baseline = cal["baseline_businesstimedelta_per_s"]
     ing = results["ingest"]
     eng = results["engine"]
+    late = eng["lateness_ms"]
+    mail = results["notifier"]
+    rows = [
+        ("ingest, single events, validated, broker-acked 202 (req/s)", f"{ing['rps']:,}", ""),
+        (
+            "bare uvicorn echo app, same load, same run (req/s)",
+            f"{ing['baseline_bare_uvicorn_rps']:,}",
+            "",
+        ),
+        (
+            "ratio ingest / bare uvicorn",
+            str(ing["ratio_to_baseline"]),
+            f"≥ 0.35: {_verdict(ing['ratio_to_baseline'] >= 0.35)}",
+        ),
+        (
+            f"ingest p50 / p99 / max at half the max rate ({ing['half_rate']:,} req/s, constant)",
+            f"{ing['p50_ms']} / {ing['p99_ms']} / {ing['max_ms']} ms",
+            f"p99 ≤ 15 ms: {_verdict(ing['p99_ms'] <= 15)}",
+        ),
+        ("bare uvicorn p99, same rate", f"{ing['baseline_p99_ms']} ms", ""),
+        (
+            "ingest, batch endpoint (events/s)",
+            f"{ing['batch_events_per_s']:,}",
+            f"≥ 50,000: {_verdict(ing['batch_events_per_s'] >= 50_000)}",
+        ),
+        (
+            "engine, events applied with durable state (events/s)",
+            f"{eng['events_per_s']:,}",
+            f"≥ 20,000: {_verdict(eng['events_per_s'] >= 20_000)}",
+        ),
+        (
+            "raw aiokafka consumption, same topic, same run",
+            f"{eng['baseline_raw_consume_per_s']:,}",
+            "",
+        ),
+        (
+            "ratio engine / raw consumption",
+            str(eng["ratio_to_baseline"]),
+            f"≥ 0.15: {_verdict(eng['ratio_to_baseline'] >= 0.15)}",
+        ),
+        ("open clocks held by one engine", f"{eng['open_clocks']:,}", "1,000,000"),
+        (
+            "RSS per open clock",
+            f"{eng['rss_bytes_per_clock']} bytes",
+            f"≤ 600: {_at_most(eng['rss_bytes_per_clock'], 600)}",
+        ),
+        (
+            "firing lateness p50 / p99 / p99.9 / max",
+            f"{late['p50']} / {late['p99']} / {late['p999']} / {late['max']} ms",
+            "≤ 5 / 50 / 250 / 1000 ms: "
+            + _verdict(
+                late["p50"] <= 5
+                and late["p99"] <= 50
+                and late["p999"] <= 250
+                and late["max"] <= 1000
+            ),
+        ),
+        ("emitted before their instant", str(eng["early"]), f"0: {_verdict(eng['early'] == 0)}"),
+        (
+            "SIGKILL → first correct emission",
+            f"{eng['restart_first_emission_s']} s",
+            f"≤ 10 s: {_at_most(eng['restart_first_emission_s'], 10)}",
+        ),
+        (
+            "overdue backlog drained (events/s)",
+            f"{eng['backlog_drain_per_s'] or 0:,}",
+            f"≥ 20,000: {_at_least(eng['backlog_drain_per_s'], 20_000)}",
+        ),
+        ("notifier, mails sent and recorded (per s)", f"{mail['emails_per_s']:,}", ""),
+        (
+            "bare aiosmtplib, same messages, same sink, same run",
+            f"{mail['baseline_bare_smtp_per_s']:,}",
+            "",
+        ),
+        (
+            "ratio notifier / bare aiosmtplib",
+            str(mail["ratio_to_baseline"]),
+            f"≥ 0.7: {_verdict(mail['ratio_to_baseline'] >= 0.7)}",
+        ),
+        (
+            "deadlines/s, 1-year calendar with holidays, 15 min to 1 year",
+            f"{cal['deadlines_per_s']:,}",
+            "",
+        ),
+        ("same inputs, `businesstimedelta` (baseline, same run)", f"{baseline:,}", ""),
+        ("ratio slawatch / baseline", f"{cal['deadlines_per_s'] / baseline:.0f}×", ""),
+        ("deadlines equal to the baseline's (of 100)", str(cal["same_deadline_of_100"]), ""),
+        ("one deadline with a one-year target", f"{cal['one_year_target_us']} µs", ""),
+        ("clock replays + assessments/s", f"{results['clock']['replays_per_s']:,}", ""),
+    ]
+    table = "\n".join(f"| {name} | {value} | {target} |" for name, value, target in rows)
     return f"""# Benchmarks
 
 Produced by `make bench` (which runs `python -m bench.run`) on {results["generated_at"]}
 ({results["machine"]["platform"]}, Python {results["machine"]["python"]}); the raw
-figures are in `bench/results/latest.json`.
+figures are in `bench/results/latest.json`. Every throughput figure stands beside a
+baseline measured in the same run: absolute figures drift between runs.
 
-| figure | value |
-|---|---|
-| ingest, single events, validated, broker-acked 202 (req/s) | {ing["rps"]:,} |
-| bare uvicorn echo app, same load, same run (req/s) | {ing["baseline_bare_uvicorn_rps"]:,} |
-| ratio ingest / bare uvicorn | {ing["ratio_to_baseline"]} |
-| ingest, batch endpoint (events/s) | {ing["batch_events_per_s"]:,} |
-| engine, events applied with durable state (events/s) | {eng["events_per_s"]:,} |
-| raw aiokafka consumption, same topic, same run | {eng["baseline_raw_consume_per_s"]:,} |
-| ratio engine / raw consumption | {eng["ratio_to_baseline"]} |
-| deadlines/s, 1-year calendar with holidays, 15 min to 1 year | {cal["deadlines_per_s"]:,} |
-| same inputs, `businesstimedelta` (baseline, same run) | {baseline:,} |
-| ratio slawatch / baseline | {cal["deadlines_per_s"] / baseline:.0f}× |
-| deadlines equal to the baseline's (of 100) | {cal["same_deadline_of_100"]} |
-| one deadline with a one-year target | {cal["one_year_target_us"]} µs |
-| clock replays + assessments/s | {results["clock"]["replays_per_s"]:,} |
+| figure | value | target |
+|---|---|---|
+{table}
 
-Load: {ing["load"]}; engine: {eng["load"]}. Servers, broker, database and
-load generator share this 2-core machine.
-Not measured yet: ingest p99 at half load (needs a constant-rate generator),
-firing lateness, memory per clock and the restart figures.
+Load: ingest: {ing["load"]}; engine throughput: {eng["load"]}; engine at scale:
+{eng["scale_load"]}; notifier: {mail["load"]}. Servers, broker, database and load
+generators share this 2-core machine.
 """
 
 
