@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,9 @@ import aiosmtplib
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from deploy.dev.sms_sink import SmsSink
+from pydantic import SecretStr
 
 from slawatch_notifier.channels.email import (
     EmailChannel,
@@ -225,3 +228,73 @@ async def test_email_channel_classifies_real_refusals(reply: str, kind: type) ->
 async def test_email_channel_unreachable_server_is_retryable() -> None:
     outcome = await EmailChannel(_settings(free_port()), SystemClock()).send(_outbound())
     assert isinstance(outcome, Retryable)
+
+
+# --- email failure matrix against real servers ----------------------------------
+
+
+class _Answers:
+    """Accepts the envelope, then answers MAIL or DATA as told."""
+
+    def __init__(self, mail: str | None = None, data: str = "250 OK") -> None:
+        self.mail, self.data = mail, data
+
+    async def handle_MAIL(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.mail is not None:
+            return self.mail
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return self.data
+
+
+def _refuse_everyone(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+    return AuthResult(success=False, handled=False)
+
+
+@pytest.mark.smtp
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize(
+    ("case", "kind", "named"),
+    [
+        ("5xx", Permanent, "554"),
+        ("throttled", Retryable, "421"),
+        ("timeout", Retryable, "Timeout"),
+        ("bad credentials", Permanent, "535"),
+    ],
+)
+async def test_email_failure_matrix(case: str, kind: type, named: str) -> None:
+    port = free_port()
+    settings = NotifierSettings(smtp_port=port, send_timeout_s=0.5)
+    if case == "timeout":  # accepts the connection and never greets
+        server = await asyncio.start_server(
+            lambda reader, writer: asyncio.sleep(5), "127.0.0.1", port
+        )
+        async with server:
+            outcome = await EmailChannel(settings, SystemClock()).send(_outbound())
+    else:
+        handler = _Answers(
+            mail="421 4.7.0 Too many messages, try later" if case == "throttled" else None,
+            data="554 5.7.1 Message rejected" if case == "5xx" else "250 OK",
+        )
+        extra: dict[str, Any] = {}
+        if case == "bad credentials":
+            settings = settings.model_copy(
+                update={"smtp_username": "slawatch", "smtp_password": SecretStr("wrong")}
+            )
+            extra = {
+                "authenticator": _refuse_everyone,
+                "auth_require_tls": False,
+                "auth_required": True,
+            }
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **extra)
+        controller.start()
+        try:
+            outcome = await EmailChannel(settings, SystemClock()).send(_outbound())
+        finally:
+            controller.stop()
+    assert isinstance(outcome, kind), outcome
+    assert named in str(outcome)
