@@ -58,6 +58,7 @@ from urllib.parse import quote
 
 import httpx
 
+from slawatch_notifier.channels.answers import json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 
@@ -220,7 +221,7 @@ def build_request(
 
 def classify_response(status: int, body: bytes) -> Outcome:
     """The outcome an HTTP answer from ``SendSms`` stands for (see the module docstring)."""
-    answer = _json_object(body) or {}
+    answer = json_object(body) or {}
     code = answer.get("Code")
     if not isinstance(code, str):
         return _classify_status(status, body)
@@ -255,14 +256,6 @@ def _classify_status(status: int, body: bytes) -> Outcome:
     if status == 200 or status in _RETRYABLE_STATUSES or status >= 500:
         return Retryable(reason)
     return Permanent(reason)
-
-
-def _json_object(body: bytes) -> dict[str, object] | None:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
 
 
 # --- the adapter -----------------------------------------------------------------------

@@ -39,11 +39,9 @@ tests pin comes from the ``dingding`` crate's test suite (docs.rs).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,6 +50,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
+from slawatch_notifier.channels.answers import excerpt, exchange, int_or_none, json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.templates import Content
@@ -59,7 +58,6 @@ from slawatch_notifier.templates import Content
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
 RETRYABLE_ERRCODES = frozenset({-1, 130101, 410100})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_BODY_IN_REASON = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +128,14 @@ def build_request(outbound: Outbound, robot: DingTalkRobot, now: datetime) -> ht
 def classify_response(status: int, body: bytes) -> Outcome:
     """The outcome an HTTP answer from DingTalk stands for; the reason names the code."""
     if status == 429 or status >= 500:
-        return Retryable(f"HTTP {status} from DingTalk: {_excerpt(body)}")
-    answer = _json_object(body) or {}
-    code = _int_or_none(answer.get("errcode"))
+        return Retryable(f"HTTP {status} from DingTalk: {excerpt(body)}")
+    answer = json_object(body) or {}
+    code = int_or_none(answer.get("errcode"))
     if code is not None and (code != 0 or 200 <= status < 300):
         return classify_errcode(code, str(answer.get("errmsg", "")))
     if 200 <= status < 300:
-        return Retryable(f"DingTalk answered HTTP {status} without an errcode: {_excerpt(body)}")
-    reason = f"HTTP {status} from DingTalk: {_excerpt(body)}"
+        return Retryable(f"DingTalk answered HTTP {status} without an errcode: {excerpt(body)}")
+    reason = f"HTTP {status} from DingTalk: {excerpt(body)}"
     return Retryable(reason) if status == 408 else Permanent(reason)
 
 
@@ -163,33 +161,7 @@ class DingTalkChannel:
         if robot is None:
             return Permanent(f"no DingTalk robot named {outbound.address!r} is configured")
         request = build_request(outbound, robot, self._clock.now())
-        try:
-            async with asyncio.timeout(robot.timeout_s):
-                response = await self._client.send(request)
-        except TimeoutError:
-            return Retryable(f"no answer from DingTalk within {robot.timeout_s:g} s")
-        except httpx.RequestError as exc:
-            return Retryable(f"no answer from DingTalk: {type(exc).__name__}: {exc}".strip())
+        response = await exchange(self._client, request, robot.timeout_s, "DingTalk")
+        if isinstance(response, Retryable):
+            return response
         return classify_response(response.status_code, response.content)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:_BODY_IN_REASON].decode(errors="replace").strip()

@@ -47,11 +47,9 @@ signature, so the tests pin one computed with the documented Python sample.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,6 +58,7 @@ from urllib.parse import quote
 
 import httpx
 
+from slawatch_notifier.channels.answers import excerpt, exchange, int_or_none, json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.templates import Content
@@ -69,7 +68,6 @@ LARK_BASE_URL = "https://open.larksuite.com"
 RATE_LIMITED = 11232
 OVERLOADED_OR_BAD_REQUEST = 9499
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_BODY_IN_REASON = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +134,14 @@ def build_request(outbound: Outbound, bot: FeishuBot, now: datetime) -> httpx.Re
 def classify_response(status: int, body: bytes) -> Outcome:
     """The outcome an HTTP answer from Feishu stands for; the reason names the code."""
     if status == 429 or status >= 500:
-        return Retryable(f"HTTP {status} from Feishu: {_excerpt(body)}")
-    answer = _json_object(body) or {}
+        return Retryable(f"HTTP {status} from Feishu: {excerpt(body)}")
+    answer = json_object(body) or {}
     code, message = _code_and_message(answer)
     if code is not None and (code != 0 or 200 <= status < 300):
         return classify_code(code, message)
     if 200 <= status < 300:
-        return Retryable(f"Feishu answered HTTP {status} without a code: {_excerpt(body)}")
-    reason = f"HTTP {status} from Feishu: {_excerpt(body)}"
+        return Retryable(f"Feishu answered HTTP {status} without a code: {excerpt(body)}")
+    reason = f"HTTP {status} from Feishu: {excerpt(body)}"
     return Retryable(reason) if status == 408 else Permanent(reason)
 
 
@@ -160,10 +158,10 @@ def classify_code(code: int, message: str) -> Outcome:
 
 def _code_and_message(answer: Mapping[str, Any]) -> tuple[int | None, str]:
     """``code``/``msg``, or the older ``StatusCode``/``StatusMessage``."""
-    code = _int_or_none(answer.get("code"))
+    code = int_or_none(answer.get("code"))
     if code is not None:
         return code, str(answer.get("msg", ""))
-    return _int_or_none(answer.get("StatusCode")), str(answer.get("StatusMessage", ""))
+    return int_or_none(answer.get("StatusCode")), str(answer.get("StatusMessage", ""))
 
 
 class FeishuChannel:
@@ -181,33 +179,7 @@ class FeishuChannel:
         if bot is None:
             return Permanent(f"no Feishu bot named {outbound.address!r} is configured")
         request = build_request(outbound, bot, self._clock.now())
-        try:
-            async with asyncio.timeout(bot.timeout_s):
-                response = await self._client.send(request)
-        except TimeoutError:
-            return Retryable(f"no answer from Feishu within {bot.timeout_s:g} s")
-        except httpx.RequestError as exc:
-            return Retryable(f"no answer from Feishu: {type(exc).__name__}: {exc}".strip())
+        response = await exchange(self._client, request, bot.timeout_s, "Feishu")
+        if isinstance(response, Retryable):
+            return response
         return classify_response(response.status_code, response.content)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:_BODY_IN_REASON].decode(errors="replace").strip()

@@ -34,13 +34,13 @@ for the header (150) and section (3000) text limits.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from slawatch_notifier.channels.answers import excerpt, exchange
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.templates import Content
 
@@ -49,7 +49,6 @@ SECTION_MAX_CHARS = 3000
 _RETRYABLE_STATUSES = frozenset({408, 429})
 _MRKDWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _ELLIPSIS = "…"
-_BODY_IN_REASON = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +110,7 @@ def build_request(outbound: Outbound, hook: SlackWebhook) -> httpx.Request:
 
 def classify_response(status: int, body: bytes, retry_after: str | None = None) -> Outcome:
     """The outcome an HTTP answer from Slack stands for; the reason quotes Slack's error."""
-    answer = _excerpt(body)
+    answer = excerpt(body)
     if 200 <= status < 300:
         if answer == "ok":
             return Delivered(None)
@@ -136,17 +135,8 @@ class SlackChannel:
         if hook is None:
             return Permanent(f"no Slack webhook named {outbound.address!r} is configured")
         request = build_request(outbound, hook)
-        try:
-            async with asyncio.timeout(hook.timeout_s):
-                response = await self._client.send(request)
-        except TimeoutError:
-            return Retryable(f"no answer from Slack within {hook.timeout_s:g} s")
-        except httpx.RequestError as exc:
-            # str(exc) may quote the URL, which is the credential: name the failure only.
-            return Retryable(f"no answer from Slack: {type(exc).__name__}")
+        response = await exchange(self._client, request, hook.timeout_s, "Slack", secret_url=True)
+        if isinstance(response, Retryable):
+            return response
         retry_after = response.headers.get("Retry-After")
         return classify_response(response.status_code, response.content, retry_after)
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:_BODY_IN_REASON].decode(errors="replace").strip()

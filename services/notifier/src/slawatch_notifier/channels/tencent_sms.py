@@ -63,6 +63,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from slawatch_notifier.channels.answers import excerpt
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 
@@ -73,7 +74,6 @@ ALGORITHM = "TC3-HMAC-SHA256"
 DEFAULT_ENDPOINT = "https://sms.tencentcloudapi.com"
 CONTENT_TYPE = "application/json; charset=utf-8"
 SIGNED_HEADERS = "content-type;host"
-_BODY_IN_REASON = 200
 _RETRYABLE_STATUSES = frozenset({408, 429})
 TEMPLATE_FACTS = ("ticket", "detail")  # what template_facts offers
 
@@ -261,7 +261,7 @@ def classify_response(status: int, body: bytes) -> Outcome:
         return _failure("error", str(error.get("Code")), str(error.get("Message", "")))
     statuses = response.get("SendStatusSet")
     if not isinstance(statuses, list) or not statuses or not isinstance(statuses[0], dict):
-        return Retryable(f"Tencent SMS answered without a send status: {_excerpt(body)}")
+        return Retryable(f"Tencent SMS answered without a send status: {excerpt(body)}")
     return classify_send_status(statuses[0])
 
 
@@ -280,7 +280,7 @@ def _failure(where: str, code: str, message: str) -> Outcome:
 
 
 def _classify_status(status: int, body: bytes) -> Outcome:
-    reason = f"Tencent SMS HTTP {status}: {_excerpt(body)}"
+    reason = f"Tencent SMS HTTP {status}: {excerpt(body)}"
     if status == 200 or status in _RETRYABLE_STATUSES or status >= 500:
         return Retryable(reason)
     return Permanent(reason)
@@ -293,10 +293,6 @@ def _response_object(body: bytes) -> dict[str, object] | None:
         return None
     response = answer.get("Response") if isinstance(answer, dict) else None
     return response if isinstance(response, dict) else None
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:_BODY_IN_REASON].decode(errors="replace").strip()
 
 
 # --- the adapter -----------------------------------------------------------------------

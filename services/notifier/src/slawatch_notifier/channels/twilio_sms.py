@@ -31,12 +31,12 @@ Every reason names the HTTP status, Twilio's error code and message.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import httpx
 
+from slawatch_notifier.channels.answers import json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 
 API_VERSION = "2010-04-01"
@@ -108,7 +108,7 @@ def build_request(outbound: Outbound, settings: TwilioSmsSettings) -> httpx.Requ
 
 def classify_response(status: int, body: bytes) -> Outcome:
     """The outcome an HTTP answer from "Create a Message" stands for."""
-    answer = _json_object(body) or {}
+    answer = json_object(body) or {}
     if status in (200, 201):
         sid = answer.get("sid")
         return Delivered(str(sid) if sid is not None else None)
@@ -126,14 +126,6 @@ def _reason(status: int, code: object, answer: dict[str, object], body: bytes) -
     message = answer.get("message") or answer.get("detail") or ""
     more = f" ({answer['more_info']})" if answer.get("more_info") else ""
     return f"Twilio HTTP {status} error {code}: {message}{more}"
-
-
-def _json_object(body: bytes) -> dict[str, object] | None:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
 
 
 # --- the adapter -----------------------------------------------------------------------

@@ -36,7 +36,6 @@ mapping.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -48,6 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
+from slawatch_notifier.channels.answers import excerpt, exchange
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 
@@ -58,7 +58,6 @@ RECOMMENDED_TOLERANCE_S = 300
 _RETRYABLE_STATUSES = frozenset({408, 429})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER_SAFE = "!#$&'()*+,-./:;=?@[]^_`{|}~"
-_BODY_IN_REASON = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ def classify_response(status: int, body: bytes) -> Outcome:
     """2xx delivered; 408, 429 and 5xx retryable; anything else permanent."""
     if 200 <= status < 300:
         return Delivered(_answer_id(body))
-    reason = f"HTTP {status} from webhook: {_excerpt(body)}".strip()
+    reason = f"HTTP {status} from webhook: {excerpt(body)}".strip()
     if status in _RETRYABLE_STATUSES or status >= 500:
         return Retryable(reason)
     return Permanent(reason)
@@ -143,13 +142,9 @@ class WebhookChannel:
         if target is None:
             return Permanent(f"no webhook target named {outbound.address!r} is configured")
         request = build_request(outbound, target, self._clock.now())
-        try:
-            async with asyncio.timeout(target.timeout_s):
-                response = await self._client.send(request)
-        except TimeoutError:
-            return Retryable(f"no answer from webhook within {target.timeout_s:g} s")
-        except httpx.RequestError as exc:
-            return Retryable(f"no answer from webhook: {type(exc).__name__}: {exc}".strip())
+        response = await exchange(self._client, request, target.timeout_s, "webhook")
+        if isinstance(response, Retryable):
+            return response
         return classify_response(response.status_code, response.content)
 
 
@@ -161,7 +156,3 @@ def _answer_id(body: bytes) -> str | None:
     if isinstance(answer, dict) and answer.get("id") is not None:
         return str(answer["id"])
     return None
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:_BODY_IN_REASON].decode(errors="replace").strip()

@@ -32,8 +32,6 @@ limits, frequency limit) and "全局错误码" (the errcode table: -1, 40008, 40
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +39,7 @@ from urllib.parse import quote
 
 import httpx
 
+from slawatch_notifier.channels.answers import excerpt, exchange, int_or_none, json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.templates import Content
 
@@ -48,7 +47,6 @@ DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 MARKDOWN_MAX_BYTES = 4096
 RETRYABLE_ERRCODES = frozenset({-1, 45009})
 _ELLIPSIS = "…"
-_BODY_IN_REASON = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +102,14 @@ def build_request(outbound: Outbound, robot: WeComRobot) -> httpx.Request:
 def classify_response(status: int, body: bytes) -> Outcome:
     """The outcome an HTTP answer from WeCom stands for; the reason names the code."""
     if status == 429 or status >= 500:
-        return Retryable(f"HTTP {status} from WeCom: {_excerpt(body)}")
-    answer = _json_object(body) or {}
-    code = _int_or_none(answer.get("errcode"))
+        return Retryable(f"HTTP {status} from WeCom: {excerpt(body)}")
+    answer = json_object(body) or {}
+    code = int_or_none(answer.get("errcode"))
     if code is not None and (code != 0 or 200 <= status < 300):
         return classify_errcode(code, str(answer.get("errmsg", "")))
     if 200 <= status < 300:
-        return Retryable(f"WeCom answered HTTP {status} without an errcode: {_excerpt(body)}")
-    reason = f"HTTP {status} from WeCom: {_excerpt(body)}"
+        return Retryable(f"WeCom answered HTTP {status} without an errcode: {excerpt(body)}")
+    reason = f"HTTP {status} from WeCom: {excerpt(body)}"
     return Retryable(reason) if status == 408 else Permanent(reason)
 
 
@@ -134,33 +132,7 @@ class WeComChannel:
         if robot is None:
             return Permanent(f"no WeCom robot named {outbound.address!r} is configured")
         request = build_request(outbound, robot)
-        try:
-            async with asyncio.timeout(robot.timeout_s):
-                response = await self._client.send(request)
-        except TimeoutError:
-            return Retryable(f"no answer from WeCom within {robot.timeout_s:g} s")
-        except httpx.RequestError as exc:
-            return Retryable(f"no answer from WeCom: {type(exc).__name__}: {exc}".strip())
+        response = await exchange(self._client, request, robot.timeout_s, "WeCom")
+        if isinstance(response, Retryable):
+            return response
         return classify_response(response.status_code, response.content)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def _excerpt(body: bytes) -> str:
-    return body[:_BODY_IN_REASON].decode(errors="replace").strip()
