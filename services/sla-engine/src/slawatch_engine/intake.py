@@ -25,6 +25,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +56,7 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         ledger: Ledger,
         index: DueIndex,
         timer: Timer,
-        lock: asyncio.Lock,
+        lock: AbstractAsyncContextManager[None],
         on_committed: Callable[[Changes], None],
         now: Callable[[], datetime],
         metrics: EngineMetrics,

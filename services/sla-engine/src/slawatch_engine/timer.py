@@ -22,6 +22,7 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -169,7 +170,7 @@ class Timer:
         db: AsyncEngine,
         ledger: Ledger,
         index: DueIndex,
-        lock: asyncio.Lock,
+        lock: AbstractAsyncContextManager[None],
         on_committed: Callable[[Changes], None],
         now: Callable[[], datetime],
         metrics: EngineMetrics,
