@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -90,7 +90,7 @@ def create_app(
         ledger = Ledger(book, topics.sla)
         index = DueIndex()
         metrics.due_index.set_function(lambda: len(index))
-        lock = writers_lock(db)
+        lock = asyncio.Lock()
         publisher = Publisher(db, producer, metrics, now, owned=lambda: owned_partitions(consumer))
 
         def committed(changes: Changes) -> None:
@@ -161,28 +161,6 @@ def create_app(
         }
 
     return app
-
-
-class _RowLocks(AbstractAsyncContextManager[None]):
-    """No lock in the process: the database's row locks order the writers."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *_: object) -> None:
-        return None
-
-
-def writers_lock(db: AsyncEngine) -> AbstractAsyncContextManager[None]:
-    """What intake and timer take around their transactions.
-
-    On PostgreSQL nothing: both lock the clock rows they change (``SELECT … FOR
-    UPDATE``, in id order), so a clock is changed by one transaction at a time,
-    and the timer need not wait while intake applies a batch that has nothing to
-    do with the clocks falling due. SQLite has no row locks and one writer: a
-    lock in the process keeps its two writers from tripping over each other.
-    """
-    return asyncio.Lock() if db.dialect.name == "sqlite" else _RowLocks()
 
 
 async def _prune(db: AsyncEngine, now: Callable[[], datetime], keep: timedelta) -> None:

@@ -25,7 +25,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,7 +55,7 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         ledger: Ledger,
         index: DueIndex,
         timer: Timer,
-        lock: AbstractAsyncContextManager[None],
+        lock: asyncio.Lock,
         on_committed: Callable[[Changes], None],
         now: Callable[[], datetime],
         metrics: EngineMetrics,

@@ -22,7 +22,6 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -170,7 +169,7 @@ class Timer:
         db: AsyncEngine,
         ledger: Ledger,
         index: DueIndex,
-        lock: AbstractAsyncContextManager[None],
+        lock: asyncio.Lock,
         on_committed: Callable[[Changes], None],
         now: Callable[[], datetime],
         metrics: EngineMetrics,
