@@ -79,7 +79,8 @@ async def _finish(
 ) -> fallback.Settled:
     step = NextStep(status, error=None if status is Status.SENT else "HTTP 400 unknown number")
     async with engine.begin() as conn:
-        assert await store.finish_attempt(conn, claimed, store.Attempt(NOW, 5, outcome), step, NOW)
+        attempt = store.Attempt(NOW, 5, outcome)
+        assert await store.finish_attempts(conn, [(claimed, attempt, step)], NOW)
         return await fallback.settle(conn, claimed, step, NOW)
 
 

@@ -85,10 +85,10 @@ async def claim_send_retry_and_finish(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         attempt = store.Attempt(NOW, 12, Retryable("HTTP 503"))
         step = NextStep(Status.PENDING, retry_at, "HTTP 503")
-        assert await store.finish_attempt(conn, sms, attempt, step, NOW)
-        assert not await store.finish_attempt(conn, sms, attempt, step, NOW)  # stale: no-op
+        assert await store.finish_attempts(conn, [(sms, attempt, step)], NOW) == {sms.id}
+        assert not await store.finish_attempts(conn, [(sms, attempt, step)], NOW)  # stale
         sent = store.Attempt(NOW, 8, Delivered("<id@x>"))
-        assert await store.finish_attempt(conn, mail, sent, NextStep(Status.SENT), NOW)
+        assert await store.finish_attempts(conn, [(mail, sent, NextStep(Status.SENT))], NOW)
     async with engine.connect() as conn:
         assert await store.next_due(conn) == retry_at
         assert await _status(conn, sms.id) == ("pending", 1)
@@ -122,7 +122,7 @@ async def published_records_are_not_listed_again(engine: AsyncEngine) -> None:
         await store.insert_new(conn, _drafts("warning:75"), NOW)
         (claimed,) = await store.claim_due(conn, NOW, slots(10))
         attempt = store.Attempt(NOW, 5, Delivered(None))
-        await store.finish_attempt(conn, claimed, attempt, NextStep(Status.SENT), NOW)
+        await store.finish_attempts(conn, [(claimed, attempt, NextStep(Status.SENT))], NOW)
     async with engine.begin() as conn:
         (finished,) = await store.unpublished(conn, 10)
         await store.mark_published(conn, [finished.id])

@@ -308,15 +308,14 @@ async def cancel_pending(
     *,
     scheduled_only: bool = False,
     stage: str | None = None,
-    deferred_only: bool = False,
 ) -> list[NotificationRef]:
     """Cancel the not-yet-sent notifications of one escalation, by id.
 
     Only ``pending`` and ``standby`` rows change (guarded): one being sent or
     already sent stays. ``scheduled_only`` keeps the immediate stage notices;
     ``stage`` limits to one stage; a warning still deferred by quiet hours is
-    cancelled whatever they say (it has not been told and no longer needs to be).
-    ``deferred_only`` cancels those deferred warnings and nothing else.
+    cancelled whatever they say (it has not been told and no longer needs to be);
+    ``cancel_deferred`` cancels only those, for many escalations at once.
     """
     table = notifications
     guard = [
@@ -329,9 +328,7 @@ async def cancel_pending(
         narrowing.append(table.c.scheduled.is_(True))
     if stage is not None:
         narrowing.append(table.c.stage == stage)
-    if deferred_only:
-        guard.append(table.c.deferred_until.is_not(None))
-    elif narrowing:
+    if narrowing:
         guard.append(sa.or_(sa.and_(*narrowing), table.c.deferred_until.is_not(None)))
     statement = (
         sa.update(table)
@@ -346,7 +343,7 @@ async def cancel_pending(
 async def cancel_deferred(
     conn: AsyncConnection, keys: Collection[tuple[str, int]], now: datetime, reason: str
 ) -> list[NotificationRef]:
-    """``cancel_pending(..., deferred_only=True)`` for many escalations in one statement."""
+    """Cancel the warnings quiet hours still hold back, of many escalations at once."""
     if not keys:
         return []
     table = notifications
@@ -468,25 +465,15 @@ class Attempt:
     outcome: Outcome
 
 
-async def finish_attempt(
-    conn: AsyncConnection, claimed: Claimed, attempt: Attempt, step: NextStep, now: datetime
-) -> bool:
-    """Record ``attempt`` and move the notification to ``step``; False if it was not ours.
-
-    Guarded on (``sending``, ``claimed.attempts``): a stale finisher changes nothing.
-    """
-    if not await _move(conn, claimed, step, now):
-        return False
-    await conn.execute(sa.insert(attempts).values(_attempt_row(claimed, attempt)))
-    return True
-
-
 async def finish_attempts(
     conn: AsyncConnection,
     finished: Sequence[tuple[Claimed, Attempt, NextStep]],
     now: datetime,
 ) -> set[str]:
-    """``finish_attempt`` for many at once; the ids recorded (the others were not ours).
+    """Record each attempt and move its notification to its step; the ids recorded.
+
+    Guarded on (``sending``, the claimed attempt number): a stale finisher
+    changes nothing, and its id is not in the answer.
 
     The delivered ones, the common case, move with one guarded statement; the
     attempts are inserted with one more.

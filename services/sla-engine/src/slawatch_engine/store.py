@@ -270,16 +270,6 @@ class Workset:
         elif clock.id not in self._new_clocks:
             self._changed_clocks.add(clock.id)
 
-    @property
-    def writes(self) -> int:
-        """Rows ``save`` will write."""
-        return sum(
-            map(
-                len,
-                (self._new_tickets, self._changed_tickets, self._new_clocks, self._changed_clocks),
-            )
-        )
-
     async def save(self, conn: AsyncConnection, now: datetime) -> None:
         """Write every change; ``StaleClockError`` if a clock moved on since it was read."""
         if self._new_tickets:
@@ -387,14 +377,6 @@ async def load_clocks(conn: AsyncConnection, ids: Collection[str]) -> Workset:
         select(tickets).where(tickets.c.key.in_({clock.ticket_key for clock in loaded}))
     )
     return Workset([_ticket_row(row) for row in ticket_rows.mappings()], loaded)
-
-
-# --- tickets ---------------------------------------------------------------
-
-
-async def ticket_row(conn: AsyncConnection, key: str) -> RowMapping | None:
-    row = await conn.execute(select(tickets).where(tickets.c.key == key))
-    return row.mappings().first()
 
 
 # --- processed events -------------------------------------------------------
