@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.factories import CONFIG, sla_event, slots
 from slawatch_common.db import create_engine
+from slawatch_common.events import Channel
 from slawatch_notifier import store
 from slawatch_notifier.channels.port import Delivered, Retryable
 from slawatch_notifier.config import parse_config
@@ -89,8 +90,23 @@ async def claim_send_retry_and_finish(engine: AsyncEngine) -> None:
         assert not await store.finish_attempts(conn, [(sms, attempt, step)], NOW)  # stale
         sent = store.Attempt(NOW, 8, Delivered("<id@x>"))
         assert await store.finish_attempts(conn, [(mail, sent, NextStep(Status.SENT))], NOW)
+        assert not await store.finish_attempts(conn, [(mail, sent, NextStep(Status.SENT))], NOW)
+        log = sa.select(
+            store.attempts.c.notification_id,
+            store.attempts.c.number,
+            store.attempts.c.started_at,
+            store.attempts.c.outcome,
+            store.attempts.c.reason,
+            store.attempts.c.latency_ms,
+            store.attempts.c.provider_message_id,
+        ).order_by(store.attempts.c.latency_ms)
+        assert [tuple(row) for row in await conn.execute(log)] == [
+            (mail.id, 1, NOW, "delivered", None, 8, "<id@x>"),
+            (sms.id, 1, NOW, "retryable", "HTTP 503", 12, None),
+        ]
     async with engine.connect() as conn:
-        assert await store.next_due(conn) == retry_at
+        due = await store.next_due_by_channel(conn, [Channel.SMS, Channel.EMAIL])
+        assert due == {Channel.SMS: retry_at}  # the mail was sent
         assert await _status(conn, sms.id) == ("pending", 1)
         assert await _status(conn, mail.id) == ("sent", 1)
         assert [f.id for f in await store.unpublished(conn, 10)] == [mail.id]

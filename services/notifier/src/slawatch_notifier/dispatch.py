@@ -11,7 +11,7 @@ For each due notification (``pending`` and ``next_attempt_at <= now``):
 3. record the attempt and move the notification to its next state
    (``retry.next_step``) — one recorder writes every attempt that ended since
    its last pass in one transaction, so under load a transaction carries many
-   (the slot stays taken until then): ``sent``; ``pending`` again after a
+   (the send's slot stays taken until then): ``sent``; ``pending`` again after a
    full-jitter backoff; or ``failed`` when the failure is permanent or the
    attempts are used up — then its standby fallback on the next channel
    becomes pending (after ``sent`` it is cancelled as not needed;
@@ -19,21 +19,34 @@ For each due notification (``pending`` and ``next_attempt_at <= now``):
 4. ring the outbox, which publishes the ``NotificationRecord`` of every
    finished notification after this commit.
 
-Each channel has its own slots (``concurrency``: up to that many sends of the
-channel at once, each in its own task), and a channel without a free slot is
-neither claimed from nor waited for: a provider that hangs until the send
-timeout holds only its own channel's slots, never another channel's. Intake
-never waits for dispatch.
+Each channel has its own lane (``_Lane``): ``concurrency`` slots, each a task
+that takes the next claimed notification of the channel, sends it and waits
+until its attempt is recorded. A lane claims for its free slots and, while it
+flows, ahead of them: as many as it finished in the last ``AHEAD_WINDOW_S``
+(at most ``MAX_AHEAD``), so a busy channel claims in batches and its slots
+never wait for a claim. A lane that is idle or stuck has finished nothing
+lately and claims only for its free slots: a provider that hangs until the
+send timeout holds its own slots and nothing else. A lane that found less
+than it asked for is not asked again until its next row falls due or the
+doorbell rings (new rows). Intake never waits for dispatch.
+
+A claimed notification is ``sending`` while it waits in its lane's queue. An
+ack that arrives then does not stop it, as it does not stop one being sent;
+the queue holds at most about ``AHEAD_WINDOW_S`` of the channel's sending. At
+a stop the notifications still queued are given back (``store.release``):
+pending again, the attempt not counted.
 
 The remaining at-least-once window: a crash after the provider accepted a
-message but before step 3 committed leaves the row ``sending``. ``recover``,
-run once at start, records that attempt as ``interrupted`` and sends the
-notification again with the same Message-ID (email) or idempotency key (SMS),
-so the repeat is recognisable downstream but may still reach the recipient
-twice. The interrupted attempt counts towards ``max_attempts`` (a message that
-crashes the process every time ends ``failed``, not in a loop); when it was the
-last one, one more attempt is made. ``recover`` assumes one dispatching process
-per database.
+message but before step 3 committed leaves the row ``sending``, at most
+``concurrency`` of them per channel. ``recover``, run once at start, records
+that attempt as ``interrupted`` and sends the notification again with the
+same Message-ID (email) or idempotency key (SMS), so the repeat is
+recognisable downstream but may still reach the recipient twice. A crash also
+leaves the queued ones ``sending``; they are sent for the first time then,
+with an ``interrupted`` attempt on their record. The interrupted attempt
+counts towards ``max_attempts`` (a message that crashes the process every time
+ends ``failed``, not in a loop); when it was the last one, one more attempt is
+made. ``recover`` assumes one dispatching process per database.
 """
 
 from __future__ import annotations
@@ -42,8 +55,10 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,6 +77,12 @@ IDLE_WAIT_S = 5.0
 """Longest sleep with free slots and nothing due; intake rings the doorbell sooner."""
 
 MIN_WAIT_S = 0.01
+
+AHEAD_WINDOW_S = 0.25
+"""A lane claims ahead about this long of its recent sending (``_Lane``)."""
+
+MAX_AHEAD = 64
+"""At most this many claimed ahead per channel."""
 
 
 class Dispatcher:
@@ -91,10 +112,15 @@ class Dispatcher:
         self._rand = rand
         self._doorbell = doorbell
         self._outbox_bell = outbox_bell
-        self._free = {channel: concurrency.get(channel, 0) for channel in channels}
+        self._lanes = {
+            channel: _Lane(channel, concurrency.get(channel, 0))
+            for channel in channels
+            if concurrency.get(channel, 0) > 0
+        }
         self._limits = limits
         self._ended: list[_Ended] = []
         self._record_bell = asyncio.Event()
+        self._room = asyncio.Event()
 
     async def recover(self) -> list[str]:
         """Make notifications a crash left ``sending`` due again; their ids. Call before ``run``."""
@@ -105,55 +131,100 @@ class Dispatcher:
         return ids
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as sends:
-            sends.create_task(self._record_ended(), name="record attempts")
-            while True:
-                self._doorbell.clear()
-                for claimed in await self._claim():
-                    sends.create_task(self._deliver(claimed), name=f"send {claimed.id}")
-                await self._wait()
+        claiming: asyncio.Future[None] | None = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._record_ended(), name="record attempts")
+                for lane in self._lanes.values():
+                    for slot in range(lane.slots):
+                        tasks.create_task(self._send_from(lane), name=f"{lane.channel} slot {slot}")
+                while True:
+                    if self._doorbell.is_set():  # new rows, of any channel
+                        self._doorbell.clear()
+                        for lane in self._lanes.values():
+                            lane.drained_until = None
+                    self._room.clear()
+                    # a claim, once begun, ends with its rows queued: a stop waits for it below
+                    claiming = asyncio.ensure_future(self._claim())
+                    await asyncio.shield(claiming)
+                    await self._wait()
+        finally:
+            await asyncio.shield(self._release_queued(claiming))
 
-    async def _claim(self) -> list[store.Claimed]:
-        slots = {channel: free for channel, free in self._free.items() if free > 0}
-        if not slots:
-            return []
+    async def _claim(self) -> None:
+        """Claim for every lane that has room and may find something due.
+
+        A lane that got less than it asked for is drained: it is not looked at
+        again until its next row falls due or the doorbell rings.
+        """
+        moment = time.monotonic()
+        for lane in self._lanes.values():
+            if lane.drained_until is not None and lane.drained_until <= moment:
+                lane.drained_until = None
+        wants = {
+            lane.channel: lane.want()
+            for lane in self._lanes.values()
+            if lane.needs_claim() and lane.drained_until is None
+        }
+        if not wants:
+            return
         now = self._clock.now()
         async with self._engine.begin() as conn:
-            claimed = await store.claim_due(conn, now, slots)
+            claimed = await store.claim_due(conn, now, wants)
             admission = await folding.admit(conn, claimed, self._limits, now)
+            got = Counter(item.channel for item in claimed)
+            short = [channel for channel, want in wants.items() if got[channel] < want]
+            due = await store.next_due_by_channel(conn, short) if short else {}
         self._count_folded(admission)
         for sending in admission.send:
-            self._free[sending.channel] -= 1
-            self._metrics.in_flight.labels(sending.channel).inc()
-        return admission.send
+            self._lanes[sending.channel].queue.put_nowait(sending)
+        for channel in short:
+            wait = IDLE_WAIT_S
+            if channel in due:
+                wait = min(IDLE_WAIT_S, max(MIN_WAIT_S, (due[channel] - now).total_seconds()))
+            self._lanes[channel].drained_until = moment + wait
 
     async def _wait(self) -> None:
-        open_channels = [channel for channel, free in self._free.items() if free > 0]
-        timeout = await self._until_next_due(open_channels) if open_channels else None
+        """Until the doorbell rings, a lane has room, or a drained lane's next row falls due."""
+        moment = time.monotonic()
+        until = [lane.drained_until for lane in self._lanes.values() if lane.drained_until]
+        timeout = max(0.0, min(until) - moment) if until else None
+        waits = [
+            asyncio.ensure_future(self._doorbell.wait()),
+            asyncio.ensure_future(self._room.wait()),
+        ]
         try:
-            async with asyncio.timeout(timeout):
-                await self._doorbell.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
-    async def _until_next_due(self, channels: list[Channel]) -> float:
-        async with self._engine.connect() as conn:
-            due = await store.next_due(conn, channels)
-        if due is None:
-            return IDLE_WAIT_S
-        wait = (due - self._clock.now()).total_seconds()
-        return min(IDLE_WAIT_S, max(MIN_WAIT_S, wait))
+    async def _send_from(self, lane: _Lane) -> None:
+        """One slot of ``lane``: take a claimed notification, send it, wait until it is recorded."""
+        while True:
+            claimed = await lane.queue.get()
+            lane.busy += 1
+            self._metrics.in_flight.labels(lane.channel).inc()
+            try:
+                ended = await self._deliver(claimed)
+            finally:
+                self._metrics.in_flight.labels(lane.channel).dec()
+            lane.ended()
+            self._ended.append(ended)
+            self._record_bell.set()
+            await ended.recorded.wait()
+            lane.busy -= 1
+            if lane.needs_claim():
+                self._room.set()
 
-    async def _deliver(self, claimed: store.Claimed) -> None:
-        """Send, then hand the attempt to the recorder; the slot stays taken until recorded."""
+    async def _deliver(self, claimed: store.Claimed) -> _Ended:
         started_at, started = self._clock.now(), time.perf_counter()
         outcome = await self._channels[claimed.channel].send(claimed.outbound)
         latency = time.perf_counter() - started
         now = self._clock.now()
         step = next_step(outcome, claimed.attempts, self._policy, now, self._rand.random())
         attempt = store.Attempt(started_at, round(latency * 1000), outcome)
-        self._ended.append(_Ended(claimed, attempt, step, latency))
-        self._record_bell.set()
+        return _Ended(claimed, attempt, step, latency)
 
     async def _record_ended(self) -> None:
         """Record every attempt that ended since the last pass, in one transaction.
@@ -180,11 +251,29 @@ class Dispatcher:
                 if e.claimed.id in recorded:
                     self._count(e.claimed, e.attempt.outcome, e.step, e.latency, now)
                     self._count_fallbacks(e.claimed, settled.get(e.claimed.id, fallback.Settled()))
-                self._free[e.claimed.channel] += 1
-                self._metrics.in_flight.labels(e.claimed.channel).dec()
-            self._doorbell.set()
+                e.recorded.set()
+            if any(e.step.status is Status.PENDING for e in ended):
+                self._doorbell.set()  # a retry falls due later: the claimer looks again
             if final:
                 self._outbox_bell.set()
+
+    async def _release_queued(self, claiming: asyncio.Future[None] | None) -> None:
+        """Give back what was claimed ahead and not started (at shutdown): pending again."""
+        if claiming is not None:
+            with suppress(Exception):
+                await claiming
+        queued = [
+            lane.queue.get_nowait()
+            for lane in self._lanes.values()
+            for _ in range(lane.queue.qsize())
+        ]
+        if not queued:
+            return
+        try:
+            async with self._engine.begin() as conn:
+                await store.release(conn, queued, self._clock.now())
+        except Exception:  # the next start's recover resends them
+            log.warning("could not release %d claimed notifications", len(queued), exc_info=True)
 
     def _count(
         self,
@@ -237,12 +326,49 @@ class Dispatcher:
 
 @dataclass(frozen=True, slots=True)
 class _Ended:
-    """A finished send waiting to be recorded."""
+    """A finished send waiting to be recorded; ``recorded`` is set once it is."""
 
     claimed: store.Claimed
     attempt: store.Attempt
     step: NextStep
     latency: float
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Lane:
+    """One channel's slots and the notifications claimed ahead for them.
+
+    Ahead of its free slots a lane claims as many as it finished sending in
+    the last ``AHEAD_WINDOW_S`` (at most ``MAX_AHEAD``): a lane that flows
+    keeps a short queue and claims in batches, one that is idle or stuck
+    (nothing finished lately) claims only for its free slots.
+    """
+
+    def __init__(self, channel: Channel, slots: int) -> None:
+        self.channel = channel
+        self.slots = slots
+        self.queue: asyncio.Queue[store.Claimed] = asyncio.Queue()
+        self.busy = 0
+        self.drained_until: float | None = None
+        """Nothing was due for this lane: not claimed from until then (``time.monotonic``)."""
+        self._ends: deque[float] = deque()
+
+    def ended(self) -> None:
+        self._ends.append(time.monotonic())
+
+    def ahead(self) -> int:
+        since = time.monotonic() - AHEAD_WINDOW_S
+        while self._ends and self._ends[0] < since:
+            self._ends.popleft()
+        return min(MAX_AHEAD, len(self._ends))
+
+    def want(self) -> int:
+        """How many more to claim: the free slots and the lead, less what is queued."""
+        return self.slots - self.busy + self.ahead() - self.queue.qsize()
+
+    def needs_claim(self) -> bool:
+        """Whether to claim now: the room is at least half the lead (one when there is none)."""
+        return self.want() >= max(1, self.ahead() // 2)
 
 
 def _reason(outcome: Outcome) -> FinalReason:

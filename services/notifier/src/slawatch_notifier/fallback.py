@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from slawatch_common.db import UtcDateTime
 from slawatch_common.events import Channel
 from slawatch_notifier.retry import NextStep, Status
 from slawatch_notifier.store import Claimed, NotificationRef, notifications
@@ -77,22 +78,8 @@ async def settle_many(
             settled[claimed.id] = await settle(conn, claimed, step, now)
     cancelled: dict[str, list[NotificationRef]] = {}
     while origin:
-        statement = (
-            sa.update(notifications)
-            .where(
-                notifications.c.fallback_of.in_(list(origin)),
-                notifications.c.status == Status.STANDBY,
-            )
-            .values(
-                status=Status.CANCELLED,
-                note=sa.literal("not needed: ")
-                + notifications.c.fallback_of
-                + sa.literal(" was delivered or stood down"),
-                updated_at=now,
-            )
-            .returning(notifications.c.id, notifications.c.channel, notifications.c.fallback_of)
-        )
-        rows = (await conn.execute(statement)).all()
+        values = {"predecessors": list(origin), "now": now}
+        rows = (await conn.execute(_STAND_DOWN, values)).all()
         for row in rows:
             first = origin[row.fallback_of]
             cancelled.setdefault(first, []).append(NotificationRef(row.id, Channel(row.channel)))
@@ -100,6 +87,24 @@ async def settle_many(
     for first, refs in cancelled.items():
         settled[first] = Settled(cancelled=tuple(sorted(refs)))
     return settled
+
+
+_STAND_DOWN = (
+    sa.update(notifications)
+    .where(
+        notifications.c.fallback_of.in_(sa.bindparam("predecessors", expanding=True)),
+        notifications.c.status == Status.STANDBY,
+    )
+    .values(
+        status=Status.CANCELLED,
+        note=sa.literal("not needed: ")
+        + notifications.c.fallback_of
+        + sa.literal(" was delivered or stood down"),
+        updated_at=sa.bindparam("now", type_=UtcDateTime),
+    )
+    .returning(notifications.c.id, notifications.c.channel, notifications.c.fallback_of)
+)
+"""The standby fallbacks of delivered (or stood down) ``predecessors`` stand down; built once."""
 
 
 async def _standby(

@@ -443,17 +443,19 @@ def _claimed(row: sa.RowMapping) -> Claimed:
     )
 
 
-async def next_due(
-    conn: AsyncConnection, channels: Collection[Channel] | None = None
-) -> datetime | None:
-    """When the earliest pending notification (of ``channels``, if given) falls due."""
-    query = sa.select(sa.func.min(notifications.c.next_attempt_at)).where(
-        notifications.c.status == Status.PENDING
+async def next_due_by_channel(
+    conn: AsyncConnection, channels: Collection[Channel]
+) -> dict[Channel, datetime]:
+    """When the earliest pending notification of each of ``channels`` falls due (those with one)."""
+    query = (
+        sa.select(notifications.c.channel, sa.func.min(notifications.c.next_attempt_at))
+        .where(
+            notifications.c.status == Status.PENDING,
+            notifications.c.channel.in_([str(c) for c in channels]),
+        )
+        .group_by(notifications.c.channel)
     )
-    if channels is not None:
-        query = query.where(notifications.c.channel.in_([str(c) for c in channels]))
-    moment: datetime | None = (await conn.execute(query)).scalar()
-    return moment
+    return {Channel(channel): moment for channel, moment in await conn.execute(query)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,14 +477,18 @@ async def finish_attempts(
     Guarded on (``sending``, the claimed attempt number): a stale finisher
     changes nothing, and its id is not in the answer.
 
-    The delivered ones, the common case, move with one guarded statement; the
-    attempts are inserted with one more.
+    The delivered ones, the common case, move and are logged together: on
+    PostgreSQL with one statement for all of them (arrays in, one round trip),
+    elsewhere with one update and one insert.
     """
     delivered = [
         (claimed, attempt) for claimed, attempt, step in finished if step.status is Status.SENT
     ]
     recorded: set[str] = set()
-    if delivered:
+    logged: set[str] = set()
+    if delivered and conn.dialect.name == "postgresql":
+        recorded = logged = await _finish_delivered_postgresql(conn, delivered, now)
+    elif delivered:
         moved = await conn.execute(
             sa.update(notifications)
             .where(
@@ -499,11 +505,63 @@ async def finish_attempts(
         if step.status is not Status.SENT and await _move(conn, claimed, step, now):
             recorded.add(claimed.id)
     rows = [
-        _attempt_row(claimed, attempt) for claimed, attempt, _ in finished if claimed.id in recorded
+        _attempt_row(claimed, attempt)
+        for claimed, attempt, _ in finished
+        if claimed.id in recorded and claimed.id not in logged
     ]
     if rows:
         await conn.execute(sa.insert(attempts), rows)
     return recorded
+
+
+_FINISH_DELIVERED = sa.text(
+    """
+    WITH ended AS (
+        SELECT * FROM unnest(:ids, :numbers, :started, :latencies, :provider_ids)
+            AS t(id, number, started_at, latency_ms, provider_message_id)
+    ), moved AS (
+        UPDATE notifier_notifications AS n
+        SET status = :sent, next_attempt_at = :now, last_error = NULL, updated_at = :now
+        FROM ended
+        WHERE n.id = ended.id AND n.attempts = ended.number AND n.status = :sending
+        RETURNING n.id
+    )
+    INSERT INTO notifier_attempts
+        (notification_id, number, started_at, outcome, latency_ms, provider_message_id)
+    SELECT ended.id, ended.number, ended.started_at, :delivered, ended.latency_ms,
+           ended.provider_message_id
+    FROM ended JOIN moved ON moved.id = ended.id
+    RETURNING notification_id
+    """
+).bindparams(
+    sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)),
+    sa.bindparam("numbers", type_=postgresql.ARRAY(sa.Integer)),
+    sa.bindparam("started", type_=postgresql.ARRAY(sa.DateTime(timezone=True))),
+    sa.bindparam("latencies", type_=postgresql.ARRAY(sa.Integer)),
+    sa.bindparam("provider_ids", type_=postgresql.ARRAY(sa.String)),
+    sa.bindparam("now", type_=UtcDateTime),
+)
+"""Delivered attempts on PostgreSQL: move the notifications, log the attempts, in one statement."""
+
+
+async def _finish_delivered_postgresql(
+    conn: AsyncConnection, delivered: Sequence[tuple[Claimed, Attempt]], now: datetime
+) -> set[str]:
+    result = await conn.execute(
+        _FINISH_DELIVERED,
+        {
+            "ids": [claimed.id for claimed, _ in delivered],
+            "numbers": [claimed.attempts for claimed, _ in delivered],
+            "started": [attempt.started_at for _, attempt in delivered],
+            "latencies": [attempt.latency_ms for _, attempt in delivered],
+            "provider_ids": [_provider_id(attempt.outcome) for _, attempt in delivered],
+            "now": now,
+            "sent": Status.SENT.value,
+            "sending": Status.SENDING.value,
+            "delivered": AttemptOutcome.DELIVERED.value,
+        },
+    )
+    return set(result.scalars())
 
 
 async def _move(conn: AsyncConnection, claimed: Claimed, step: NextStep, now: datetime) -> bool:
@@ -533,10 +591,33 @@ def _attempt_row(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
         "outcome": attempt_outcome(outcome),
         "reason": None if isinstance(outcome, Delivered) else outcome.reason,
         "latency_ms": attempt.latency_ms,
-        "provider_message_id": outcome.provider_message_id
-        if isinstance(outcome, Delivered)
-        else None,
+        "provider_message_id": _provider_id(outcome),
     }
+
+
+def _provider_id(outcome: Outcome) -> str | None:
+    return outcome.provider_message_id if isinstance(outcome, Delivered) else None
+
+
+async def release(conn: AsyncConnection, claimed: Sequence[Claimed], now: datetime) -> None:
+    """Give claimed notifications that were never sent back: ``pending``, the attempt uncounted.
+
+    Guarded on (``sending``, the claimed attempt number). The recipient's rate
+    window keeps counting a released first attempt, so it may fold one
+    notification early; shutdown is the only caller.
+    """
+    if not claimed:
+        return
+    await conn.execute(
+        sa.update(notifications)
+        .where(
+            sa.tuple_(notifications.c.id, notifications.c.attempts).in_(
+                [(item.id, item.attempts) for item in claimed]
+            ),
+            notifications.c.status == Status.SENDING,
+        )
+        .values(status=Status.PENDING, attempts=notifications.c.attempts - 1, updated_at=now)
+    )
 
 
 async def recover_interrupted(conn: AsyncConnection, now: datetime) -> list[str]:
