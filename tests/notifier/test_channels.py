@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
 from typing import Any
 
 import aiosmtplib
@@ -60,6 +62,26 @@ def test_message_has_text_and_html_alternatives_and_stable_ids() -> None:
     assert message["To"] == "Li Wei <li.wei@example.com>"
     again = build_message(outbound, sender="slawatch <slawatch@example.com>", now=NOW)
     assert again["Message-ID"] == message["Message-ID"]
+
+
+def test_a_resend_has_the_same_bytes_but_for_the_date() -> None:
+    outbound = _outbound()
+    first = build_message(outbound, sender="slawatch <slawatch@example.com>", now=NOW)
+    later = NOW + timedelta(minutes=5)
+    resend = build_message(outbound, sender="slawatch <slawatch@example.com>", now=later)
+
+    def lines(message: Message) -> list[bytes]:
+        return [line for line in message.as_bytes().splitlines() if not line.startswith(b"Date:")]
+
+    assert lines(first) == lines(resend)
+    boundary = first.get_boundary()
+    assert boundary is not None
+    parts = [part.get_payload() for part in first.walk() if not part.is_multipart()]
+    assert all(boundary not in part for part in parts)
+    # parsed back, the parts are what was rendered
+    parsed = message_from_bytes(first.as_bytes())
+    texts = [p.get_payload(decode=True) for p in parsed.walk() if not p.is_multipart()]
+    assert texts == [b"plain text", b"<p>html</p>"]
 
 
 def test_ids_differ_per_notification_and_threads_per_ticket() -> None:
