@@ -2,7 +2,9 @@
 
 - ``emails_per_s``: breach events on the SLA topic, each asking for one mail,
   taken in by the notifier process (PostgreSQL), planned, claimed, sent over
-  SMTP and recorded; counted from the first mail recorded sent to the last;
+  SMTP and recorded; counted from the first mail recorded sent to the last,
+  by the notifier's own records (read after the run: measuring does not load
+  the notifier);
 - ``baseline_bare_smtp_per_s``: aiosmtplib alone sending the very messages the
   notifier builds (``build_message``) over as many reused connections as the
   notifier sends at once, into the same sink.
@@ -25,9 +27,7 @@ from typing import Any
 
 import aiosmtplib
 import asyncpg
-import httpx
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.engine import PG_ADMIN
 from bench.ingest import BOOTSTRAP, ROOT, _free_port
@@ -197,39 +197,45 @@ async def _run_notifier(topics: Topics, pg_dsn: str, config: Path, smtp_port: in
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}/metrics"
     try:
-        async with httpx.AsyncClient() as client:
-            first: tuple[float, int] | None = None
-            while True:
-                sent = await _sent(client, url)
-                if sent and first is None:
-                    first = (time.perf_counter(), sent)
-                if sent >= MAILS and first is not None:
-                    elapsed = time.perf_counter() - first[0]
-                    return round((sent - first[1]) / elapsed) if elapsed else 0
+        db = await asyncpg.connect(pg_dsn)
+        try:
+            while await _count_sent(db) < MAILS:
                 if proc.returncode is not None:
                     raise RuntimeError(f"the notifier exited with {proc.returncode}")
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(0.5)
+            return await _rate(db)
+        finally:
+            await db.close()
     finally:
         proc.terminate()
         await proc.wait()
 
 
-async def _sent(client: httpx.AsyncClient, url: str) -> int:
-    """Mails recorded sent, whatever the reason label says."""
+async def _count_sent(db: asyncpg.Connection) -> int:
     try:
-        text = (await client.get(url)).text
-    except httpx.HTTPError:
+        count: int = await db.fetchval(
+            "SELECT count(*) FROM notifier_notifications WHERE status = 'sent'"
+        )
+    except asyncpg.UndefinedTableError:  # not migrated yet
         return 0
-    return sum(
-        int(sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "slawatch_notifier_notifications_total"
-        and sample.labels.get("channel") == "email"
-        and sample.labels.get("outcome") == "sent"
+    return count
+
+
+async def _rate(db: asyncpg.Connection) -> int:
+    """Mails recorded sent per second, from the notifier's own delivery log (after the run,
+    so that measuring costs the notifier nothing): the mails recorded after the first
+    record, over the time from the first record to the last."""
+    first, last, count = await db.fetchrow(
+        "SELECT min(updated_at), max(updated_at), count(*) FROM notifier_notifications"
+        " WHERE status = 'sent'"
     )
+    in_first = await db.fetchval(
+        "SELECT count(*) FROM notifier_notifications WHERE status = 'sent' AND updated_at = $1",
+        first,
+    )
+    elapsed = (last - first).total_seconds()
+    return round((count - in_first) / elapsed) if elapsed else 0
 
 
 async def _wait_for_port(port: int) -> None:
