@@ -45,7 +45,6 @@ import os
 import random
 import re
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -58,12 +57,11 @@ from aiokafka import AIOKafkaProducer
 from deploy.dev.sms_sink import SmsSink
 
 from slawatch_common.events import Channel
-from slawatch_common.kafka import ensure_topics
 from slawatch_common.topics import Topics
 from slawatch_notifier.channels.email import message_id, sender_domain
 from slawatch_notifier.routing import notification_id
 from support.chaos import Monkey
-from support.kafka import TopicReader
+from support.kafka import TopicReader, fresh_topics
 from support.net import free_port
 from support.processes import ServiceProcess
 from support.smtp import SmtpSink
@@ -373,9 +371,7 @@ def _spread(values: Iterable[float]) -> str:
 
 @pytest.fixture
 def topics(kafka_bootstrap: str) -> Topics:
-    fresh = Topics(prefix=f"ch{uuid.uuid4().hex[:10]}")
-    asyncio.run(ensure_topics(kafka_bootstrap, fresh.all(), PARTITIONS))
-    return fresh
+    return fresh_topics(kafka_bootstrap, "ch", PARTITIONS)
 
 
 @pytest.fixture

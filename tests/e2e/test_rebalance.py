@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,10 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from slawatch_common.db import create_engine
-from slawatch_common.kafka import ensure_topics
 from slawatch_common.topics import Topics
 from slawatch_engine import store
-from support.kafka import TopicReader, produce
+from support.kafka import TopicReader, fresh_topics, produce
 from support.net import free_port
 from support.processes import ServiceProcess
 
@@ -45,9 +43,7 @@ policies:
 @pytest.fixture
 def topics(kafka_bootstrap: str) -> Topics:
     """Topics of their own, with six partitions for three engines."""
-    fresh = Topics(prefix=f"rb{uuid.uuid4().hex[:10]}")
-    asyncio.run(ensure_topics(kafka_bootstrap, fresh.all(), PARTITIONS))
-    return fresh
+    return fresh_topics(kafka_bootstrap, "rb", PARTITIONS)
 
 
 @pytest.fixture

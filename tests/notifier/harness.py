@@ -4,17 +4,92 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from deploy.dev.sms_sink import SmsSink
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.factories import write_config
+from slawatch_common.db import create_engine
 from slawatch_common.events import NotificationRecord, SlaEvent
 from slawatch_common.kafka import start_producer
+from slawatch_common.topics import Topics
+from slawatch_notifier import store
 from slawatch_notifier.app import create_app
 from slawatch_notifier.settings import NotifierSettings
+from support.smtp import SmtpSink
+
+Scenario = Callable[[AsyncEngine], Awaitable[None]]
+
+
+def service_settings(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topics: Topics,
+    smtp_sink: SmtpSink,
+    sms_sink: SmsSink,
+    *,
+    notifier: dict[str, Any] | None = None,
+    **fields: Any,
+) -> NotifierSettings:
+    """Settings against the test's topics, SMTP and SMS sinks and a SQLite file in ``tmp_path``.
+
+    ``notifier`` is the configuration's notifier section (``write_config``'s default
+    if None); ``fields`` sets any further settings.
+    """
+    return NotifierSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topics.prefix,
+        kafka_partitions=2,
+        config_file=write_config(tmp_path, notifier),
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db",
+        smtp_port=smtp_sink.port,
+        sms_url=sms_sink.url,
+        send_timeout_s=5,
+        **fields,
+    )
+
+
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``url`` with the notifier's tables migrated, disposed of afterwards."""
+    engine = create_engine(url)
+    try:
+        await store.migrate(engine)
+        await store.migrate(engine)  # idempotent
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def on_sqlite_and_postgresql(
+    scenarios: Sequence[Scenario],
+) -> tuple[Callable[[Path, Scenario], Awaitable[None]], Callable[[str, Scenario], Awaitable[None]]]:
+    """``test_on_sqlite`` and ``test_on_postgresql`` for a store-test module to bind.
+
+    Each runs every scenario on a fresh, migrated database: a SQLite file in
+    ``tmp_path``, and a PostgreSQL database of its own (``pg_url``).
+    """
+
+    @pytest.mark.parametrize("scenario", scenarios, ids=lambda s: s.__name__)
+    async def test_on_sqlite(tmp_path: Path, scenario: Scenario) -> None:
+        async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
+            await scenario(engine)
+
+    @pytest.mark.postgres
+    @pytest.mark.parametrize("scenario", scenarios, ids=lambda s: s.__name__)
+    async def test_on_postgresql(pg_url: str, scenario: Scenario) -> None:
+        async with migrated(pg_url) as engine:
+            await scenario(engine)
+
+    return test_on_sqlite, test_on_postgresql
 
 
 @asynccontextmanager

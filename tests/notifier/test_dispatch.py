@@ -23,8 +23,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.factories import CONFIG, NOW, sla_event
-from notifier.harness import eventually
-from notifier.test_store import migrated
+from notifier.harness import eventually, migrated
 from slawatch_common.events import Channel
 from slawatch_notifier import dispatch, store
 from slawatch_notifier.channels.port import ChannelPort, Delivered, Outbound, Outcome

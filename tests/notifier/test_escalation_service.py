@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from deploy.dev.sms_sink import SmsSink
 
 from notifier.factories import ESCALATING, sla_event, write_config
-from notifier.harness import eventually, produce, running_notifier
+from notifier.harness import eventually, produce, running_notifier, service_settings
 from slawatch_common.db import create_engine
 from slawatch_common.events import SlaEvent
 from slawatch_common.topics import Topics
@@ -52,15 +52,13 @@ def _config(after: str) -> dict[str, Any]:
 def settings(
     tmp_path: Path, kafka_bootstrap: str, topics: Topics, smtp_sink: SmtpSink, sms_sink: SmsSink
 ) -> NotifierSettings:
-    return NotifierSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topics.prefix,
-        kafka_partitions=2,
-        config_file=write_config(tmp_path, _config("1s")),
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db",
-        smtp_port=smtp_sink.port,
-        sms_url=sms_sink.url,
-        send_timeout_s=5,
+    return service_settings(
+        tmp_path,
+        kafka_bootstrap,
+        topics,
+        smtp_sink,
+        sms_sink,
+        notifier=_config("1s"),
         ack_secret=ACK_SECRET,
         public_url="http://notifier",
     )

@@ -10,14 +10,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.factories import ESCALATING, NOW, STARTED, sla_event, slots
-from notifier.test_store import migrated
+from notifier.harness import Scenario, on_sqlite_and_postgresql
 from slawatch_common.events import SlaEvent
 from slawatch_notifier import escalation_store as es
 from slawatch_notifier import store
@@ -26,7 +24,6 @@ from slawatch_notifier.config import parse_config
 from slawatch_notifier.escalation import Escalation, Reason, Status
 from slawatch_notifier.planner import Planner
 
-Scenario = Callable[[AsyncEngine], Awaitable[None]]
 PLANNER = Planner(parse_config(ESCALATING), AckLinks(b"k", "http://notifier", timedelta(hours=1)))
 CLOCK = "jira:OPS-42:response"
 KEY = (CLOCK, 1)
@@ -213,14 +210,4 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_on_sqlite(tmp_path: Path, scenario: Scenario) -> None:
-    async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
-        await scenario(engine)
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_on_postgresql(pg_url: str, scenario: Scenario) -> None:
-    async with migrated(pg_url) as engine:
-        await scenario(engine)
+test_on_sqlite, test_on_postgresql = on_sqlite_and_postgresql(SCENARIOS)

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.factories import CONFIG, ESCALATING, NOW, sla_event
-from notifier.test_store import migrated
+from notifier.harness import Scenario, on_sqlite_and_postgresql
 from slawatch_common.events import Channel
 from slawatch_notifier import escalation_store as es
 from slawatch_notifier import fallback, folding, store
@@ -30,7 +27,6 @@ from slawatch_notifier.retry import NextStep, Status
 from slawatch_notifier.routing import route
 from slawatch_notifier.templates import render
 
-Scenario = Callable[[AsyncEngine], Awaitable[None]]
 MINUTE = timedelta(minutes=1)
 DIGEST = digest_id("oncall", Channel.SMS, NOW)
 
@@ -268,14 +264,4 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_on_sqlite(tmp_path: Path, scenario: Scenario) -> None:
-    async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
-        await scenario(engine)
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_on_postgresql(pg_url: str, scenario: Scenario) -> None:
-    async with migrated(pg_url) as engine:
-        await scenario(engine)
+test_on_sqlite, test_on_postgresql = on_sqlite_and_postgresql(SCENARIOS)

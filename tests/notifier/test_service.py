@@ -15,13 +15,14 @@ import pytest
 import sqlalchemy as sa
 from deploy.dev.sms_sink import SmsSink
 
-from notifier.factories import sla_event, write_config
+from notifier.factories import sla_event
 from notifier.harness import (
     eventually,
     produce,
     read_records,
     rewind_group,
     running_notifier,
+    service_settings,
 )
 from slawatch_common.db import create_engine
 from slawatch_common.events import SlaEvent
@@ -48,18 +49,15 @@ def settings(
     smtp_sink: SmtpSink,
     sms_sink: SmsSink,
 ) -> NotifierSettings:
-    return NotifierSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topics.prefix,
-        kafka_partitions=2,
-        config_file=write_config(tmp_path),
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db",
-        smtp_port=smtp_sink.port,
-        sms_url=sms_sink.url,
+    return service_settings(
+        tmp_path,
+        kafka_bootstrap,
+        topics,
+        smtp_sink,
+        sms_sink,
         max_attempts=4,
         retry_base_s=0.05,
         retry_cap_s=0.2,
-        send_timeout_s=5,
     )
 
 

@@ -6,10 +6,7 @@ Every scenario runs on a fresh SQLite file and on a fresh PostgreSQL database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.factories import CONFIG, sla_event, slots
-from slawatch_common.db import create_engine
+from notifier.harness import Scenario, migrated, on_sqlite_and_postgresql
 from slawatch_common.events import Channel
 from slawatch_notifier import store
 from slawatch_notifier.channels.port import Delivered, Retryable
@@ -28,7 +25,6 @@ from slawatch_notifier.routing import route
 from slawatch_notifier.templates import render
 
 NOW = datetime(2026, 11, 26, 4, 15, tzinfo=UTC)
-Scenario = Callable[[AsyncEngine], Awaitable[None]]
 
 
 def _drafts(stage: str = "breach", ticket_id: str = "OPS-42") -> list[store.Draft]:
@@ -155,28 +151,7 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-@asynccontextmanager
-async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(url)
-    try:
-        await store.migrate(engine)
-        await store.migrate(engine)  # idempotent
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_on_sqlite(tmp_path: Path, scenario: Scenario) -> None:
-    async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
-        await scenario(engine)
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_on_postgresql(pg_url: str, scenario: Scenario) -> None:
-    async with migrated(pg_url) as engine:
-        await scenario(engine)
+test_on_sqlite, test_on_postgresql = on_sqlite_and_postgresql(SCENARIOS)
 
 
 @pytest.mark.postgres

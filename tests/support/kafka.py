@@ -1,13 +1,27 @@
-"""Reading and writing test topics on the real broker."""
+"""Creating, reading and writing test topics on the real broker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from slawatch_common.kafka import ensure_topics
+from slawatch_common.topics import Topics
+
+
+def fresh_topics(bootstrap: str, prefix: str, partitions: int) -> Topics:
+    """A set of topics under ``prefix`` and a random suffix, created with ``partitions`` each.
+
+    Synchronous, for fixtures of tests that run their own event loops.
+    """
+    fresh = Topics(prefix=f"{prefix}{uuid.uuid4().hex[:10]}")
+    asyncio.run(ensure_topics(bootstrap, fresh.all(), partitions))
+    return fresh
 
 
 async def produce(bootstrap: str, topic: str, items: list[tuple[str, Any]]) -> None:
