@@ -15,6 +15,7 @@ from slawatch_notifier.acklink import (
     AckClaim,
     AckLinks,
     BadSignatureError,
+    DigestClaim,
     ExpiredLinkError,
     MalformedTokenError,
     sign,
@@ -68,3 +69,17 @@ def test_the_link_is_the_public_url_and_the_token_valid_for_the_ttl() -> None:
     assert url.startswith(prefix)
     claim = verify(unquote(url.removeprefix(prefix)), SECRET, NOW)
     assert claim == AckClaim("jira:OPS-42:response", 1, "group:l2", NOW + timedelta(hours=24))
+
+
+def test_a_digest_link_claims_the_digest_and_cannot_pass_for_an_escalation() -> None:
+    links = AckLinks(SECRET, "https://slawatch.example.com", timedelta(hours=24))
+    digest = "digest:oncall:sms:2026-11-26T04:00:00.000000+00:00"
+    url = links.digest_url(digest, "oncall", NOW)
+    token = unquote(url.removeprefix("https://slawatch.example.com/v1/acks/"))
+    assert verify(token, SECRET, NOW) == DigestClaim(digest, "oncall", NOW + timedelta(hours=24))
+    with pytest.raises(ExpiredLinkError):
+        verify(token, SECRET, NOW + timedelta(hours=24))
+    escalation = sign(AckClaim(digest, 1, "oncall", NOW + timedelta(hours=1)), SECRET)
+    spliced = f"{token.split('.')[0]}.{escalation.split('.')[1]}"
+    with pytest.raises(BadSignatureError):
+        verify(spliced, SECRET, NOW)

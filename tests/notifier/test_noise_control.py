@@ -152,6 +152,23 @@ def test_a_small_sms_digest_lists_every_notification() -> None:
     assert content.text.endswith("Z.")
 
 
+def test_a_digest_ends_with_its_link_and_shortens_its_lines_for_it_never_the_link() -> None:
+    url = "https://slawatch.example.com/v1/acks/" + "x" * 150
+    sms = render_digest(_held(40), Channel.SMS, Limit(5, 900), ack_url=url)
+    assert len(sms.text) <= SMS_MAX_CHARS
+    assert sms.text.endswith(f" Ack: {url}")
+    shown = sms.text.count("jira:OPS-")
+    assert 0 < shown < render_digest(_held(40), Channel.SMS, Limit(5, 900)).text.count("jira:")
+    assert f" and {40 - shown} more. Ack: " in sms.text
+    chat = render_digest(_held(3), Channel.DINGTALK, Limit(5, 60), ack_url=url)
+    assert chat.text.count("jira:OPS-") == 3
+    assert chat.text.endswith(f"Z. Ack: {url}")
+    mail = render_digest(_held(3), Channel.EMAIL, Limit(5, 60), "Li Wei", ack_url=url)
+    assert f"Acknowledge them all (stops their escalations):\n{url}\n" in mail.text
+    assert mail.html is not None
+    assert f'<a href="{url}">Acknowledge them all (stops their escalations)</a>' in mail.html
+
+
 def test_an_email_digest_lists_everything_one_line_each() -> None:
     content = render_digest(_held(40), Channel.EMAIL, Limit(30, 900), "Li Wei")
     lines = [line for line in content.text.splitlines() if line.startswith("- ")]

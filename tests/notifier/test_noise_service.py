@@ -15,13 +15,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 from deploy.dev.sms_sink import SmsSink
 
 from notifier.factories import CONFIG, sla_event, write_config
-from notifier.harness import eventually, produce, read_records, running_notifier
+from notifier.harness import eventually, produce, read_records, running_notifier, service_settings
 from slawatch_common.db import create_engine
 from slawatch_common.topics import Topics
 from slawatch_notifier import store
@@ -50,18 +51,16 @@ def _config(**changes: Any) -> dict[str, Any]:
 def settings(
     tmp_path: Path, kafka_bootstrap: str, topics: Topics, smtp_sink: SmtpSink, sms_sink: SmsSink
 ) -> NotifierSettings:
-    return NotifierSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topics.prefix,
-        kafka_partitions=2,
-        config_file=write_config(tmp_path, _config()),
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifier.db",
-        smtp_port=smtp_sink.port,
-        sms_url=sms_sink.url,
+    return service_settings(
+        tmp_path,
+        kafka_bootstrap,
+        topics,
+        smtp_sink,
+        sms_sink,
+        notifier=_config(),
         max_attempts=3,
         retry_base_s=0.05,
         retry_cap_s=0.2,
-        send_timeout_s=5,
     )
 
 
@@ -89,9 +88,12 @@ async def test_a_burst_of_breaches_is_five_sms_and_one_digest_naming_the_rest(
         started = time.time()
         await produce(settings.kafka_bootstrap, settings.topics.sla, breaches)
         await eventually(lambda: len(sms_sink.received()) >= 6, wait_s=15)
-        records = await read_records(settings.kafka_bootstrap, settings.topics.notifications, 6)
+        records = await read_records(settings.kafka_bootstrap, settings.topics.notifications, 9)
         await asyncio.sleep(0.5)  # time for any (wrong) extra message
         exposition = (await client.get("/metrics")).text
+        # the digest ends with the link that acknowledges everything it holds
+        link = sms_sink.received()[-1].message.rsplit(" ", 1)[1]
+        acked = (await client.get(urlsplit(link).path)).json()["escalations"]
 
     texts = sms_sink.received()
     assert len(texts) == 6
@@ -106,14 +108,26 @@ async def test_a_burst_of_breaches_is_five_sms_and_one_digest_naming_the_rest(
     held = [t for t in tickets if _sms_id(t) not in alone]
     assert len(held) == 3
     assert digest.message.startswith("[slawatch] 3 SLA notifications held back (limit 5 per 2s")
-    assert [f"jira:{t} " in digest.message for t in tickets] == [t in held for t in tickets]
+    # as many held tickets as fit before the link, the others counted
+    named = [t for t in tickets if f"jira:{t} " in digest.message]
+    assert named
+    assert set(named) <= set(held)
+    if len(named) < len(held):
+        assert f" and {len(held) - len(named)} more." in digest.message
+    assert digest.message.endswith(f"Ack: {link}")
+    assert len(digest.message) <= 320
+    assert sorted((e["clock_id"], e["status"], e["changed"]) for e in acked) == sorted(
+        (f"jira:{t}:response", "acknowledged", True) for t in held
+    )
 
     rows = await _notifications(settings.database_url)
     assert {rows[_sms_id(t)]["status"] for t in held} == {"folded"}
     assert {rows[_sms_id(t)]["digest_id"] for t in held} == {digest.idempotency_key}
     assert rows[digest.idempotency_key]["status"] == "sent"
-    assert sorted(r.data.notification_id for _, r in records) == sorted(
-        [*alone, digest.idempotency_key]
+    kinds = sorted((r.type, r.data.notification_id, r.data.digest_id) for _, r in records)
+    assert kinds == sorted(
+        [("notification.sent", sent, None) for sent in [*alone, digest.idempotency_key]]
+        + [("notification.folded", _sms_id(t), digest.idempotency_key) for t in held]
     )
     folded = {"channel": "sms", "outcome": "folded", "reason": "rate_limited"}
     assert metric(exposition, "slawatch_notifier_notifications_total", **folded) == 3

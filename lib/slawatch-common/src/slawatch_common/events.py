@@ -239,12 +239,20 @@ class Notification(_Model):
     address: Annotated[str, Field(min_length=1, max_length=320)]
     attempts: Annotated[int, Field(ge=1)]
     error: Annotated[str, Field(max_length=2000)] | None = None
+    digest_id: Identifier | None = Field(
+        None,
+        description="notification.folded: the digest that speaks for it "
+        "(its own record has this id as notification_id).",
+    )
 
 
 class NotificationRecord(Envelope):
-    """The outcome of one notification, emitted by the notifier. Key: ``source:ticket_id``."""
+    """The outcome of one notification, emitted by the notifier. Key: ``source:ticket_id``.
 
-    type: Literal["notification.sent", "notification.failed"]
+    ``notification.folded``: over its recipient's rate limit, it went out as a
+    line of a digest instead of alone (``data.digest_id``)."""
+
+    type: Literal["notification.sent", "notification.failed", "notification.folded"]
     data: Notification
 
     @property

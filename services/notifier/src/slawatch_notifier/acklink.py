@@ -3,12 +3,15 @@
     <public_url>/v1/acks/<token>
     token = base64url(payload) "." base64url(HMAC-SHA256(secret, base64url(payload)))
     payload = {"c": clock_id, "y": cycle, "r": recipient, "e": expiry (Unix seconds)}
+            | {"d": digest_id, "r": recipient, "e": expiry}
 
 Base64url without padding; the short payload keys keep the link short enough
 for an SMS. ``verify`` checks the signature (constant time) before it reads
 the payload, then the expiry: ``BadSignatureError`` (403), ``ExpiredLinkError``
-(410), ``MalformedTokenError`` (422). A token is a bearer credential for one
-escalation until it expires; it acknowledges nothing else.
+(410), ``MalformedTokenError`` (422). A token is a bearer credential until it
+expires, for one escalation (``AckClaim``) or for the escalations of the
+notifications folded into one digest (``DigestClaim``, the link of a digest);
+it acknowledges nothing else.
 """
 
 from __future__ import annotations
@@ -57,19 +60,28 @@ class AckClaim:
     expires_at: datetime
 
 
-def sign(claim: AckClaim, secret: bytes) -> str:
+@dataclass(frozen=True, slots=True)
+class DigestClaim:
+    """What a digest's token says: acknowledge every escalation folded into ``digest_id``."""
+
+    digest_id: str
+    recipient: str
+    expires_at: datetime
+
+
+def sign(claim: AckClaim | DigestClaim, secret: bytes) -> str:
     """The token for ``claim``."""
-    payload = {
-        "c": claim.clock_id,
-        "y": claim.cycle,
-        "r": claim.recipient,
-        "e": int(claim.expires_at.timestamp()),
-    }
+    payload: dict[str, str | int]
+    if isinstance(claim, DigestClaim):
+        payload = {"d": claim.digest_id}
+    else:
+        payload = {"c": claim.clock_id, "y": claim.cycle}
+    payload |= {"r": claim.recipient, "e": int(claim.expires_at.timestamp())}
     body = _encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
     return f"{body}.{_encode(_mac(body, secret))}"
 
 
-def verify(token: str, secret: bytes, now: datetime) -> AckClaim:
+def verify(token: str, secret: bytes, now: datetime) -> AckClaim | DigestClaim:
     """The claim of a genuine, unexpired token; a ``LinkError`` subclass otherwise."""
     body, dot, signature = token.partition(".")
     if not dot or not body or not signature or not token.isascii():
@@ -95,19 +107,27 @@ class AckLinks:
     ttl: timedelta
 
     def url(self, clock_id: str, cycle: int, recipient: str, now: datetime) -> str:
-        claim = AckClaim(clock_id, cycle, recipient, now + self.ttl)
+        return self._url(AckClaim(clock_id, cycle, recipient, now + self.ttl))
+
+    def digest_url(self, digest_id: str, recipient: str, now: datetime) -> str:
+        """The link of a digest: it acknowledges every escalation folded into it."""
+        return self._url(DigestClaim(digest_id, recipient, now + self.ttl))
+
+    def _url(self, claim: AckClaim | DigestClaim) -> str:
         return f"{self.base_url.rstrip('/')}{ACK_PATH}/{quote(sign(claim, self.secret))}"
 
 
-def _claim(body: str) -> AckClaim:
+def _claim(body: str) -> AckClaim | DigestClaim:
     try:
         payload = json.loads(_decode(body))
-        claim = AckClaim(
-            clock_id=_typed(payload["c"], str),
-            cycle=_typed(payload["y"], int),
-            recipient=_typed(payload["r"], str),
-            expires_at=datetime.fromtimestamp(_typed(payload["e"], int), UTC),
-        )
+        recipient = _typed(payload["r"], str)
+        expires_at = datetime.fromtimestamp(_typed(payload["e"], int), UTC)
+        claim: AckClaim | DigestClaim
+        if "d" in payload:
+            claim = DigestClaim(_typed(payload["d"], str), recipient, expires_at)
+        else:
+            clock_id, cycle = _typed(payload["c"], str), _typed(payload["y"], int)
+            claim = AckClaim(clock_id, cycle, recipient, expires_at)
     except (binascii.Error, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise MalformedTokenError(f"the payload is not a claim: {exc}") from exc
     return claim

@@ -2,7 +2,8 @@
 
     POST /v1/acks   {"clock_id": "jira:OPS-42:response", "cycle": 1, "by": "li.wei"}
                     {"ticket_source": "jira", "ticket_id": "OPS-42", "by": "Li Wei (phone)"}
-    GET  /v1/acks/<token>     the link of a notification (``acklink.py``); ``by`` = its recipient
+    GET  /v1/acks/<token>     the link of a notification (``acklink.py``); ``by`` = its recipient;
+                              a digest's link acknowledges every escalation folded into it
 
 An ack marks the escalation acknowledged (guarded on status and version) and
 cancels its pending scheduled steps and the not-yet-sent notifications of
@@ -33,7 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.events import Identifier, Name
 from slawatch_notifier import escalation_store
-from slawatch_notifier.acklink import BadSignatureError, ExpiredLinkError, LinkError, verify
+from slawatch_notifier.acklink import (
+    BadSignatureError,
+    DigestClaim,
+    ExpiredLinkError,
+    LinkError,
+    verify,
+)
 from slawatch_notifier.escalation_store import AckOutcome
 from slawatch_notifier.metrics import AckMethod, FinalReason, NotifierMetrics, StepResult
 from slawatch_notifier.retry import Status
@@ -125,6 +132,18 @@ def acks_router(
         except LinkError as exc:
             detail = [{"loc": ["path", "token"], "msg": str(exc), "type": "value_error"}]
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+        if isinstance(claim, DigestClaim):
+            outcomes = await escalation_store.in_transaction(
+                db,
+                partial(
+                    escalation_store.acknowledge_digest,
+                    digest_id=claim.digest_id,
+                    by=claim.recipient,
+                    now=now(),
+                ),
+            )
+            missing = f"nothing was folded into digest {claim.digest_id!r}"
+            return _answer(outcomes, missing, AckMethod.LINK, metrics)
         outcome = await escalation_store.in_transaction(
             db,
             partial(

@@ -170,6 +170,7 @@ async def running(
             outbox_bell=outbox_bell,
             concurrency=settings.concurrency(),
             limits=partial(limit_for, planner.config),
+            links=planner.links,
         )
         await dispatcher.recover()
         consumer = await start_consumer(settings)

@@ -5,9 +5,11 @@ priority and key, its deadline in UTC — most urgent first: breaches before
 warnings, then the earliest deadline, then the highest priority. Email lists
 every line; SMS and chat say how many there are, as many of the most urgent
 lines as fit the channel (``SMS_MAX_CHARS`` for SMS) and "and N more".
-A digest carries no acknowledgement link: it speaks for several escalations.
-It is worded in its recipient's language (``messages.py``), the locale
-stored with the notifications folded into it.
+A digest ends with its acknowledgement link, when there is one: it
+acknowledges every escalation folded into it (``acklink.DigestClaim``); the
+lines are shortened before the link, never the link. It is worded in its
+recipient's language (``messages.py``), the locale stored with the
+notifications folded into it.
 """
 
 from __future__ import annotations
@@ -70,16 +72,20 @@ def render_digest(
     limit: Limit,
     recipient_name: str | None = None,
     language: Language = ENGLISH,
+    ack_url: str | None = None,
 ) -> Content:
-    """The digest's content on ``channel``; ``held`` in any order, at least one."""
+    """The digest's content on ``channel``; ``held`` in any order, at least one; ending
+    with ``ack_url`` if given."""
     ordered = sorted(held, key=Held.urgency)
     if channel is Channel.EMAIL:
-        return _email(ordered, limit, recipient_name, language)
+        return _email(ordered, limit, recipient_name, language, ack_url)
     cap = SMS_MAX_CHARS if channel is Channel.SMS else CHAT_MAX_CHARS
     count, most = _count(ordered, language), limit.describe(language)
     head = language.text("digest.head", count=count, limit=most, channel=channel)
     lines = [h.line(True, language) for h in ordered]
-    return Content(subject=_subject(ordered, language), text=fit(head, lines, cap, language))
+    ack = " " + language.text("ack.short", url=ack_url) if ack_url else ""
+    text = fit(head, lines, max(cap - len(ack), 40), language) + ack
+    return Content(subject=_subject(ordered, language), text=text)
 
 
 def fit(head: str, lines: Sequence[str], cap: int, language: Language = ENGLISH) -> str:
@@ -96,7 +102,11 @@ def fit(head: str, lines: Sequence[str], cap: int, language: Language = ENGLISH)
 
 
 def _email(
-    ordered: Sequence[Held], limit: Limit, recipient_name: str | None, language: Language
+    ordered: Sequence[Held],
+    limit: Limit,
+    recipient_name: str | None,
+    language: Language,
+    ack_url: str | None,
 ) -> Content:
     if recipient_name:
         greeting = language.text("greeting.named", name=recipient_name)
@@ -107,12 +117,15 @@ def _email(
     )
     lines = "\n".join(f"- {held.line(language=language)}" for held in ordered)
     footer = language.text("footer")
-    text = f"{greeting}\n\n{lead}\n\n{lines}\n\n-- \n{footer}\n"
+    label = language.text("digest.ack.label")
+    ack = f"\n\n{language.text('label', label=label)}\n{ack_url}" if ack_url else ""
+    text = f"{greeting}\n\n{lead}\n\n{lines}{ack}\n\n-- \n{footer}\n"
     items = "\n".join(f"<li>{html.escape(held.line(language=language))}</li>" for held in ordered)
+    link = f'<p><a href="{html.escape(ack_url)}">{html.escape(label)}</a></p>\n' if ack_url else ""
     body = (
         f'<!DOCTYPE html>\n<html lang="{language.locale}"><body>\n'
         f"<p>{html.escape(greeting)}</p>\n<p>{html.escape(lead)}</p>\n"
-        f"<ul>\n{items}\n</ul>\n<p>{html.escape(footer)}</p>\n</body></html>\n"
+        f"<ul>\n{items}\n</ul>\n{link}<p>{html.escape(footer)}</p>\n</body></html>\n"
     )
     return Content(subject=_subject(ordered, language), text=text, html=body)
 

@@ -65,6 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.events import Channel
 from slawatch_notifier import fallback, folding, store
+from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.channels.port import ChannelPort, Delivered, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.folding import Admission, Limits, unlimited
@@ -101,9 +102,11 @@ class Dispatcher:
         outbox_bell: asyncio.Event,
         concurrency: Mapping[Channel, int],
         limits: Limits = unlimited,
+        links: AckLinks | None = None,
     ) -> None:
         """``concurrency``: each channel's slots (a channel it omits is never sent on);
-        ``limits``: the rate limit of a recipient on a channel (``rate_limits.limit_for``)."""
+        ``limits``: the rate limit of a recipient on a channel (``rate_limits.limit_for``);
+        ``links``: signs a digest's acknowledgement link."""
         self._engine = engine
         self._channels = channels
         self._policy = policy
@@ -118,6 +121,7 @@ class Dispatcher:
             if concurrency.get(channel, 0) > 0
         }
         self._limits = limits
+        self._links = links
         self._ended: list[_Ended] = []
         self._record_bell = asyncio.Event()
         self._room = asyncio.Event()
@@ -171,11 +175,13 @@ class Dispatcher:
         now = self._clock.now()
         async with self._engine.begin() as conn:
             claimed = await store.claim_due(conn, now, wants)
-            admission = await folding.admit(conn, claimed, self._limits, now)
+            admission = await folding.admit(conn, claimed, self._limits, now, self._links)
             got = Counter(item.channel for item in claimed)
             short = [channel for channel, want in wants.items() if got[channel] < want]
             due = await store.next_due_by_channel(conn, short) if short else {}
         self._count_folded(admission)
+        if admission.folded:
+            self._outbox_bell.set()
         for sending in admission.send:
             self._lanes[sending.channel].queue.put_nowait(sending)
         for channel in short:

@@ -459,6 +459,23 @@ async def acknowledge_ticket(
     ]
 
 
+async def acknowledge_digest(
+    conn: AsyncConnection, digest_id: str, by: str, now: datetime
+) -> list[AckOutcome]:
+    """Acknowledge the escalation of every notification folded into a digest (its link);
+    empty if nothing was folded into it."""
+    table = store.notifications
+    folded = (
+        sa.select(table.c.clock_id, table.c.cycle)
+        .where(table.c.digest_id == digest_id)
+        .distinct()
+        .order_by(table.c.clock_id, table.c.cycle)
+    )
+    keys = [(row.clock_id, row.cycle) for row in await conn.execute(folded)]
+    states = await load(conn, keys)
+    return [await _acknowledge(conn, states[key], by, now) for key in keys if key in states]
+
+
 async def _acknowledge(
     conn: AsyncConnection, state: Escalation, by: str, now: datetime
 ) -> AckOutcome:

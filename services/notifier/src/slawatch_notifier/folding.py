@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slawatch_common.events import Channel
 from slawatch_notifier import rate_limits
+from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.config import RateLimit
 from slawatch_notifier.digest import Held, Limit, render_digest
 from slawatch_notifier.messages import language
@@ -69,9 +70,15 @@ class Admission:
 
 
 async def admit(
-    conn: AsyncConnection, claimed: Sequence[Claimed], limits: Limits, now: datetime
+    conn: AsyncConnection,
+    claimed: Sequence[Claimed],
+    limits: Limits,
+    now: datetime,
+    links: AckLinks | None = None,
 ) -> Admission:
-    """Split ``claimed`` (all ``sending``) into what to send and what was folded."""
+    """Split ``claimed`` (all ``sending``) into what to send and what was folded.
+
+    ``links``: a digest carries the link that acknowledges all it holds."""
     admission = Admission()
     limited: dict[Key, list[Claimed]] = {}
     for item in claimed:
@@ -83,7 +90,7 @@ async def admit(
     for key in sorted(limited):
         limit = limits(*key)
         assert limit is not None
-        await _admit_recipient(conn, key, limited[key], limit, now, admission)
+        await _admit_recipient(conn, key, limited[key], limit, now, admission, links)
     return admission
 
 
@@ -94,6 +101,7 @@ async def _admit_recipient(
     limit: RateLimit,
     now: datetime,
     admission: Admission,
+    links: AckLinks | None,
 ) -> None:
     window: Window | None = await _lock_window(conn, key, now)
     digests: set[str] = set()
@@ -110,7 +118,9 @@ async def _admit_recipient(
         digests.add(decision.digest_id)
     assert window is not None
     for digest in sorted(digests):
-        await _render(conn, digest, key[1], window, items[0].outbound.recipient_name, now)
+        ack_url = links.digest_url(digest, key[0], now) if links is not None else None
+        name = items[0].outbound.recipient_name
+        await _render(conn, digest, key[1], window, name, now, ack_url)
     await _save_window(conn, key, window, now)
 
 
@@ -258,6 +268,7 @@ async def _render(
     window: Window,
     recipient_name: str | None,
     now: datetime,
+    ack_url: str | None,
 ) -> None:
     """Write the digest's content and note from every notification folded into it.
 
@@ -279,7 +290,7 @@ async def _render(
     locale = next((row.locale for row in reversed(rows) if row.locale), None)
     per = round((window.ends_at - window.started_at).total_seconds())
     limit = Limit(window.max, per)
-    content = render_digest(held, channel, limit, recipient_name, language(locale))
+    content = render_digest(held, channel, limit, recipient_name, language(locale), ack_url)
     await conn.execute(
         sa.update(table)
         .where(table.c.id == digest_id, table.c.status == Status.PENDING)

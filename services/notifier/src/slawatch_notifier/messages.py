@@ -77,6 +77,7 @@ _EN = {
     "digest.lead": "{count} beyond your limit of {limit} on email were held back; "
     "here they are, most urgent first:",
     "digest.limit": "{max} per {per}",
+    "digest.ack.label": "Acknowledge them all (stops their escalations)",
     "digest.line": "{stage} {ticket} deadline {deadline}",
     "digest.no_deadline": "none (paused)",
     "list.next": ";",
@@ -137,6 +138,7 @@ _ZH_CN = {
     "digest.head": "[slawatch] {count}因超出 {channel} 频率限制（{limit}）被暂缓：",
     "digest.lead": "超出您的邮件频率限制（{limit}）的 {count}被暂缓，现按紧急程度依次列出：",
     "digest.limit": "每 {per} {max} 条",
+    "digest.ack.label": "全部确认收到（停止这些升级）",
     "digest.line": "{stage} {ticket} 截止 {deadline}",
     "digest.no_deadline": "无（已暂停）",
     "list.next": "；",

@@ -1,7 +1,7 @@
 """Outbox: every finished notification's ``NotificationRecord``, published after its commit.
 
-The dispatcher commits a notification as ``sent`` or ``failed`` with
-``published = false`` and rings the outbox bell; the outbox reads such rows,
+The dispatcher commits a notification as ``sent``, ``failed`` or ``folded``
+(into a digest) with ``published = false`` and rings the outbox bell; the outbox reads such rows,
 publishes one record each to ``<prefix>.notifications`` (key
 ``source:ticket_id``) with the idempotent producer, then marks them published.
 A stop or crash between the two republishes a record with the same
@@ -30,13 +30,20 @@ BATCH = 100
 ERROR_LIMIT = 2000
 
 
+_KINDS = {
+    Status.SENT: "notification.sent",
+    Status.FAILED: "notification.failed",
+    Status.FOLDED: "notification.folded",
+}
+
+
 def record_for(finished: store.Finished) -> NotificationRecord:
     """The record of a finished notification; its ``event_id`` is stable across republishing."""
-    kind = "sent" if finished.status is Status.SENT else "failed"
+    kind = finished.status.value
     error = finished.last_error[:ERROR_LIMIT] if finished.last_error else None
     return NotificationRecord(
         event_id=f"notification:{finished.id}:{kind}",
-        type="notification.sent" if kind == "sent" else "notification.failed",
+        type=_KINDS[finished.status],
         occurred_at=finished.updated_at,
         source=SOURCE,
         data=Notification(
@@ -50,7 +57,8 @@ def record_for(finished: store.Finished) -> NotificationRecord:
             channel=finished.channel,
             address=finished.address,
             attempts=max(finished.attempts, 1),
-            error=None if kind == "sent" else error,
+            error=error if finished.status is Status.FAILED else None,
+            digest_id=finished.digest_id if finished.status is Status.FOLDED else None,
         ),
     )
 

@@ -663,7 +663,7 @@ async def _record_interrupted(
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A sent or failed notification whose record is not yet published."""
+    """A sent, failed or folded notification whose record is not yet published."""
 
     id: str
     sla_event_id: str
@@ -678,15 +678,16 @@ class Finished:
     attempts: int
     last_error: str | None
     updated_at: datetime
+    digest_id: str | None
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> list[Finished]:
-    """Finished notifications whose record has not been published, oldest first."""
+    """Finished (and folded) notifications whose record has not been published, oldest first."""
     query = (
         sa.select(*(notifications.c[field.name] for field in fields(Finished)))
         .where(
             notifications.c.published.is_(False),
-            notifications.c.status.in_([Status.SENT, Status.FAILED]),
+            notifications.c.status.in_([Status.SENT, Status.FAILED, Status.FOLDED]),
         )
         .order_by(notifications.c.updated_at)
         .limit(limit)
