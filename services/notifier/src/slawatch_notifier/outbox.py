@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -95,23 +96,31 @@ class Outbox:
                 pass
 
     async def flush(self) -> int:
-        """Publish up to ``BATCH`` pending records; how many were published."""
+        """Publish up to ``BATCH`` pending records; how many the broker acknowledged, which
+        are marked published. All are handed to the producer in order before any
+        acknowledgement is awaited, so they travel in batches."""
         async with self._engine.connect() as conn:
             finished = await store.unpublished(conn, BATCH)
-        published: list[str] = []
+        sending: list[tuple[str, NotificationRecord, asyncio.Future[Any]]] = []
         try:
             for item in finished:
-                await self._publish(record_for(item))
-                published.append(item.id)
+                record = record_for(item)
+                value, key = record.model_dump_json().encode(), record.key.encode()
+                ack = await self._producer.send(self._topic, value=value, key=key)
+                sending.append((item.id, record, ack))
         except KafkaError as exc:
             log.warning("publishing notification records failed; will retry: %s", exc)
+        acks = await asyncio.gather(*(ack for _, _, ack in sending), return_exceptions=True)
+        published: list[str] = []
+        for (notification_id, record, _), outcome in zip(sending, acks, strict=True):
+            if isinstance(outcome, KafkaError):
+                log.warning("publishing %s failed; will retry: %s", record.event_id, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                published.append(notification_id)
+                self._metrics.records_published.labels(record.type).inc()
         if published:
             async with self._engine.begin() as conn:
                 await store.mark_published(conn, published)
         return len(published)
-
-    async def _publish(self, record: NotificationRecord) -> None:
-        await self._producer.send_and_wait(
-            self._topic, value=record.model_dump_json().encode(), key=record.key.encode()
-        )
-        self._metrics.records_published.labels(record.type).inc()
