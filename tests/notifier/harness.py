@@ -28,6 +28,10 @@ from support.smtp import SmtpSink
 
 Scenario = Callable[[AsyncEngine], Awaitable[None]]
 
+SettingsMaker = Callable[..., NotifierSettings]
+"""The ``make_settings`` fixture (``conftest.py``): ``service_settings`` with the test's
+topics, sinks and folder bound."""
+
 
 def service_settings(
     tmp_path: Path,

@@ -23,10 +23,9 @@ import sqlalchemy as sa
 from deploy.dev.sms_sink import SmsSink
 
 from notifier.factories import ESCALATING, sla_event, write_config
-from notifier.harness import eventually, produce, running_notifier, service_settings
+from notifier.harness import SettingsMaker, eventually, produce, running_notifier
 from slawatch_common.db import create_engine
 from slawatch_common.events import SlaEvent
-from slawatch_common.topics import Topics
 from slawatch_notifier import store
 from slawatch_notifier.acklink import AckClaim, sign
 from slawatch_notifier.settings import NotifierSettings
@@ -49,18 +48,9 @@ def _config(after: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, kafka_bootstrap: str, topics: Topics, smtp_sink: SmtpSink, sms_sink: SmsSink
-) -> NotifierSettings:
-    return service_settings(
-        tmp_path,
-        kafka_bootstrap,
-        topics,
-        smtp_sink,
-        sms_sink,
-        notifier=_config("1s"),
-        ack_secret=ACK_SECRET,
-        public_url="http://notifier",
+def settings(make_settings: SettingsMaker) -> NotifierSettings:
+    return make_settings(
+        notifier=_config("1s"), ack_secret=ACK_SECRET, public_url="http://notifier"
     )
 
 

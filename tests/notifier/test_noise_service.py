@@ -22,9 +22,8 @@ import sqlalchemy as sa
 from deploy.dev.sms_sink import SmsSink
 
 from notifier.factories import CONFIG, sla_event, write_config
-from notifier.harness import eventually, produce, read_records, running_notifier, service_settings
+from notifier.harness import SettingsMaker, eventually, produce, read_records, running_notifier
 from slawatch_common.db import create_engine
-from slawatch_common.topics import Topics
 from slawatch_notifier import store
 from slawatch_notifier.settings import NotifierSettings
 from support.prom import metric
@@ -48,20 +47,8 @@ def _config(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, kafka_bootstrap: str, topics: Topics, smtp_sink: SmtpSink, sms_sink: SmsSink
-) -> NotifierSettings:
-    return service_settings(
-        tmp_path,
-        kafka_bootstrap,
-        topics,
-        smtp_sink,
-        sms_sink,
-        notifier=_config(),
-        max_attempts=3,
-        retry_base_s=0.05,
-        retry_cap_s=0.2,
-    )
+def settings(make_settings: SettingsMaker) -> NotifierSettings:
+    return make_settings(notifier=_config(), max_attempts=3, retry_base_s=0.05, retry_cap_s=0.2)
 
 
 async def _notifications(database_url: str) -> dict[str, sa.RowMapping]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from email.message import Message
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,16 +16,15 @@ from deploy.dev.sms_sink import SmsSink
 
 from notifier.factories import sla_event
 from notifier.harness import (
+    SettingsMaker,
     eventually,
     produce,
     read_records,
     rewind_group,
     running_notifier,
-    service_settings,
 )
 from slawatch_common.db import create_engine
 from slawatch_common.events import SlaEvent
-from slawatch_common.topics import Topics
 from slawatch_notifier import store
 from slawatch_notifier.channels.email import message_id, thread_id
 from slawatch_notifier.intake import consumer_group
@@ -42,23 +40,8 @@ BREACH_MAIL_ID = "jira:OPS-42:response:breach:1:supervisor:email"
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path,
-    kafka_bootstrap: str,
-    topics: Topics,
-    smtp_sink: SmtpSink,
-    sms_sink: SmsSink,
-) -> NotifierSettings:
-    return service_settings(
-        tmp_path,
-        kafka_bootstrap,
-        topics,
-        smtp_sink,
-        sms_sink,
-        max_attempts=4,
-        retry_base_s=0.05,
-        retry_cap_s=0.2,
-    )
+def settings(make_settings: SettingsMaker) -> NotifierSettings:
+    return make_settings(max_attempts=4, retry_base_s=0.05, retry_cap_s=0.2)
 
 
 @pytest.fixture
