@@ -8,7 +8,7 @@ PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifie
 PYTEST_ARGS ?=
 
 .PHONY: help install lint format test test-unit test-integration run bench schemas lock \
-        kafka-up kafka-down pg-up pg-down alertmanager fuzz chaos clean
+        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager fuzz chaos clean
 
 help:
 	@echo "make run     set up and run slawatch locally (Ctrl-C stops everything)"
@@ -47,6 +47,9 @@ kafka-up:
 
 kafka-down:
 	deploy/kafka/kafka.sh stop
+
+kafka-reset:
+	deploy/kafka/kafka.sh reset
 
 pg-up:
 	deploy/postgres/pg.sh start

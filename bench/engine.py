@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.ingest import BOOTSTRAP, ROOT, _free_port
-from slawatch_common.kafka import ensure_topics, start_producer
+from slawatch_common.kafka import delete_topics, ensure_topics, start_producer
 from slawatch_common.topics import Topics
 
 BIN = Path(sys.executable).parent
@@ -42,16 +42,17 @@ def bench_engine() -> dict[str, Any]:
 async def _bench() -> dict[str, Any]:
     topics = Topics(f"bencheng{uuid.uuid4().hex[:8]}")
     await ensure_topics(BOOTSTRAP, topics.all(), 4)
-    await _fill(topics.tickets)
-    baseline = await _raw_consume(topics.tickets)
     database = f"bench_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
     try:
+        await _fill(topics.tickets)
+        baseline = await _raw_consume(topics.tickets)
+        await admin.execute(f'CREATE DATABASE "{database}"')
         rate = await _engine_rate(topics, PG_ADMIN.rsplit("/", 1)[0] + f"/{database}")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+        await delete_topics(BOOTSTRAP, topics.all())
     return {
         "events_per_s": rate,
         "baseline_raw_consume_per_s": baseline,

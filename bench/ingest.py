@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from slawatch_common.kafka import ensure_topics
+from slawatch_common.kafka import delete_topics, ensure_topics
 from slawatch_common.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,18 +64,21 @@ def bench_ingest() -> dict[str, Any]:
     }
     echo = [str(BIN / "python"), "-m", "uvicorn", "bench.echo_app:app", "--log-level", "warning",
             "--no-access-log", "--port"]  # fmt: skip
-    with (
-        serving(echo, env, "/") as bare,
-        serving(
-            [str(BIN / "slawatch-ingest")], env, "/readyz", port_env="SLAWATCH_INGEST_PORT"
-        ) as ingest,
-    ):
-        baseline = wrk(bare + "/")
-        ours = wrk(ingest + "/v1/events")
-        half_rate = max(1, round(ours / 2))
-        latency = constant_rate(ingest + "/v1/events", half_rate)
-        baseline_latency = constant_rate(bare + "/", half_rate)
-        batch = asyncio.run(batch_rate(ingest + "/v1/events"))
+    try:
+        with (
+            serving(echo, env, "/") as bare,
+            serving(
+                [str(BIN / "slawatch-ingest")], env, "/readyz", port_env="SLAWATCH_INGEST_PORT"
+            ) as ingest,
+        ):
+            baseline = wrk(bare + "/")
+            ours = wrk(ingest + "/v1/events")
+            half_rate = max(1, round(ours / 2))
+            latency = constant_rate(ingest + "/v1/events", half_rate)
+            baseline_latency = constant_rate(bare + "/", half_rate)
+            batch = asyncio.run(batch_rate(ingest + "/v1/events"))
+    finally:
+        asyncio.run(delete_topics(BOOTSTRAP, topics.all()))
     return {
         "rps": ours,
         "baseline_bare_uvicorn_rps": baseline,

@@ -31,7 +31,7 @@ import yaml
 
 from bench.engine import PG_ADMIN
 from bench.ingest import BOOTSTRAP, ROOT, _free_port
-from slawatch_common.kafka import ensure_topics, start_producer
+from slawatch_common.kafka import delete_topics, ensure_topics, start_producer
 from slawatch_common.topics import Topics
 from slawatch_notifier.channels.email import build_message
 from slawatch_notifier.channels.port import Outbound
@@ -173,6 +173,7 @@ async def _notifier_rate(smtp_port: int) -> int:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+        await delete_topics(BOOTSTRAP, topics.all())
 
 
 async def _run_notifier(topics: Topics, pg_dsn: str, config: Path, smtp_port: int) -> int:

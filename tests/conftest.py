@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from deploy.dev.sms_sink import SmsSink
 
-from slawatch_common.kafka import ensure_topics
+from slawatch_common.kafka import delete_topics, ensure_topics
 from slawatch_common.topics import Topics
 from support.smtp import SmtpSink
 
@@ -35,11 +35,12 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture
-async def topics() -> Topics:
-    """A fresh set of topics (2 partitions each) under a unique prefix."""
+async def topics() -> AsyncIterator[Topics]:
+    """A fresh set of topics (2 partitions each) under a unique prefix, deleted after the test."""
     fresh = Topics(prefix=f"t{uuid.uuid4().hex[:12]}")
     await ensure_topics(KAFKA_BOOTSTRAP, fresh.all(), partitions=2)
-    return fresh
+    yield fresh
+    await delete_topics(KAFKA_BOOTSTRAP, fresh.all())
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ from typing import Any
 import asyncpg
 
 from bench.engine import PG_ADMIN
-from bench.ingest import ROOT
+from bench.ingest import BOOTSTRAP, ROOT
 from bench.scale import probes
 from bench.scale.figures import STAGE_TYPES, Observed, analyse
 from bench.scale.plan import DOWN_S, SLACK_S, Plan, say
 from bench.scale.processes import Engine, Ingest, engine_env, migrate, run_load
 from bench.scale.seed import seed
-from bench.scale.topics import SlaRecorder, create_topics, delete_topics, produce_stops
+from bench.scale.topics import SlaRecorder, create_topics, produce_stops
+from slawatch_common.kafka import delete_topics
 from slawatch_common.topics import Topics
 
 LOGS = ROOT / ".data/bench"
@@ -65,7 +66,7 @@ async def _bench(plan: Plan) -> dict[str, Any]:
     finally:
         await _drop(admin, database)
         await admin.close()
-        await delete_topics(topics)
+        await delete_topics(BOOTSTRAP, topics.all())
     result = analyse(plan, recorder.seen, observed)
     result["wall_s"] = round(time.time() - started)
     return result

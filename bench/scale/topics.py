@@ -47,15 +47,6 @@ async def create_topics(topics: Topics) -> None:
     await ensure_topics(BOOTSTRAP, topics.all(), PARTITIONS)
 
 
-async def delete_topics(topics: Topics) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.delete_topics(list(topics.all()))
-    finally:
-        await admin.close()
-
-
 async def produce_stops(topic: str, plan: Plan) -> int:
     """Each planned stop (``ticket.responded`` or ``ticket.resolved``: both stop the
     response clock) at its instant; how many were sent after their deadline."""

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Start, stop or check a single-node Apache Kafka broker in KRaft mode.
 #
-#   deploy/kafka/kafka.sh start|stop|status|jars
+#   deploy/kafka/kafka.sh start|stop|status|jars|reset
 #
 # The broker jars are resolved from Maven Central by pom.xml beside this
 # script (mvn package → target/lib). Data and logs live in $KAFKA_DATA_DIR
 # (default: .data/kafka at the repository root, git-ignored). Port:
 # $KAFKA_PORT (default 9092), controller $KAFKA_CONTROLLER_PORT (9093).
+# The broker keeps files open for every partition it holds: it gets as many
+# open files as the hard limit allows. `reset` stops it and deletes its data.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,6 +51,7 @@ start() {
       -c "$data/server.properties" >"$data/logs/format.log" 2>&1 \
       || { cat "$data/logs/format.log" >&2; return 1; }
   fi
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   nohup java "${java_opts[@]}" -cp "$lib/*" kafka.Kafka "$data/server.properties" \
     >"$data/logs/stdout.log" 2>&1 &
   echo $! > "$pidfile"
@@ -76,5 +79,6 @@ case "${1:-}" in
   stop) stop ;;
   status) if running; then echo "kafka: running (pid $(cat "$pidfile"))"; else echo "kafka: stopped"; exit 1; fi ;;
   jars) jars ;;
-  *) echo "usage: $0 start|stop|status|jars" >&2; exit 2 ;;
+  reset) stop; rm -rf "$data/log"; echo "kafka: data deleted" ;;
+  *) echo "usage: $0 start|stop|status|jars|reset" >&2; exit 2 ;;
 esac

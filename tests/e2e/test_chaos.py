@@ -370,8 +370,9 @@ def _spread(values: Iterable[float]) -> str:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str) -> Topics:
-    return fresh_topics(kafka_bootstrap, "ch", PARTITIONS)
+def topics(kafka_bootstrap: str) -> Iterator[Topics]:
+    with fresh_topics(kafka_bootstrap, "ch", PARTITIONS) as fresh:
+        yield fresh
 
 
 @pytest.fixture

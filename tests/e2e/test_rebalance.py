@@ -41,9 +41,10 @@ policies:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str) -> Topics:
+def topics(kafka_bootstrap: str) -> Iterator[Topics]:
     """Topics of their own, with six partitions for three engines."""
-    return fresh_topics(kafka_bootstrap, "rb", PARTITIONS)
+    with fresh_topics(kafka_bootstrap, "rb", PARTITIONS) as fresh:
+        yield fresh
 
 
 @pytest.fixture

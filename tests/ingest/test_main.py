@@ -7,12 +7,12 @@ import os
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from slawatch_common.topics import Topics
 from support.net import free_port
 
 SCRIPT = Path(sys.executable).with_name("slawatch-ingest")
@@ -43,14 +43,16 @@ async def test_an_invalid_webhook_configuration_ends_the_process(tmp_path: Path)
 
 
 @pytest.mark.kafka
-async def test_serves_until_sigterm_then_closes_the_producer(kafka_bootstrap: str) -> None:
+async def test_serves_until_sigterm_then_closes_the_producer(
+    kafka_bootstrap: str, topics: Topics
+) -> None:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         SCRIPT,
         env=os.environ
         | {
             "SLAWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "SLAWATCH_TOPIC_PREFIX": f"main{uuid.uuid4().hex[:8]}",
+            "SLAWATCH_TOPIC_PREFIX": topics.prefix,
             "SLAWATCH_INGEST_PORT": str(port),
         },
         stderr=asyncio.subprocess.PIPE,

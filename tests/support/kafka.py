@@ -6,22 +6,29 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from slawatch_common.kafka import ensure_topics
+from slawatch_common.kafka import delete_topics, ensure_topics
 from slawatch_common.topics import Topics
 
 
-def fresh_topics(bootstrap: str, prefix: str, partitions: int) -> Topics:
-    """A set of topics under ``prefix`` and a random suffix, created with ``partitions`` each.
+@contextmanager
+def fresh_topics(bootstrap: str, prefix: str, partitions: int) -> Iterator[Topics]:
+    """A set of topics under ``prefix`` and a random suffix, created with ``partitions`` each
+    and deleted on leaving.
 
     Synchronous, for fixtures of tests that run their own event loops.
     """
     fresh = Topics(prefix=f"{prefix}{uuid.uuid4().hex[:10]}")
     asyncio.run(ensure_topics(bootstrap, fresh.all(), partitions))
-    return fresh
+    try:
+        yield fresh
+    finally:
+        asyncio.run(delete_topics(bootstrap, fresh.all()))
 
 
 async def produce(bootstrap: str, topic: str, items: list[tuple[str, Any]]) -> None:

@@ -51,6 +51,20 @@ async def ensure_topics(
     log.info("topics ready: %s (%d partitions)", ", ".join(topics), partitions)
 
 
+async def delete_topics(bootstrap: str, topics: tuple[str, ...]) -> None:
+    """Delete ``topics`` (those that exist), for tests and benchmarks that make throwaway
+    topics: a broker keeps files open for every partition it holds."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        gone = [name for name in topics if name in existing]
+        if gone:
+            await admin.delete_topics(gone)
+    finally:
+        await admin.close()
+
+
 def durable_producer(
     bootstrap: str, *, request_timeout_ms: int = 10_000, linger_ms: int = 2
 ) -> AIOKafkaProducer:
