@@ -40,7 +40,7 @@ from slawatch_notifier.digest import Held, Limit, render_digest
 from slawatch_notifier.messages import language
 from slawatch_notifier.rate_limits import DIGEST, Fold, Send, Window
 from slawatch_notifier.retry import Status
-from slawatch_notifier.store import Claimed, content_json, notifications, rate_windows
+from slawatch_notifier.store import Claimed, content_json, new_row, notifications, rate_windows
 
 Limits = Callable[[str, Channel], RateLimit | None]
 """The limit of a recipient on a channel, if any (``rate_limits.limit_for`` bound to a config)."""
@@ -208,39 +208,21 @@ def _digest_row(item: Claimed, digest_id: str, due: datetime, now: datetime) -> 
     notifications are folded into it.
     """
     outbound = item.outbound
-    return {
-        "id": digest_id,
-        "sla_event_id": digest_id,
-        "clock_id": digest_id,
-        "cycle": 1,
-        "step": 0,
-        "repeat": 0,
-        "generation": 0,
-        "scheduled": False,
-        "locale": None,
-        "stage": DIGEST,
-        "ticket_source": DIGEST,
-        "ticket_id": f"{item.recipient}:{item.channel}",
-        "recipient": item.recipient,
-        "recipient_name": outbound.recipient_name,
-        "channel": str(item.channel),
-        "address": outbound.address,
-        "content": content_json(outbound.content),
-        "status": Status.PENDING,
-        "attempts": 0,
-        "next_attempt_at": due,
-        "last_error": None,
-        "created_at": now,
-        "updated_at": now,
-        "published": False,
-        "due_at": due,
-        "deferred_until": None,
-        "fallback_of": None,
-        "digest_id": None,
-        "deadline": None,
-        "priority": None,
-        "note": None,
-    }
+    return new_row(
+        id=digest_id,
+        sla_event_id=digest_id,
+        clock_id=digest_id,
+        stage=DIGEST,
+        ticket_source=DIGEST,
+        ticket_id=f"{item.recipient}:{item.channel}",
+        recipient=item.recipient,
+        recipient_name=outbound.recipient_name,
+        channel=str(item.channel),
+        address=outbound.address,
+        content=content_json(outbound.content),
+        due=due,
+        now=now,
+    )
 
 
 async def _fold(

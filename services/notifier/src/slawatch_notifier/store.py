@@ -252,25 +252,46 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
     note = None
     if draft.deferred_until is not None:
         note = f"deferred to {draft.deferred_until.isoformat()}: quiet hours of {planned.recipient}"
+    return new_row(
+        id=planned.notification_id,
+        sla_event_id=event.event_id,
+        clock_id=event.data.clock.clock_id,
+        cycle=planned.cycle,
+        step=firing.step,
+        repeat=firing.repeat,
+        generation=firing.generation,
+        scheduled=firing.scheduled,
+        locale=planned.locale,
+        stage=planned.stage,
+        ticket_source=event.data.ticket.source,
+        ticket_id=event.data.ticket.id,
+        recipient=planned.recipient,
+        recipient_name=planned.recipient_name,
+        channel=str(planned.channel),
+        address=planned.address,
+        content=content_json(draft.content),
+        status=Status.STANDBY if planned.fallback_of else Status.PENDING,
+        due=due,
+        now=now,
+        deferred_until=draft.deferred_until,
+        fallback_of=planned.fallback_of,
+        deadline=event.data.clock.deadline,
+        priority=str(event.data.ticket.priority),
+        note=note,
+    )
+
+
+def new_row(*, due: datetime, now: datetime, **values: Any) -> dict[str, Any]:
+    """A ``notifier_notifications`` row not yet tried, due at ``due``: ``values`` over the
+    defaults of a new row (first cycle, no attempt, unpublished, pending, nothing noted)."""
     return {
-        "id": planned.notification_id,
-        "sla_event_id": event.event_id,
-        "clock_id": event.data.clock.clock_id,
-        "cycle": planned.cycle,
-        "step": firing.step,
-        "repeat": firing.repeat,
-        "generation": firing.generation,
-        "scheduled": firing.scheduled,
-        "locale": planned.locale,
-        "stage": planned.stage,
-        "ticket_source": event.data.ticket.source,
-        "ticket_id": event.data.ticket.id,
-        "recipient": planned.recipient,
-        "recipient_name": planned.recipient_name,
-        "channel": str(planned.channel),
-        "address": planned.address,
-        "content": content_json(draft.content),
-        "status": Status.STANDBY if planned.fallback_of else Status.PENDING,
+        "cycle": 1,
+        "step": 0,
+        "repeat": 0,
+        "generation": 0,
+        "scheduled": False,
+        "locale": None,
+        "status": Status.PENDING,
         "attempts": 0,
         "next_attempt_at": due,
         "last_error": None,
@@ -278,12 +299,13 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "published": False,
         "due_at": due,
-        "deferred_until": draft.deferred_until,
-        "fallback_of": planned.fallback_of,
+        "deferred_until": None,
+        "fallback_of": None,
         "digest_id": None,
-        "deadline": event.data.clock.deadline,
-        "priority": str(event.data.ticket.priority),
-        "note": note,
+        "deadline": None,
+        "priority": None,
+        "note": None,
+        **values,
     }
 
 
