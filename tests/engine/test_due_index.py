@@ -79,10 +79,10 @@ def test_a_bulk_load_yields_to_what_was_set_while_it_ran() -> None:
     index.set("gone", 1, None)  # stopped meanwhile
     added = index.load(
         [
-            ("a", 0, T0 + 2 * US),
-            ("moved", 1, T0),  # the stale row the load read
-            ("gone", 1, T0),
-            ("b", 0, T0 + US),
+            ("a", 0, _micros(T0 + 2 * US)),
+            ("moved", 1, _micros(T0)),  # the stale row the load read
+            ("gone", 1, _micros(T0)),
+            ("b", 0, _micros(T0 + US)),
         ]
     )
     index.end_load()
@@ -90,6 +90,11 @@ def test_a_bulk_load_yields_to_what_was_set_while_it_ran() -> None:
     assert index.pop_due(T0 + timedelta(minutes=1)) == ["b", "a"]
     assert index.pop_due(T0 + timedelta(minutes=9)) == ["moved"]
     assert len(index) == 0
+
+
+def _micros(moment: datetime) -> int:
+    """µs since the epoch, as ``store.due_clocks`` gives a due instant."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // US
 
 
 def test_the_timer_judges_no_later_than_the_input_has_been_read() -> None:

@@ -49,6 +49,62 @@ async def test_prune_forgets_only_what_no_redelivery_can_bring_back(url: str) ->
         await db.dispose()
 
 
+async def test_due_clocks_gives_each_instant_to_the_microsecond(url: str) -> None:
+    """What the timer index is rebuilt from: (clock id, partition, µs since the epoch) of the
+    clocks with a stage ahead in the partitions asked for, in chunks."""
+    db = create_engine(url)
+    due = {
+        "a": (0, NOW + timedelta(microseconds=1)),
+        "b": (1, NOW - timedelta(days=400, microseconds=999_999)),
+        "c": (1, datetime(2031, 2, 28, 23, 59, 59, 999_999, tzinfo=UTC)),
+        "d": (2, NOW),  # a partition not asked for
+    }
+    try:
+        await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
+        async with db.begin() as conn:
+            rows = [_clock(clock_id, p, at) for clock_id, (p, at) in due.items()]
+            rows.append(_clock("stopped", 0, None))
+            await conn.execute(insert(store.clocks), rows)
+        async with db.connect() as conn:
+            chunks = [list(chunk) async for chunk in store.due_clocks(conn, [0, 1], chunk=2)]
+    finally:
+        await db.dispose()
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert sorted(tuple(row) for chunk in chunks for row in chunk) == [
+        (clock_id, p, (at - epoch) // timedelta(microseconds=1))
+        for clock_id, (p, at) in sorted(due.items())
+        if p in (0, 1)
+    ]
+
+
+def _clock(clock_id: str, partition: int, next_due_at: datetime | None) -> dict[str, object]:
+    return {
+        "id": clock_id,
+        "ticket_key": "t",
+        "partition": partition,
+        "metric": "response",
+        "policy": "p",
+        "escalation": None,
+        "calendar": "24x7",
+        "target_seconds": 3600,
+        "stages": [],
+        "timeline": [],
+        "fired": [],
+        "cycle": 1,
+        "state": "running" if next_due_at else "stopped",
+        "started_at": NOW,
+        "used_seconds": 0.0,
+        "running_since": NOW,
+        "breached": False,
+        "stopped_at": None,
+        "deadline": next_due_at,
+        "next_due_at": next_due_at,
+        "version": 1,
+        "updated_at": NOW,
+    }
+
+
 def _row(event_id: str, published: datetime | None) -> dict[str, object]:
     return {
         "event_id": event_id,

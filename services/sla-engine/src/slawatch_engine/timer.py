@@ -94,16 +94,20 @@ class DueIndex:
         """Start a bulk load; ``set`` keeps working meanwhile and wins over the load."""
         self._loading, self._touched = [], set()
 
-    def load(self, rows: Iterable[tuple[str, int, datetime]]) -> int:
-        """Add (clock id, partition, due) rows read from the database; how many were new."""
+    def load(self, rows: Iterable[tuple[str, int, int]]) -> int:
+        """Add (clock id, partition, due instant in µs since the epoch) rows read from the
+        database (``store.due_clocks``); how many were new."""
         assert self._loading is not None, "begin_load first"
+        due, loading, touched = self._due, self._loading, self._touched
         added = 0
-        for clock_id, partition, due in rows:
-            if clock_id in self._touched or clock_id in self._due:
+        for clock_id, partition, due_us in rows:
+            if clock_id in touched or clock_id in due:
                 continue
-            packed = _pack(due, partition)
-            self._due[clock_id] = packed
-            self._loading.append((packed, clock_id))
+            if not 0 <= partition < _PARTITIONS:
+                raise ValueError(f"partition {partition} out of range")
+            packed = due_us << _PARTITION_BITS | partition
+            due[clock_id] = packed
+            loading.append((packed, clock_id))
             added += 1
         return added
 
