@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
@@ -247,3 +248,28 @@ async def _statuses(engine: AsyncEngine, *where: sa.ColumnElement[bool]) -> dict
     query = sa.select(table.c.status, sa.func.count()).where(*where).group_by(table.c.status)
     async with engine.connect() as conn:
         return dict((await conn.execute(query)).all())
+
+
+async def test_a_full_lane_whose_drained_mark_has_passed_waits_for_room_not_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    """A lane found less than it asked for (drained), then filled its slots; its mark passes.
+
+    With nothing to claim for a full lane, the claimer must wait for a slot to
+    come free or the doorbell, not wake at once again and again on the stale
+    mark. The lane's state is set directly: getting there through sends depends
+    on how the recorder happens to batch them.
+    """
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
+        dispatcher = _dispatcher(engine, Gate(free=0), asyncio.Event())
+        for lane in dispatcher._lanes.values():
+            lane.busy = lane.slots  # every slot sending
+            lane.drained_until = time.monotonic() - 1.0  # the mark passed a second ago
+        await dispatcher._claim()  # nothing to claim: no lane has room
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await dispatcher._wait()
+        dispatcher._lanes[Channel.EMAIL].busy -= 1
+        dispatcher._room.set()  # a slot comes free
+        async with asyncio.timeout(1):
+            await dispatcher._wait()
