@@ -160,6 +160,12 @@ def _at_most(value: float | None, bound: float) -> str:
     return _verdict(value is not None and value <= bound)
 
 
+def _later(*seconds: float | None) -> float | None:
+    """The later of the figures, None if one is missing (a record left in the outbox by
+    the killed engine may go out before the new engine fires anything)."""
+    return None if None in seconds else max(s for s in seconds if s is not None)
+
+
 def _at_least(value: float | None, bound: float) -> str:
     return _verdict(value is not None and value >= bound)
 
@@ -169,6 +175,7 @@ def render(results: dict[str, Any]) -> str:
     baseline = cal["baseline_businesstimedelta_per_s"]
     ing = results["ingest"]
     eng = results["engine"]
+    restart = _later(eng["restart_first_emission_s"], eng["restart_first_fired_s"])
     late = eng["lateness_ms"]
     mail = results["notifier"]
     rows = [
@@ -228,9 +235,9 @@ def render(results: dict[str, Any]) -> str:
         ),
         ("emitted before their instant", str(eng["early"]), f"0: {_verdict(eng['early'] == 0)}"),
         (
-            "SIGKILL → first correct emission",
-            f"{eng['restart_first_emission_s']} s",
-            f"≤ 10 s: {_at_most(eng['restart_first_emission_s'], 10)}",
+            "SIGKILL → first correct emission: any record / a stage the new engine fired",
+            f"{eng['restart_first_emission_s']} s / {eng['restart_first_fired_s']} s",
+            f"≤ 10 s: {_at_most(restart, 10)}",
         ),
         (
             "overdue backlog drained (events/s)",
