@@ -110,18 +110,18 @@ class Calendar:
         """The instant at which ``seconds`` of business time after ``start`` are used up."""
         if seconds < 0:
             raise ValueError("a business duration cannot be negative")
-        return _from_us(self.add_us(_to_us(start), round(seconds * US), _cuts(pauses)))
+        return _from_us(self.add_us(to_us(start), round(seconds * US), _cuts(pauses)))
 
     def between(self, start: datetime, end: datetime, pauses: Pauses = ()) -> float:
         """Business seconds in ``[start, end)`` less pauses; zero when ``end <= start``."""
-        return self.between_us(_to_us(start), _to_us(end), _cuts(pauses)) / US
+        return self.between_us(to_us(start), to_us(end), _cuts(pauses)) / US
 
     def next_open(self, at: datetime, pauses: Pauses = ()) -> datetime:
         """The first business instant at or after ``at``."""
-        return _from_us(self.add_us(_to_us(at), 0, _cuts(pauses)))
+        return _from_us(self.add_us(to_us(at), 0, _cuts(pauses)))
 
     def is_open(self, at: datetime) -> bool:
-        moment = _to_us(at)
+        moment = to_us(at)
         return any(a <= moment < b for a, b in self._day(self._date_of(moment)))
 
     def add_days(
@@ -141,16 +141,16 @@ class Calendar:
         day = self._working_day(local.date(), days, mode)
         if mode == "end_of_day":
             result = self._day(day)[-1][1]
-            if result <= _to_us(start):  # day 0 has already closed: the next working day's end
+            if result <= to_us(start):  # day 0 has already closed: the next working day's end
                 result = self._day(self._working_day(day, 1, mode))[-1][1]
         elif days == 0:
-            result = _to_us(start)
+            result = to_us(start)
         else:
             wall = local.replace(tzinfo=None) - datetime.combine(local.date(), time())
             result = self._instant(day, wall.total_seconds())
         cuts = _cuts(pauses)
-        lost = self.between_us(_to_us(start), result, cuts, exclude_pauses=False) - (
-            self.between_us(_to_us(start), result, cuts)
+        lost = self.between_us(to_us(start), result, cuts, exclude_pauses=False) - (
+            self.between_us(to_us(start), result, cuts)
         )
         return _from_us(self.add_us(result, lost, cuts) if lost else result)
 
@@ -175,7 +175,7 @@ class Calendar:
     def add_many(self, start: datetime, seconds: Sequence[float]) -> list[datetime]:
         """``add`` for several durations from one start (ascending) in one walk."""
         offsets = [round(value * US) for value in seconds]
-        return [_from_us(moment) for moment in self.add_many_us(_to_us(start), offsets)]
+        return [_from_us(moment) for moment in self.add_many_us(to_us(start), offsets)]
 
     def add_many_us(
         self, start: int, offsets: Sequence[int], cuts: Sequence[Span] = ()
@@ -298,10 +298,10 @@ class Calendar:
     def _instant(self, day: date, seconds: float) -> int:
         """Microseconds of local ``day`` + ``seconds``; a time in a DST gap is the gap's end."""
         wall = datetime.combine(day, time()) + timedelta(seconds=seconds)
-        moment = _to_us(wall.replace(tzinfo=self.timezone))
+        moment = to_us(wall.replace(tzinfo=self.timezone))
         if _from_us(moment).astimezone(self.timezone).replace(tzinfo=None) == wall:
             return moment
-        return self._gap_end(_to_us(wall.replace(tzinfo=self.timezone, fold=1)), moment)
+        return self._gap_end(to_us(wall.replace(tzinfo=self.timezone, fold=1)), moment)
 
     def _gap_end(self, before: int, after: int) -> int:
         """The instant in ``(before, after]`` at which the zone's offset changes."""
@@ -322,7 +322,8 @@ class Calendar:
 # --- helpers over spans -----------------------------------------------------------------
 
 
-def _to_us(moment: datetime) -> int:
+def to_us(moment: datetime) -> int:
+    """An aware instant as µs since the epoch."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass an aware instant")
     return (moment - _EPOCH) // _ONE_US
@@ -345,7 +346,7 @@ def _merged(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 def _cuts(pauses: Pauses) -> list[Span]:
     if not pauses:
         return []
-    spans = sorted((_to_us(a), _to_us(b)) for a, b in pauses)
+    spans = sorted((to_us(a), to_us(b)) for a, b in pauses)
     return _merged([(a, b) for a, b in spans if a < b])
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slawatch_common.db import UtcDateTime
 from slawatch_common.events import Metric
+from slawatch_engine.calendar import to_us
 from slawatch_engine.clock import Clock, Entry, View
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -212,11 +213,8 @@ async def due_clocks(
         .execution_options(yield_per=chunk)
     )
     async for chunk_rows in result.partitions(chunk):
-        yield [(row.id, row.partition, (row.next_due_at - _EPOCH) // _US) for row in chunk_rows]
+        yield [(row.id, row.partition, to_us(row.next_due_at)) for row in chunk_rows]
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 _DUE_CLOCKS = f"""
     SELECT id, partition, (extract(epoch FROM next_due_at) * 1000000)::bigint

@@ -22,11 +22,12 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_engine import store
+from slawatch_engine.calendar import US, to_us
 from slawatch_engine.ledger import Changes, Ledger
 from slawatch_engine.metrics import EngineMetrics
 from slawatch_engine.store import StaleClockError
@@ -40,16 +41,17 @@ RETRY_STALE = timedelta(milliseconds=100)
 
 _PARTITION_BITS = 16
 _PARTITIONS = 1 << _PARTITION_BITS
-_US = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _pack(due: datetime, partition: int) -> int:
     """The due instant (µs since the epoch) and the partition in one int; orders by instant."""
+    return _pack_us(to_us(due), partition)
+
+
+def _pack_us(due_us: int, partition: int) -> int:
     if not 0 <= partition < _PARTITIONS:
         raise ValueError(f"partition {partition} out of range")
-    stamp = (due - _EPOCH) // timedelta(microseconds=1)
-    return (stamp << _PARTITION_BITS) | partition
+    return (due_us << _PARTITION_BITS) | partition
 
 
 class DueIndex:
@@ -103,9 +105,7 @@ class DueIndex:
         for clock_id, partition, due_us in rows:
             if clock_id in touched or clock_id in due:
                 continue
-            if not 0 <= partition < _PARTITIONS:
-                raise ValueError(f"partition {partition} out of range")
-            packed = due_us << _PARTITION_BITS | partition
+            packed = _pack_us(due_us, partition)
             due[clock_id] = packed
             loading.append((packed, clock_id))
             added += 1
@@ -138,7 +138,7 @@ class DueIndex:
     def next_stamp(self) -> float | None:
         """The earliest due instant as a POSIX timestamp, if any."""
         self._skip_stale()
-        return (self._heap[0][0] >> _PARTITION_BITS) / _US if self._heap else None
+        return (self._heap[0][0] >> _PARTITION_BITS) / US if self._heap else None
 
     def pop_due(self, now: datetime, limit: int = FIRE_BATCH) -> list[str]:
         """Remove and return up to ``limit`` clocks due at or before ``now``, earliest first."""
