@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaProducer
 import pytest
 from sqlalchemy import func, select
 
@@ -199,12 +200,23 @@ async def test_redelivered_and_invalid_input_change_nothing_twice(
                 .select_from(store.clocks)
                 .where(store.clocks.c.ticket_key == "jira:D-1")
             )
-            letters = (await conn.execute(select(store.dead_letters.c.reason))).scalars().all()
+            letters = (
+                await conn.execute(
+                    select(
+                        store.dead_letters.c.reason,
+                        store.dead_letters.c.error_class,
+                        store.dead_letters.c.error,
+                        store.dead_letters.c.value,
+                    )
+                )
+            ).all()
     finally:
         await db.dispose()
     assert clocks == 2
     assert len(letters) == 1
-    assert "Invalid JSON" in letters[0]
+    reason, error_class, error, value = letters[0]
+    assert (reason, error_class, value) == ("invalid", "ValidationError", b"{not json")
+    assert "Invalid JSON" in error
     async with httpx.AsyncClient(base_url=engine_url) as client:
         metrics = (await client.get("/metrics")).text
     assert 'slawatch_engine_events_rejected_total{reason="duplicate"} 2.0' in metrics
@@ -343,3 +355,70 @@ async def test_a_stop_waiting_in_the_backlog_prevents_the_breach(
         for _ in range(5):
             await reader.poll(0.2)
     assert of_ticket(reader.values, "L-1") == [("sla.warning", "warning:50"), ("sla.met", None)]
+
+
+async def test_poison_records_are_dead_lettered_and_their_neighbours_applied(
+    engine_url: str, kafka_bootstrap: str, topics: Topics, database_url: str
+) -> None:
+    """Absurd but schema-valid events and unreadable records between normal tickets: the
+    normal tickets fire once each, every poison record is a dead letter, the engine runs on."""
+    long_id = "L" * 200
+    now = datetime.now(UTC)
+    await send(
+        kafka_bootstrap,
+        topics,
+        ticket_event("created", "N-1", now, priority="P1"),
+        ticket_event("created", "Y-1", datetime(1, 1, 1, tzinfo=UTC), priority="P1"),
+        ticket_event("created", "Y-9999", datetime(9999, 12, 31, 23, 0, tzinfo=UTC), priority="P1"),
+        ticket_event("created", long_id, now, priority="P1"),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.tickets, key=b"jira:null", value=None)
+        await producer.send_and_wait(topics.tickets, key=b"jira:bytes", value=b"\xff\xfe{\x80")
+    finally:
+        await producer.stop()
+    await send(kafka_bootstrap, topics, ticket_event("created", "N-2", now, priority="P1"))
+    async with TopicReader(kafka_bootstrap, topics.sla) as reader:
+        values = await reader.wait_for(
+            lambda vs: all(
+                ("sla.breach", "breach") in of_ticket(vs, ticket)
+                for ticket in ("N-1", "N-2", long_id)
+            ),
+            within=20,
+        )
+        for _ in range(5):
+            await reader.poll(0.2)
+        values = reader.values
+    expected = [("sla.warning", "warning:50"), ("sla.breach", "breach")]
+    for ticket in ("N-1", "N-2", long_id):
+        assert of_ticket(values, ticket) == expected, ticket
+    for value in values:
+        assert len(value["event_id"]) <= 200
+        assert len(value["data"]["clock"]["clock_id"]) <= 200
+    db = create_engine(database_url)
+    try:
+        async with db.connect() as conn:
+            letters = (
+                await conn.execute(
+                    select(store.dead_letters.c.key, store.dead_letters.c.reason).order_by(
+                        store.dead_letters.c.offset
+                    )
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    assert dict(letters) == {
+        b"jira:Y-1": "failed",  # the calendar cannot place year 1
+        b"jira:Y-9999": "failed",  # nor a deadline past year 9999
+        b"jira:null": "invalid",
+        b"jira:bytes": "invalid",
+    }
+    assert of_ticket(values, "Y-1") == of_ticket(values, "Y-9999") == []
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        metrics = (await client.get("/metrics")).text
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert 'slawatch_engine_dead_letters_total{reason="invalid"} 2.0' in metrics
+    assert 'slawatch_engine_dead_letters_total{reason="failed"} 2.0' in metrics

@@ -12,6 +12,7 @@ producer that retries must reuse it.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -21,6 +22,18 @@ SCHEMA_VERSION: Literal[1] = 1
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 Name = Annotated[str, Field(min_length=1, max_length=500)]
+
+IDENTIFIER_MAX = 200
+
+
+def bounded_id(text: str, limit: int = IDENTIFIER_MAX) -> str:
+    """``text`` itself when it fits ``limit`` characters, else its head and a hash of the
+    whole: an id derived from event fields (a clock id, an event id, a dedup key) always
+    fits its own contract, and the same input always gives the same id."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{text[: limit - len(digest) - 1]}~{digest}"
 
 
 class Priority(StrEnum):

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -82,3 +83,66 @@ def describe_errors(exc: ValidationError, prefix: str = "") -> str:
         path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         lines.append(f"{path or '<root>'}: {error['msg']}")
     return "\n".join(lines)
+
+
+class Heartbeats:
+    """The last tick of each of a service's loops, and the transient faults each waited out.
+
+    ``<prefix>_loop_last_tick_timestamp_seconds{loop}``: Unix time of the loop's last
+    completed pass; an alert on ``time() - …`` catches a loop that hangs or keeps
+    failing while the process lives. ``<prefix>_transient_faults_total{loop}``: faults
+    (database or broker away) the loop backed off from instead of exiting.
+    """
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, loops: tuple[str, ...]) -> None:
+        self._last = Gauge(
+            f"{prefix}_loop_last_tick_timestamp_seconds",
+            "Unix time of each loop's last completed pass.",
+            ["loop"],
+            registry=registry,
+        )
+        self._faults = Counter(
+            f"{prefix}_transient_faults_total",
+            "Transient faults (database or broker unreachable) a loop waited out, by loop.",
+            ["loop"],
+            registry=registry,
+        )
+        for loop in loops:
+            self._last.labels(loop).set_to_current_time()
+            self._faults.labels(loop)
+
+    def tick(self, loop: str) -> None:
+        self._last.labels(loop).set_to_current_time()
+
+    def fault(self, loop: str) -> None:
+        self._faults.labels(loop).inc()
+
+
+async def every(
+    interval_s: float, step: Callable[[], Awaitable[None]], loop: str, heartbeats: Heartbeats
+) -> None:
+    """Run ``step`` every ``interval_s`` seconds, for ever. A transient fault (database or
+    broker away) is counted and tried again after a capped backoff; any other error is
+    logged and the step runs again at its next interval; only a schema error (``is_fatal``)
+    ends the loop, and with it the process."""
+    from slawatch_common.consumer import is_fatal, is_transient
+
+    failures = 0
+    while True:
+        try:
+            await step()
+        except Exception as exc:
+            if is_fatal(exc):
+                raise
+            if is_transient(exc):
+                failures += 1
+                heartbeats.fault(loop)
+                wait = min(interval_s, 30.0, 0.5 * 2 ** min(failures - 1, 16))
+                log.warning("%s: %s; trying again in %.1f s", loop, type(exc).__name__, wait)
+                await asyncio.sleep(wait)
+                continue
+            log.exception("%s: pass failed; trying again in %.0f s", loop, interval_s)
+        else:
+            failures = 0
+            heartbeats.tick(loop)
+        await asyncio.sleep(interval_s)

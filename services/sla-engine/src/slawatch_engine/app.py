@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,9 +26,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.consumer import reachable
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.kafka import ensure_topics, start_producer
-from slawatch_common.runtime import start_worker, stop_workers
+from slawatch_common.runtime import every, start_worker, stop_workers
 from slawatch_engine import store
 from slawatch_engine.intake import Intake
 from slawatch_engine.ledger import Changes, Ledger
@@ -109,8 +110,24 @@ def create_app(
             start_worker(publisher.run(), "publisher"),
             start_worker(timer.run(), "timer"),
             start_worker(intake.run(), "intake"),
-            start_worker(_count_open_clocks(db, metrics, settings.gauge_refresh_s), "gauges"),
-            start_worker(_prune(db, now, timedelta(days=settings.dedup_retention_days)), "prune"),
+            start_worker(
+                every(
+                    settings.gauge_refresh_s,
+                    _count_open_clocks(db, metrics),
+                    "gauges",
+                    metrics.heartbeats,
+                ),
+                "gauges",
+            ),
+            start_worker(
+                every(
+                    3600.0,
+                    _prune(db, now, timedelta(days=settings.dedup_retention_days)),
+                    "prune",
+                    metrics.heartbeats,
+                ),
+                "prune",
+            ),
         ]
         try:
             with metrics.timing_gc():
@@ -133,10 +150,15 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz(response: Response) -> dict[str, Any]:
+        """200 when this engine owns partitions and reaches its database and broker."""
         runtime = state.get("rt")
-        ready = runtime is not None and runtime.intake.assigned
+        if runtime is None:
+            response.status_code = 503
+            return {"ready": False}
+        answers = await reachable(runtime.db, runtime.consumer)
+        ready = runtime.intake.assigned and all(answers.values())
         response.status_code = 200 if ready else 503
-        return {"ready": ready}
+        return {"ready": ready, "assigned": runtime.intake.assigned, **answers}
 
     previewer = Previewer(book.calendars)
 
@@ -163,22 +185,28 @@ def create_app(
     return app
 
 
-async def _prune(db: AsyncEngine, now: Callable[[], datetime], keep: timedelta) -> None:
-    """Hourly: forget what no redelivery can bring back (see ``store.prune``)."""
-    while True:
+def _prune(
+    db: AsyncEngine, now: Callable[[], datetime], keep: timedelta
+) -> Callable[[], Awaitable[None]]:
+    """Forget what no redelivery can bring back (see ``store.prune``)."""
+
+    async def step() -> None:
         async with db.begin() as conn:
             ids, rows = await store.prune(conn, now() - keep)
         if ids or rows:
             log.info("pruned %d processed event ids and %d published outbox rows", ids, rows)
-        await asyncio.sleep(3600)
+
+    return step
 
 
-async def _count_open_clocks(db: AsyncEngine, metrics: EngineMetrics, every_s: float) -> None:
+def _count_open_clocks(db: AsyncEngine, metrics: EngineMetrics) -> Callable[[], Awaitable[None]]:
     column = store.clocks.c.state
     query = select(column, func.count()).where(column.in_(OPEN_STATES)).group_by(column)
-    while True:
+
+    async def step() -> None:
         async with db.connect() as conn:
             counts = {row[0]: int(row[1]) for row in await conn.execute(query)}
         for open_state in OPEN_STATES:
             metrics.open_clocks(open_state, counts.get(open_state, 0))
-        await asyncio.sleep(every_s)
+
+    return step

@@ -5,6 +5,9 @@ their clocks (one statement each), drop event ids applied before, apply the
 rest in order in memory, then write the changed tickets and clocks, the SLA
 events (outbox), the processed ids and the dead letters (unreadable records,
 with the reason) with one statement per table. Then commit the Kafka offsets.
+A record whose application raises is found by halving the batch and kept as a
+dead letter; the rest is applied without it; a database that is away is
+waited out (``slawatch_common.consumer.Isolator``).
 Offsets therefore never run ahead of the state they describe; a crash before
 the offset commit redelivers the batch, and the processed-event ids make the
 replay change nothing.
@@ -31,10 +34,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.consumer import DeadLetter, Isolator, PoisonRecordError, keep_dead_letters
 from slawatch_common.events import TicketEvent
 from slawatch_engine import store
 from slawatch_engine.ledger import Changes, Ledger
@@ -72,6 +75,12 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._catch_up_to: dict[TopicPartition, int] = {}
         self._loading: asyncio.Task[None] | None = None
         self._read_to: dict[TopicPartition, tuple[int, datetime]] = {}
+        self._isolator = Isolator(
+            "engine",
+            passthrough=(StaleClockError, IntegrityError),
+            on_dead_letter=self._counted,
+            on_transient=lambda _: metrics.heartbeats.fault("intake"),
+        )
 
     @property
     def assigned(self) -> bool:
@@ -154,6 +163,7 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._commit()
             if self._catch_up_to:
                 await self._check_caught_up()
+            self._metrics.heartbeats.tick("intake")
 
     def _note_read(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """How far each partition has been applied: next offset and its last record's time."""
@@ -175,10 +185,11 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
             )
 
     async def _apply_or_rewind(self, records: list[Any]) -> bool:
-        """Apply the batch; if another engine changed one of its clocks meanwhile (a
-        rebalance in flight), roll back and read the batch again. False then."""
+        """Apply the batch, dead-lettering what fails on its own (``Isolator``); if another
+        engine changed one of its clocks meanwhile (a rebalance in flight), roll back and
+        read the batch again. False then."""
         try:
-            await self._apply(records)
+            await self._isolator.apply(records, self._apply)
         except (StaleClockError, IntegrityError) as exc:
             # another engine wrote one of the batch's clocks, tickets or event ids first
             log.warning("state changed under us (%s); reading the batch again", exc)
@@ -187,14 +198,20 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
             return False
         return True
 
-    async def _apply(self, records: list[Any]) -> None:
+    def _counted(self, letter: DeadLetter) -> None:
+        self._metrics.dead_letters.labels(letter.reason).inc()
+        self._metrics.rejected(letter.reason)
+
+    async def _apply(self, records: list[Any], letters: list[DeadLetter]) -> None:
+        """One transaction: the records' events applied, ``letters`` and the records that
+        cannot be read as ticket events kept as dead letters."""
         parsed: list[tuple[TicketEvent, int]] = []
-        invalid: list[tuple[Any, str]] = []
+        invalid: list[DeadLetter] = []
         for record in records:
             try:
-                parsed.append((TicketEvent.model_validate_json(record.value), record.partition))
-            except ValidationError as exc:
-                invalid.append((record, str(exc)))
+                parsed.append((decode(record.value), record.partition))
+            except PoisonRecordError as exc:
+                invalid.append(DeadLetter.of(record, exc.reason, exc))
         now = self._now()
         changes = Changes()
         rejected: list[str] = []
@@ -217,7 +234,7 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
                     rejected.append(outcome.rejected)
                 else:
                     applied.append(event.type)
-            await self._dead_letter(conn, invalid, now)
+            await keep_dead_letters(conn, store.dead_letters, [*letters, *invalid], now)
             await work.save(conn, now)
             await self._ledger.stage(conn, changes, now)
             await store.mark_processed(conn, fresh, now)
@@ -227,33 +244,21 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
             self._metrics.applied(event_type)
         for reason in rejected:
             self._metrics.rejected(reason)
+        for letter in invalid:
+            letter.log("engine")
+            self._counted(letter)
         self._on_committed(changes)
 
-    async def _dead_letter(
-        self, conn: AsyncConnection, invalid: list[tuple[Any, str]], now: datetime
-    ) -> None:
-        if not invalid:
-            return
-        for record, reason in invalid:
-            log.warning(
-                "dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
-            )
-        self._metrics.rejected("invalid", len(invalid))
-        await conn.execute(
-            insert(store.dead_letters),
-            [
-                {
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "key": record.key.decode(errors="replace") if record.key else None,
-                    "value": record.value.decode(errors="replace"),
-                    "reason": reason[:4000],
-                    "received_at": now,
-                }
-                for record, reason in invalid
-            ],
-        )
+
+def decode(value: bytes | None) -> TicketEvent:
+    """The ticket event in a record's value, or ``PoisonRecordError`` saying why not (a null value,
+    bytes that are not UTF-8 JSON, or JSON that is not a valid ticket event)."""
+    if value is None:
+        raise PoisonRecordError("invalid", "the record has no value (null)")
+    try:
+        return TicketEvent.model_validate_json(value)
+    except ValidationError as exc:
+        raise PoisonRecordError("invalid", str(exc)) from exc
 
 
 def _first_offsets(records: list[Any]) -> dict[TopicPartition, int]:

@@ -34,6 +34,7 @@ from slawatch_common.events import (
     Ticket,
     TicketEvent,
     TicketRef,
+    bounded_id,
 )
 from slawatch_engine import outbox
 from slawatch_engine.clock import (
@@ -177,7 +178,7 @@ class Ledger:
             )
             started.append(
                 Clock(
-                    id=f"{event.key}:{metric.value}",
+                    id=bounded_id(f"{event.key}:{metric.value}"),
                     ticket_key=event.key,
                     partition=partition,
                     metric=metric,

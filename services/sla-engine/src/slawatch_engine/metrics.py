@@ -15,8 +15,11 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from slawatch_common.events import Priority, SlaEventType, TicketEventType
+from slawatch_common.runtime import Heartbeats
 
-REJECT_REASONS = ("invalid", "duplicate", "unknown_ticket", "no_policy")
+REJECT_REASONS = ("invalid", "failed", "duplicate", "unknown_ticket", "no_policy")
+DEAD_LETTER_REASONS = ("invalid", "failed")
+LOOPS = ("intake", "timer", "publisher", "gauges", "prune")
 OPEN_STATES = ("running", "paused")
 
 
@@ -68,6 +71,21 @@ class EngineMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1),
             registry=registry,
         )
+        self.dead_letters = Counter(
+            "slawatch_engine_dead_letters_total",
+            "Input records kept as dead letters instead of applied: invalid (cannot be read "
+            "as a ticket event) or failed (applying it raised).",
+            ["reason"],
+            registry=registry,
+        )
+        self.timer_failures = Counter(
+            "slawatch_engine_timer_failures_total",
+            "Clocks whose due stage could not be fired (tried again later).",
+            registry=registry,
+        )
+        self.heartbeats = Heartbeats(registry, "slawatch_engine", LOOPS)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
         for event_type in get_args(TicketEventType):
             self.events_in.labels(event_type)
         for reason in REJECT_REASONS:

@@ -7,7 +7,8 @@
 - ``engine_processed_events``: event ids already applied (redelivery dedup).
 - ``engine_outbox``: SLA events committed with the state change that produced
   them, published to Kafka afterwards.
-- ``engine_dead_letters``: input records that could not be read, with the reason.
+- ``engine_dead_letters``: input records that could not be read or applied, with the
+  reason (``slawatch_common.consumer``).
 
 Every clock update is guarded by ``version`` (compare-and-set), so a writer
 holding a stale copy changes nothing.
@@ -42,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from slawatch_common.consumer import dead_letter_table
 from slawatch_common.db import UtcDateTime
 from slawatch_common.events import Metric
 from slawatch_engine.calendar import to_us
@@ -114,18 +116,7 @@ outbox = Table(
     Column("published_at", UtcDateTime, nullable=True, index=True),
 )
 
-dead_letters = Table(
-    "engine_dead_letters",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("topic", String(200), nullable=False),
-    Column("partition", Integer, nullable=False),
-    Column("offset", Integer, nullable=False),
-    Column("key", Text, nullable=True),
-    Column("value", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("received_at", UtcDateTime, nullable=False),
-)
+dead_letters = dead_letter_table("engine_dead_letters", metadata)
 
 
 # --- clocks ------------------------------------------------------------------

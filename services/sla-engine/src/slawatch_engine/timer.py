@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.consumer import is_fatal, is_transient
 from slawatch_engine import store
 from slawatch_engine.calendar import US, to_us
 from slawatch_engine.ledger import Changes, Ledger
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 FIRE_BATCH = 500
 LAG_POLL_S = 0.05
 RETRY_STALE = timedelta(milliseconds=100)
+RETRY_FAILED = timedelta(minutes=10)
+"""A clock whose stage could not be fired is tried again this much later."""
+TRANSIENT_FIRST_S = 0.5
+TRANSIENT_CAP_S = 30.0
 
 
 _PARTITION_BITS = 16
@@ -230,7 +235,43 @@ class Timer:
         horizon = self._horizon()
         clock_ids = self._index.pop_due(horizon)
         if not clock_ids:
+            self._metrics.heartbeats.tick("timer")
             return False
+        await self._fire_isolated(clock_ids)
+        self._metrics.heartbeats.tick("timer")
+        return True
+
+    async def _fire_isolated(self, clock_ids: list[str]) -> None:
+        """Fire ``clock_ids``; a database that is away is waited out; a clock whose firing
+        raises is found by halving and tried again ``RETRY_FAILED`` later, counted and
+        logged, while the others fire."""
+        failures = 0
+        while True:
+            try:
+                await self._fire(clock_ids)
+                return
+            except Exception as exc:
+                if is_fatal(exc):
+                    raise
+                if not is_transient(exc):
+                    break
+                failures += 1
+                self._metrics.heartbeats.fault("timer")
+                wait = min(TRANSIENT_CAP_S, TRANSIENT_FIRST_S * 2 ** min(failures - 1, 16))
+                log.warning("timer: %s; trying again in %.1f s", type(exc).__name__, wait)
+                await asyncio.sleep(wait)
+        if len(clock_ids) > 1:
+            middle = len(clock_ids) // 2
+            await self._fire_isolated(clock_ids[:middle])
+            await self._fire_isolated(clock_ids[middle:])
+            return
+        clock_id = clock_ids[0]
+        log.exception("timer: clock %s cannot be fired; trying again later", clock_id)
+        self._metrics.timer_failures.inc()
+        later = self._now() + RETRY_FAILED
+        self._index.set(clock_id, self._index.partition_of(clock_id, 0), later)
+
+    async def _fire(self, clock_ids: list[str]) -> None:
         try:
             async with self._lock, self._db.begin() as conn:
                 work = await store.load_clocks(conn, clock_ids)
@@ -245,11 +286,10 @@ class Timer:
             retry = self._now() + RETRY_STALE
             for clock_id in clock_ids:
                 self._index.set(clock_id, self._index.partition_of(clock_id, 0), retry)
-            return True
+            return
         self._index.update(changes)
         committed = self._now()
         for event in changes.emitted:
             lateness = (committed - event.occurred_at).total_seconds()
             self._metrics.fire_lateness.observe(max(0.0, lateness))
         self._on_committed(changes)
-        return True
