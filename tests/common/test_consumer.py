@@ -3,6 +3,10 @@ away, dead letters of one shape kept once per record, and the older shape migrat
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,3 +178,25 @@ async def test_dead_letters_of_the_older_shape_are_kept_by_the_migration(db_url:
         (7, b"k", b"{x", "again"),
         (8, b"k", b"{x", "other"),
     ]
+
+
+async def test_the_command_lists_dead_letters(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/engine.db"
+    db = create_engine(url)
+    try:
+        await upgrade(db, engine_store.MIGRATIONS, engine_store.VERSION_TABLE)
+        letters = [DeadLetter.of(r, "invalid", ValueError("bad")) for r in recs(b"{x", None)]
+        async with db.begin() as conn:
+            await keep_dead_letters(conn, engine_store.dead_letters, letters, datetime.now(UTC))
+    finally:
+        await db.dispose()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "slawatch_engine.main", "dead-letters", "list", "--after", "1"),
+        env={**os.environ, "SLAWATCH_ENGINE_DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    (line,) = stdout.decode().splitlines()
+    row = json.loads(line)
+    assert (row["id"], row["offset"], row["value"], row["error"]) == (2, 1, None, "bad")

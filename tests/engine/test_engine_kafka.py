@@ -419,6 +419,27 @@ async def test_poison_records_are_dead_lettered_and_their_neighbours_applied(
     async with httpx.AsyncClient(base_url=engine_url) as client:
         metrics = (await client.get("/metrics")).text
         ready = await client.get("/readyz")
+        assert (await client.get("/v1/dead-letters")).status_code == 401
+        admin = {"Authorization": "Bearer dev-admin-token"}
+        listed = (await client.get("/v1/dead-letters", headers=admin)).json()["dead_letters"]
+        by_key = {row["key"]: row for row in listed}
+        assert by_key["jira:bytes"]["value"] is None
+        assert by_key["jira:bytes"]["value_hex"] == "fffe7b80"
+        assert by_key["jira:Y-1"]["error_class"] in ("OverflowError", "ValueError")
+        # replayed, it is read again: still failing, it is a dead letter at its new offset
+        first = by_key["jira:Y-1"]["id"]
+        answer = await client.post(
+            "/v1/dead-letters/replay", json={"from_id": first}, headers=admin
+        )
+        assert answer.json() == {"replayed": [first]}
+        for _ in range(100):
+            listed = (await client.get("/v1/dead-letters", headers=admin)).json()["dead_letters"]
+            if len(listed) == 5:
+                break
+            await asyncio.sleep(0.1)
     assert ready.status_code == 200, ready.text
     assert 'slawatch_engine_dead_letters_total{reason="invalid"} 2.0' in metrics
     assert 'slawatch_engine_dead_letters_total{reason="failed"} 2.0' in metrics
+    again = [row for row in listed if row["key"] == "jira:Y-1"]
+    assert [row["replayed_at"] is not None for row in again] == [True, False]
+    assert again[1]["offset"] > again[0]["offset"]

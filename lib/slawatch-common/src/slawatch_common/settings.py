@@ -24,6 +24,12 @@ class ServiceSettings(BaseSettings):
     kafka_partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics.")
     config_file: Path = Field(Path("deploy/config/slawatch.yaml"), description="Policy YAML.")
     http_host: str = "127.0.0.1"
+    admin_tokens: tuple[str, ...] = Field(
+        ("dev-admin-token",),
+        min_length=1,
+        description="Bearer tokens of the operations API (dead letters, redrive), as a JSON "
+        "list in SLAWATCH_ADMIN_TOKENS.",
+    )
     log_level: str = "INFO"
 
     @property

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.consumer import reachable
 from slawatch_common.db import create_engine, upgrade
+from slawatch_common.deadletter_ops import dead_letter_router
 from slawatch_common.kafka import ensure_topics, start_producer
 from slawatch_common.runtime import every, start_worker, stop_workers
 from slawatch_engine import store
@@ -159,6 +160,15 @@ def create_app(
         ready = runtime.intake.assigned and all(answers.values())
         response.status_code = 200 if ready else 503
         return {"ready": ready, "assigned": runtime.intake.assigned, **answers}
+
+    app.include_router(
+        dead_letter_router(
+            store.dead_letters,
+            lambda: state["rt"].db,
+            lambda: state["rt"].producer,
+            settings.admin_tokens,
+        )
+    )
 
     previewer = Previewer(book.calendars)
 

@@ -4,6 +4,7 @@ slawatch-engine [run]                 serve (migrates first)
 slawatch-engine migrate               bring the database to the newest revision
 slawatch-engine check-config FILE     validate a policy file; exit 1 naming each error
 slawatch-engine preview [--config F]  answer deadline / elapsed-time requests from stdin
+slawatch-engine dead-letters list [--after ID] [--limit N] | replay ID [TO_ID]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from slawatch_common import deadletter_ops
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.runtime import ConfigError, configure_logging
 from slawatch_engine import store
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file", type=Path)
     preview = commands.add_parser("preview", help="answer preview requests read from stdin")
     preview.add_argument("--config", type=Path, help="policy file with the named calendars")
+    deadletter_ops.add_command(commands)
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -45,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(_migrate(settings.database_url))
         return 0
+    if args.command == "dead-letters":
+        return asyncio.run(
+            deadletter_ops.run_command(
+                args, store.dead_letters, settings.database_url, settings.kafka_bootstrap
+            )
+        )
     try:
         book = load_policies(settings.config_file)
     except ConfigError as exc:
