@@ -16,7 +16,7 @@ help:
 	@echo "make install build .venv with the three services and the dev tools"
 	@echo "make lint    ruff + mypy --strict"
 	@echo "make bench   benchmarks into bench/results/latest.json"
-	@echo "make fuzz    the long fuzz run (schemathesis + hypothesis on every normaliser)"
+	@echo "make fuzz    the long fuzz run (normalisers, HTTP, and schema-drawn events through engine and notifier)"
 	@echo "make chaos   the long chaos run (10,000 tickets, 50 SIGKILLs of engine and notifier)"
 
 install: $(VENV)/.installed
@@ -71,7 +71,8 @@ test-unit: install
 # The fuzz tests of `make test`, with thousands of examples instead of dozens.
 fuzz: install kafka-up
 	SLAWATCH_FUZZ=long $(BIN)/pytest --timeout=3600 \
-	  tests/ingest/test_fuzz_normalisers.py tests/ingest/test_fuzz_http.py $(PYTEST_ARGS)
+	  tests/ingest/test_fuzz_normalisers.py tests/ingest/test_fuzz_http.py \
+	  tests/engine/test_intake_properties.py $(PYTEST_ARGS)
 
 # The chaos test of `make test`, with 50 kills (25 of each service) instead of 20.
 chaos: install kafka-up pg-up
