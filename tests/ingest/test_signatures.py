@@ -263,3 +263,52 @@ def test_secrets_come_from_the_environment_too() -> None:
     headers = {"x-hub-signature": payloads.hub("env-secret", JIRA)}
     authenticate(credentials_of(sources["jira"]), JIRA, headers, NOW)
     authenticate(credentials_of(sources["snow-prod"]), GENERIC, {"authorization": "Bearer b"}, NOW)
+
+
+EPOCH_STAMPS = [
+    "1e18",
+    "1000000000000000000",  # past the platform's gmtime: OSError (EOVERFLOW)
+    "-1000000000000000000",
+    "253402300800",  # 10000-01-01: past datetime
+    "-62135596801",  # before the year 1
+    "9" * 30,  # past time_t: OverflowError
+    "9" * 5000,  # past int()'s digit limit
+    "nan",
+    " ",
+]
+ISO_STAMPS = [
+    ("10000-01-01T00:00:00Z", "not an ISO 8601 time"),
+    ("0001-01-01T00:00:00+14:00", "s old"),  # the year 0 in UTC
+    ("9999-12-31T23:59:59-14:00", "in the future"),  # the year 10000 in UTC
+]
+
+
+@pytest.mark.parametrize("stamp", EPOCH_STAMPS)
+@pytest.mark.parametrize(
+    ("source", "signature", "timestamp"),
+    [
+        ("glpi", "x-glpi-signature", "x-glpi-timestamp"),
+        ("glpi-style", "x-glpi-signature", "x-glpi-timestamp"),
+        (
+            "grafana-ts",
+            "x-grafana-alerting-signature",
+            "x-grafana-alerting-signature-timestamp",
+        ),
+    ],
+)
+def test_an_epoch_timestamp_of_any_size_is_a_bad_signature(
+    source: str, signature: str, timestamp: str, stamp: str
+) -> None:
+    headers = {signature: "0" * 64, timestamp: stamp}
+    with pytest.raises(UnauthenticatedError, match="not a Unix time in seconds"):
+        authenticate(credentials_of(SOURCES[source]), GRAFANA, headers, NOW)
+
+
+@pytest.mark.parametrize(("stamp", "says"), ISO_STAMPS)
+def test_an_iso_timestamp_at_datetime_s_edges_is_a_bad_signature(stamp: str, says: str) -> None:
+    headers = {
+        "x-zendesk-webhook-signature": payloads.zendesk(SECRET, stamp, ZENDESK),
+        "x-zendesk-webhook-signature-timestamp": stamp,
+    }
+    with pytest.raises(UnauthenticatedError, match=says):
+        authenticate(credentials_of(SOURCES["zendesk"]), ZENDESK, headers, NOW)

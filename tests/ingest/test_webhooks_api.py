@@ -32,6 +32,7 @@ CONFIG = f"""
 jira: {{secret: {SECRET}}}
 zammad: {{secret: {SECRET}}}
 zendesk: {{secret: {SECRET}}}
+glpi: {{secret: {SECRET}}}
 alertmanager:
   tokens: [am-token]
 grafana:
@@ -181,6 +182,17 @@ async def test_a_retried_delivery_produces_nothing_new(
         ("zendesk", {"X-Zendesk-Webhook-Signature": "AAAA"}),
         ("alertmanager", {"Authorization": "Bearer wrong"}),
         ("servicenow", {"Authorization": "Bearer anything"}),  # no credentials configured
+        # Timestamps no datetime holds: refused as any bad signature, never a 500.
+        ("glpi", {"X-GLPI-signature": "0" * 64, "X-GLPI-timestamp": "1000000000000000000"}),
+        ("glpi", {"X-GLPI-signature": "0" * 64, "X-GLPI-timestamp": "1e18"}),
+        ("glpi", {"X-GLPI-signature": "0" * 64, "X-GLPI-timestamp": "9" * 30}),
+        (
+            "zendesk",
+            {
+                "X-Zendesk-Webhook-Signature": "AAAA",
+                "X-Zendesk-Webhook-Signature-Timestamp": "9999-12-31T23:59:59-14:00",
+            },
+        ),
     ],
 )
 async def test_a_bad_or_missing_signature_is_401_and_produces_nothing(

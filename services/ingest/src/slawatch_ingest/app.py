@@ -31,7 +31,8 @@ from slawatch_ingest.publishing import Publisher
 from slawatch_ingest.settings import IngestSettings
 from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.webhook_config import default_sources
-from slawatch_ingest.webhooks_api import Clock, webhooks_router
+from slawatch_ingest.webhooks_api import webhooks_router
+from slawatch_ingest.window import Clock, wall_clock
 
 
 class IngestAPI(FastAPI):
@@ -80,7 +81,8 @@ def create_app(
 
     ``sources`` are the webhook sources (``webhook_config.load_sources``); by
     default every built-in kind without credentials, which refuses every
-    delivery. ``clock`` (wall time, for signature replay windows) is for tests.
+    delivery. ``clock`` (wall time, for signature replay windows and the
+    window of accepted instants) is for tests.
     """
     sources = default_sources() if sources is None else sources
     registry = CollectorRegistry()
@@ -101,7 +103,7 @@ def create_app(
             await publisher.stop()
 
     app = IngestAPI(
-        events=EventIntake(settings, publisher, metrics),
+        events=EventIntake(settings, publisher, metrics, clock=clock or wall_clock),
         title="slawatch ingest",
         version="1",
         description="Webhooks in, validated canonical events onto Kafka.",

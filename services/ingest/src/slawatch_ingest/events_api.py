@@ -5,7 +5,8 @@ The steps, in order; each refusal ends the request and stores nothing:
 1. bearer token (``auth``)                          → 401
 2. read the body, at most ``max_body_bytes``        → 413
 3. decode it (``parsing.read_items``)               → 415, 400 (malformed JSON)
-4. validate every event (``parsing.validate_items``) → 422 listing every bad field
+4. validate every event (``parsing.validate_items``), its instants inside the
+   accepted window (``window``)                     → 422 listing every bad field
 5. publish them all (``publishing.Publisher``)      → 503 with ``Retry-After``
 6. → 202 ``{"accepted": N, "event_ids": [...]}``, only once the broker has
    acknowledged every event.
@@ -42,8 +43,10 @@ from slawatch_ingest.parsing import (
     BodyError,
     BodyTooLargeError,
     Encoded,
+    Inbound,
     InvalidEventsError,
     MalformedBodyError,
+    Problem,
     UnsupportedMediaTypeError,
     read_items,
     valid_events,
@@ -51,6 +54,7 @@ from slawatch_ingest.parsing import (
 )
 from slawatch_ingest.publishing import BrokerUnavailableError, Publisher
 from slawatch_ingest.settings import IngestSettings
+from slawatch_ingest.window import Bounds, Clock, InstantWindow, OutOfWindow, reason, wall_clock
 
 EVENTS_PATH = "/v1/events"
 RETRY_AFTER_S = 5
@@ -94,10 +98,17 @@ class EventIntake:
     """Serves ``EVENTS_PATH`` as an ASGI app; see the module docstring."""
 
     def __init__(
-        self, settings: IngestSettings, publisher: Publisher, metrics: IngestMetrics
+        self,
+        settings: IngestSettings,
+        publisher: Publisher,
+        metrics: IngestMetrics,
+        *,
+        clock: Clock = wall_clock,
     ) -> None:
         self._tokens = settings.ingest_tokens
         self._max_body_bytes = settings.max_body_bytes
+        self._window = InstantWindow.of(settings)
+        self._clock = clock
         self._publisher = publisher
         self._metrics = metrics
         self._received = TypeSeries(metrics.events_received)
@@ -124,7 +135,8 @@ class EventIntake:
         """Validate every event of the request, publish them all, then answer 202."""
         try:
             body = await read_capped(receive, headers.get(b"content-length"), self._max_body_bytes)
-            events = self._events(body, headers.get(b"content-type"))
+            bounds = self._window.at(self._clock())
+            events = self._events(body, headers.get(b"content-type"), bounds)
         except BodyError as exc:
             return self._refuse(exc)
         try:
@@ -132,20 +144,32 @@ class EventIntake:
         except BrokerUnavailableError as exc:
             return self._unavailable(exc, events)
         self._produced.count(e.event.type for e in events)
+        for encoded in events:
+            self._metrics.event_skew.observe(bounds.skew_s(encoded.event))
         accepted = Accepted(accepted=len(events), event_ids=[e.event.event_id for e in events])
         return status.HTTP_202_ACCEPTED, accepted.model_dump_json().encode(), []
 
-    def _events(self, body: bytes, content_type: str | None) -> list[Encoded]:
-        events = valid_events(body, content_type)
+    def _events(self, body: bytes, content_type: str | None, bounds: Bounds) -> list[Encoded]:
+        events = valid_events(body, content_type, bounds.problems)
         if events is not None:
             self._received.count(e.event.type for e in events)
             return events
         items = read_items(body, content_type)
         self._received.count(type_label(item.value) for item in items)
+        out_of_window: list[OutOfWindow] = []
+
+        def check(event: Inbound) -> list[Problem]:
+            problems = bounds.problems(event)
+            if problems:
+                out_of_window.append(reason(problems))
+            return problems
+
         try:
-            return [Encoded.of(event) for event in validate_items(items)]
+            return [Encoded.of(event) for event in validate_items(items, check)]
         except InvalidEventsError:
             self._metrics.events_rejected.labels(reason=Rejection.INVALID).inc(len(items))
+            for why in out_of_window:
+                self._metrics.events_out_of_window.labels(reason=why).inc()
             raise
 
     def _refuse(self, exc: BodyError) -> _Answer:

@@ -4,23 +4,32 @@ Every label value a series can take is listed here and initialised at
 start-up, so a dashboard sees zeros instead of missing series, and a typo in
 a label value is a ``KeyError`` in tests rather than a silent new series.
 
-| metric                                   | labels  | counts                               |
-|------------------------------------------|---------|--------------------------------------|
-| slawatch_ingest_events_received_total    | type    | events in a readable body            |
-| slawatch_ingest_events_produced_total    | type    | events the broker acknowledged       |
-| slawatch_ingest_events_rejected_total    | reason  | events in a request answered 422/503 |
-| slawatch_ingest_requests_rejected_total  | reason  | requests answered 4xx/503            |
-| slawatch_ingest_request_duration_seconds |         | POST /v1/events, start to answer     |
-| slawatch_ingest_broker_failures_total    | reason  | batches the broker did not take      |
-| slawatch_ingest_webhooks_total           | source, outcome | webhook deliveries, by end  |
-| slawatch_ingest_webhook_ignored_total    | source, reason  | delivery parts unused       |
-| slawatch_ingest_webhook_duration_seconds | source  | POST /v1/webhooks/{source}           |
+| metric                                     | labels  | counts                               |
+|--------------------------------------------|---------|--------------------------------------|
+| slawatch_ingest_events_received_total      | type    | events in a readable body            |
+| slawatch_ingest_events_produced_total      | type    | events the broker acknowledged       |
+| slawatch_ingest_events_rejected_total      | reason  | events in a request answered 422/503 |
+| slawatch_ingest_requests_rejected_total    | reason  | requests answered 4xx/503            |
+| slawatch_ingest_request_duration_seconds   |         | POST /v1/events, start to answer     |
+| slawatch_ingest_broker_failures_total      | reason  | batches the broker did not take      |
+| slawatch_ingest_webhooks_total             | source, outcome | webhook deliveries, by end  |
+| slawatch_ingest_webhook_ignored_total      | source, reason  | delivery parts unused       |
+| slawatch_ingest_webhook_duration_seconds   | source  | POST /v1/webhooks/{source}           |
+| slawatch_ingest_event_skew_seconds         |         | occurred_at minus the server's clock |
+| slawatch_ingest_events_out_of_window_total | reason  | events with an instant out of window |
 
 Requests and events are counted apart because a request refused before its
 body is read (401, 413, malformed JSON) has no countable events. Webhook
 series are labelled by the configured source names (known at start-up);
 a request for an unknown source counts as ``requests_rejected{reason="unknown_source"}``.
 Events a webhook produced count in ``events_produced`` like any other.
+
+``event_skew_seconds`` observes, for every event produced, its ``occurred_at``
+minus this server's clock when the request arrived: negative for the past
+(transit, a sender's queue), positive for a sender whose clock runs ahead.
+An event with an instant outside the accepted window (``window``) is counted
+once in ``events_out_of_window``, by the reason of its first such instant,
+from either endpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from slawatch_common.events import MonitoringEvent, TicketEventType
 from slawatch_ingest.sources.canonical import IgnoreReason
+from slawatch_ingest.window import OutOfWindow
 
 UNKNOWN_TYPE = "unknown"
 EVENT_TYPES: tuple[str, ...] = (
@@ -72,6 +82,10 @@ EVENT_REJECTIONS = (Rejection.INVALID, Rejection.BROKER_UNAVAILABLE)
 """The rejections that happen once the events are known, so they can be counted."""
 
 
+SKEW_BUCKETS = (-604800, -86400, -3600, -600, -60, -10, -1, 0, 1, 10, 60, 600, 3600)
+"""Upper bounds of ``event_skew_seconds``: a week old to an hour ahead (the default limit)."""
+
+
 class BrokerFailure(StrEnum):
     """How the broker failed a batch; the label value of ``reason``."""
 
@@ -90,6 +104,8 @@ class IngestMetrics:
     webhooks: Counter
     webhook_ignored: Counter
     webhook_duration: Histogram
+    event_skew: Histogram
+    events_out_of_window: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry, sources: Iterable[str] = ()) -> IngestMetrics:
@@ -150,6 +166,19 @@ class IngestMetrics:
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                 registry=registry,
             ),
+            event_skew=Histogram(
+                "slawatch_ingest_event_skew_seconds",
+                "occurred_at of produced events minus the server's clock at receipt"
+                " (negative: in the past).",
+                buckets=SKEW_BUCKETS,
+                registry=registry,
+            ),
+            events_out_of_window=Counter(
+                "slawatch_ingest_events_out_of_window",
+                "Events refused for an instant outside the accepted window, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
         )
         metrics._initialise_series(tuple(sources))
         return metrics
@@ -170,6 +199,8 @@ class IngestMetrics:
             self.events_rejected.labels(reason=rejection)
         for failure in BrokerFailure:
             self.broker_failures.labels(reason=failure)
+        for out_of_window in OutOfWindow:
+            self.events_out_of_window.labels(reason=out_of_window)
 
 
 def type_label(value: object) -> str:

@@ -9,7 +9,9 @@ The body comes in one of three encodings:
 ``read_items`` decodes the body into raw items, each remembering where it came
 from; ``validate_items`` turns every item into an event or, if any is invalid,
 raises ``InvalidEventsError`` listing every bad field of every item. A request is
-all-or-nothing: callers publish only what ``validate_items`` returned.
+all-or-nothing: callers publish only what ``validate_items`` returned. Both take
+an optional ``check`` of what the contract cannot say (``window``: instants
+outside the accepted window); its problems are errors like any other.
 
 ``valid_events`` is the fast path in front of those two: pydantic parses and
 validates the body straight from bytes, and each event is encoded once (the
@@ -27,7 +29,7 @@ and NDJSON errors also carry the 1-based ``line``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -61,6 +63,19 @@ class MalformedBodyError(BodyError):
 
 class UnsupportedMediaTypeError(BodyError):
     """A ``Content-Type`` that is neither JSON nor NDJSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a valid event is refused all the same: where in the event, the message, its type."""
+
+    loc: Loc
+    msg: str
+    type: str
+
+
+EventCheck: TypeAlias = Callable[[Inbound], Sequence[Problem]]
+"""A check of valid events beyond their contract: an empty answer accepts the event."""
 
 
 class InvalidEventsError(BodyError):
@@ -125,8 +140,10 @@ def read_items(body: bytes, content_type: str | None) -> list[Item]:
     return _json_items(text)
 
 
-def valid_events(body: bytes, content_type: str | None) -> list[Encoded] | None:
-    """Every event of ``body`` with its record value, if all are valid; else ``None``.
+def valid_events(
+    body: bytes, content_type: str | None, check: EventCheck | None = None
+) -> list[Encoded] | None:
+    """Every event of ``body`` with its record value, if all are valid and pass ``check``.
 
     Never raises: ``None`` means "ask ``read_items`` and ``validate_items``",
     which refuse the body with the reason (or, for the odd body that only
@@ -146,6 +163,8 @@ def valid_events(body: bytes, content_type: str | None) -> list[Encoded] | None:
     encoded = [Encoded.of(event) for event in events]
     if not encoded or any(len(item.value) > MAX_EVENT_BYTES for item in encoded):
         return None  # empty, or an event too large: validate_items says which
+    if check is not None and any(check(item.event) for item in encoded):
+        return None  # validate_items says which and where
     return encoded
 
 
@@ -199,10 +218,11 @@ def _loads(text: str, *, line: int | None = None) -> Any:
         raise MalformedBodyError(f"malformed JSON at {where}: {exc.msg}") from exc
 
 
-def validate_items(items: Sequence[Item]) -> list[Inbound]:
+def validate_items(items: Sequence[Item], check: EventCheck | None = None) -> list[Inbound]:
     """Every item as a validated event, in order, or ``InvalidEventsError`` with all errors.
 
     An empty batch is invalid: a client that sends nothing has made a mistake.
+    A valid event's ``check`` problems are errors located in its item.
     """
     if not items:
         raise InvalidEventsError(
@@ -219,6 +239,8 @@ def validate_items(items: Sequence[Item]) -> list[Inbound]:
         size_error = _size_error(item, event)
         if size_error is not None:
             errors.append(size_error)
+        if check is not None:
+            errors.extend(item.error(p.msg, p.type, p.loc) for p in check(event))
         events.append(event)
     if errors:
         raise InvalidEventsError(errors)

@@ -6,14 +6,16 @@ reads the environment at import time.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import NoDecode
 
 from slawatch_common.settings import ServiceSettings
 
 MIB = 1024 * 1024
+CENTURY_S = 100 * 366 * 86400
 
 
 class IngestSettings(ServiceSettings):
@@ -33,6 +35,19 @@ class IngestSettings(ServiceSettings):
     )
     max_body_bytes: int = Field(
         5 * MIB, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    # The window of instants an event may carry (occurred_at and every other
+    # instant field); one outside it is refused with 422 naming the field.
+    earliest_instant: AwareDatetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC),
+        description="Events with an instant before this are refused (RFC 3339 with offset).",
+    )
+    max_future_s: float = Field(
+        3600.0,
+        ge=0,
+        le=CENTURY_S,
+        allow_inf_nan=False,
+        description="Events with an instant further ahead of this server's clock are refused.",
     )
 
     @field_validator("ingest_tokens", mode="before")

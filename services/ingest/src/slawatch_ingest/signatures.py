@@ -294,6 +294,7 @@ def _check_fresh(signed_at: datetime, now: datetime, window_s: float | None) -> 
 
 
 def _iso_instant(text: str, header: str) -> datetime:
+    """An ISO 8601 time; one without an offset is UTC. ``_check_fresh`` takes any offset."""
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError as exc:
@@ -302,7 +303,10 @@ def _iso_instant(text: str, header: str) -> datetime:
 
 
 def _epoch_instant(text: str, header: str) -> datetime:
+    """Unix seconds as a datetime; any other text, however large, is a ``SignatureError``."""
     try:
         return datetime.fromtimestamp(int(text.strip()), UTC)
-    except (ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError, OSError) as exc:
+        # ValueError: not an integer, or past the year 9999; OverflowError: past
+        # time_t; OSError (EOVERFLOW): past what the platform's gmtime converts.
         raise SignatureError(f"{header} is not a Unix time in seconds") from exc

@@ -8,6 +8,8 @@ The steps, in order; each refusal ends the request and produces nothing:
 4. authenticate as the source signs (``signatures``)   → 401
 5. decode the JSON object                              → 400
 6. normalise it (``sources.registry``, a pure function) → 422 with the reason
+   and check its events' instants against the window (``window``) → 422 naming
+   each instant outside it, as ``events[<index>].<field>``
 7. nothing of use in it                                → 202 ``{"ignored": reason}``
 8. publish the events not acknowledged lately (``recent``, ``publishing.Publisher``)
                                                        → 503 with ``Retry-After``
@@ -27,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -45,12 +47,12 @@ from slawatch_ingest.signatures import Credentials, Scheme, UnauthenticatedError
 from slawatch_ingest.sources.canonical import Normalised, PayloadError
 from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.sources.registry import KINDS
+from slawatch_ingest.window import Bounds, Clock, InstantWindow, reason, wall_clock
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 
-Clock = Callable[[], datetime]
 Monotonic = Callable[[], float]
 
 
@@ -67,7 +69,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": WebhookRefusal, "description": "Missing or wrong signature or credentials."},
     404: {"model": WebhookRefusal, "description": "No such source is configured."},
     413: {"model": WebhookRefusal, "description": "The body exceeds the source's size limit."},
-    422: {"model": WebhookRefusal, "description": "Not what this source sends; says why."},
+    422: {
+        "model": WebhookRefusal,
+        "description": "Not what this source sends, or a time outside the accepted window;"
+        " says why.",
+    },
     429: {"model": WebhookRefusal, "description": "Over the source's rate limit; see Retry-After."},
     503: {"model": WebhookRefusal, "description": "The broker did not store the events; retry."},
 }
@@ -96,6 +102,7 @@ class WebhookIntake:
     ) -> None:
         self._sources = {name: cfg for name, cfg in sources.items() if cfg.enabled}
         self._default_cap = settings.max_body_bytes
+        self._window = InstantWindow.of(settings)
         self._publisher = publisher
         self._metrics = metrics
         self._clock = clock
@@ -131,8 +138,11 @@ class WebhookIntake:
         self._throttle(config.name)
         body = await self._read(config, request)
         headers = {name.lower(): value for name, value in request.headers.items()}
-        self._authenticate(config, body, headers)
+        now = self._clock()
+        self._authenticate(config, body, headers, now)
         normalised = self._normalise(config, _object(body), headers)
+        bounds = self._window.at(now)
+        self._check_window(normalised.events, bounds)
         for ignored in normalised.ignored:
             self._metrics.webhook_ignored.labels(source=config.name, reason=ignored.reason).inc()
         if not normalised.events:
@@ -145,6 +155,7 @@ class WebhookIntake:
             self._recent.remember(event.event_id for event in fresh)
         for event in fresh:
             self._metrics.events_produced.labels(type=event.type).inc()
+            self._metrics.event_skew.observe(bounds.skew_s(event))
         self._metrics.webhooks.labels(source=config.name, outcome=WebhookOutcome.ACCEPTED).inc()
         ids = [event.event_id for event in normalised.events]
         accepted = Accepted(accepted=len(ids), event_ids=ids)
@@ -173,9 +184,11 @@ class WebhookIntake:
                 status.HTTP_413_CONTENT_TOO_LARGE, WebhookOutcome.TOO_LARGE, str(exc)
             ) from exc
 
-    def _authenticate(self, config: SourceConfig, body: bytes, headers: Mapping[str, str]) -> None:
+    def _authenticate(
+        self, config: SourceConfig, body: bytes, headers: Mapping[str, str], now: datetime
+    ) -> None:
         try:
-            authenticate(self._credentials[config.name], body, headers, self._clock())
+            authenticate(self._credentials[config.name], body, headers, now)
         except UnauthenticatedError as exc:
             raise _RefusedError(
                 status.HTTP_401_UNAUTHORIZED,
@@ -193,6 +206,21 @@ class WebhookIntake:
             raise _RefusedError(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, WebhookOutcome.INVALID, str(exc)
             ) from exc
+
+    def _check_window(self, events: Sequence[Inbound], bounds: Bounds) -> None:
+        """Refuse the delivery if an instant of one of its events is outside the window."""
+        described: list[str] = []
+        for index, event in enumerate(events):
+            problems = bounds.problems(event)
+            if problems:
+                self._metrics.events_out_of_window.labels(reason=reason(problems)).inc()
+            for problem in problems:
+                field = ".".join(str(part) for part in problem.loc)
+                described.append(f"events[{index}].{field}: {problem.msg}")
+        if described:
+            raise _RefusedError(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, WebhookOutcome.INVALID, "; ".join(described)
+            )
 
     async def _publish(self, events: Sequence[Inbound]) -> None:
         try:
@@ -259,7 +287,7 @@ def webhooks_router(
         sources,
         publisher,
         metrics,
-        clock=clock or (lambda: datetime.now(UTC)),
+        clock=clock or wall_clock,
         monotonic=monotonic,
     )
     router = APIRouter()
