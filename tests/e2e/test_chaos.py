@@ -399,7 +399,10 @@ def services(
         "SLAWATCH_NOTIFIER_PORT": str(free_port()),
         "SLAWATCH_RETRY_BASE_S": "0.2",
         "SLAWATCH_RETRY_CAP_S": "2",
-        "SLAWATCH_MAX_ATTEMPTS": "20",
+        "SLAWATCH_RETRY_BUDGET_S": "3600",
+        # every kill interrupts the sends in flight and those claimed ahead: with 50
+        # kills one notification may be caught more than the default three times
+        "SLAWATCH_MAX_INTERRUPTED": "1000",
         "SLAWATCH_SEND_CONCURRENCY": str(SEND_CONCURRENCY),
     }
     procs = {

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from slawatch_common.db import create_engine

@@ -18,6 +18,7 @@ from slawatch_notifier.acklink import (
     DigestClaim,
     ExpiredLinkError,
     MalformedTokenError,
+    redact,
     sign,
     verify,
 )
@@ -83,3 +84,17 @@ def test_a_digest_link_claims_the_digest_and_cannot_pass_for_an_escalation() -> 
     spliced = f"{token.split('.')[0]}.{escalation.split('.')[1]}"
     with pytest.raises(BadSignatureError):
         verify(spliced, SECRET, NOW)
+
+
+def test_redact_takes_the_token_out_of_every_link_path_in_a_line() -> None:
+    links = AckLinks(SECRET, "https://slawatch.example.com", timedelta(hours=24))
+    url = links.url("jira:OPS-42:response", 1, "zhao.lei", NOW)
+    token = url.rsplit("/", 1)[1]
+    line = (
+        f'10.0.0.1:5000 - "GET /v1/acks/{token}?utm=x HTTP/1.1" 200; mail: {url}\n/V1/ACKS/{token}'
+    )
+    assert redact(line) == (
+        '10.0.0.1:5000 - "GET /v1/acks/<token> HTTP/1.1" 200; '
+        "mail: https://slawatch.example.com/v1/acks/<token>\n/v1/acks/<token>"
+    )
+    assert redact('"POST /v1/acks HTTP/1.1" 200') == '"POST /v1/acks HTTP/1.1" 200'

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
 from typing import Any
 
 import aiosmtplib
@@ -17,19 +22,25 @@ from aiosmtpd.smtp import AuthResult
 from deploy.dev.sms_sink import SmsSink
 from pydantic import SecretStr
 
+from notifier.factories import sla_event
+from slawatch_common.events import SlaEvent
 from slawatch_notifier.channels.email import (
     EmailChannel,
+    UnusableAddressError,
     build_message,
     classify_smtp_error,
     classify_smtp_reply,
     message_id,
     thread_id,
+    usable_address,
 )
 from slawatch_notifier.channels.port import Delivered, Outbound, Permanent, Retryable
 from slawatch_notifier.channels.sms import SmsChannel, classify_response, request_body
 from slawatch_notifier.clock import SystemClock
+from slawatch_notifier.messages import CHINESE, ENGLISH, Language
+from slawatch_notifier.sanitize import SUBJECT_MAX_CHARS
 from slawatch_notifier.settings import NotifierSettings
-from slawatch_notifier.templates import Content
+from slawatch_notifier.templates import Content, render_email
 from support.net import free_port
 from support.smtp import SmtpSink
 
@@ -320,3 +331,243 @@ async def test_email_failure_matrix(case: str, kind: type, named: str) -> None:
             controller.stop()
     assert isinstance(outcome, kind), outcome
     assert named in str(outcome)
+
+
+# --- email: no event text adds or changes a header ------------------------------
+
+SENT_HEADERS = [
+    "Content-Type",
+    "MIME-Version",
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "X-Slawatch-Notification-Id",
+]
+"""Every header a notification mail has, in order: nothing else may appear."""
+BREACH_SUBJECT = "[slawatch] SLA breach: response deadline passed for jira:OPS-42 (P1): "
+BREACH_SUBJECT_ZH = "[slawatch] SLA 已超时：jira:OPS-42（P1）的响应时限已过："
+
+
+def _titled(title: str) -> SlaEvent:
+    event = sla_event("breach")
+    ticket = event.data.ticket.model_copy(update={"title": title})
+    return event.model_copy(update={"data": event.data.model_copy(update={"ticket": ticket})})
+
+
+def _mail(
+    title: str,
+    name: str = "Li Wei",
+    language: Language = ENGLISH,
+    address: str = "li.wei@example.com",
+) -> Outbound:
+    content = render_email(_titled(title), "breach", name, language=language)
+    return Outbound("jira:OPS-42:n-1", "jira", "OPS-42", name, address, content)
+
+
+def _delivered(sink: SmtpSink) -> tuple[list[str], EmailMessage, bytes]:
+    """The one mail the sink received: its envelope recipients, parsed, and its raw head."""
+    ((_, recipients, received),) = sink.snapshot()
+    raw = received.as_bytes()
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return recipients, parsed, raw.split(b"\n\n", 1)[0]
+
+
+def _header_names(head: bytes) -> list[bytes]:
+    """The name of every header line of a raw head (folded lines start with a space)."""
+    return [line.split(b":")[0] for line in head.splitlines() if not line[:1].isspace()]
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(
+    ("title", "language", "subject"),
+    [
+        ("x\nBcc: y@evil.example", ENGLISH, BREACH_SUBJECT + "x Bcc: y@evil.example"),
+        (
+            "x\r\nReply-To : attacker@evil.example",
+            ENGLISH,
+            BREACH_SUBJECT + "x Reply-To : attacker@evil.example",
+        ),
+        (
+            "Core\x00switch\r\n\r\nBody: injected",
+            ENGLISH,
+            BREACH_SUBJECT + "Coreswitch Body: injected",
+        ),
+        (
+            "Core switch\u2028Bcc: y@evil.example",
+            ENGLISH,
+            BREACH_SUBJECT + "Core switch Bcc: y@evil.example",
+        ),
+        (
+            "核心交换机宕机\r\nBcc: y@evil.example\u2029抄送",
+            CHINESE,
+            BREACH_SUBJECT_ZH + "核心交换机宕机 Bcc: y@evil.example 抄送",
+        ),
+    ],
+    ids=["lf-bcc", "crlf-reply-to-space-colon", "nul-and-blank-line", "u2028", "chinese"],
+)
+@pytest.mark.parametrize("stored", [False, True], ids=["rendered", "stored"])
+async def test_a_title_cannot_add_a_header(
+    smtp_sink: SmtpSink, title: str, language: Language, subject: str, stored: bool
+) -> None:
+    outbound = _mail(title, language=language)
+    if stored:  # content as an earlier release stored it: the subject holds the raw title
+        lead = BREACH_SUBJECT_ZH if language is CHINESE else BREACH_SUBJECT
+        raw = Content(lead + title, f"Title: {title}\n", f"<p>{html.escape(title)}</p>")
+        outbound = replace(outbound, content=raw)
+    outcome = await EmailChannel(_settings(smtp_sink.port), SystemClock()).send(outbound)
+    recipients, mail, head = _delivered(smtp_sink)
+    assert isinstance(outcome, Delivered)
+    assert recipients == ["li.wei@example.com"]
+    assert list(mail.keys()) == SENT_HEADERS
+    assert mail["Subject"] == subject
+    # decoded word by word, exactly: no line break or control character is encoded in it
+    ((_, _, as_written),) = smtp_sink.snapshot()
+    unfolded = re.sub(r"\r?\n(?=[ \t])", "", as_written["Subject"])
+    assert str(make_header(decode_header(unfolded))) == subject
+    assert mail["To"].addresses == (Address("Li Wei", addr_spec="li.wei@example.com"),)
+    assert _header_names(head) == [name.encode() for name in SENT_HEADERS]
+    assert head.isascii()
+    text = mail.get_body(("plain",))
+    assert text is not None
+    shown = subject.removeprefix(BREACH_SUBJECT).removeprefix(BREACH_SUBJECT_ZH)
+    # rendered now, the body shows the title as one line; as stored, as it was
+    assert (title if stored else shown) in text.get_content()
+
+
+@pytest.mark.smtp
+async def test_a_ten_thousand_character_title_is_a_clipped_subject(smtp_sink: SmtpSink) -> None:
+    title = "Core switch down " + "y" * 10_000
+    outcome = await EmailChannel(_settings(smtp_sink.port), SystemClock()).send(_mail(title))
+    recipients, mail, head = _delivered(smtp_sink)
+    assert isinstance(outcome, Delivered)
+    assert recipients == ["li.wei@example.com"]
+    assert list(mail.keys()) == SENT_HEADERS
+    subject = mail["Subject"]
+    assert len(subject) == SUBJECT_MAX_CHARS
+    assert subject == (BREACH_SUBJECT + title)[: SUBJECT_MAX_CHARS - 1] + "…"
+    assert all(len(line) <= 998 for line in head.splitlines())
+    body = mail.get_body(("plain",))
+    assert body is not None
+    assert title in body.get_content()  # the body keeps the whole title
+
+
+@pytest.mark.smtp
+async def test_the_html_part_escapes_a_title_with_markup_and_line_breaks(
+    smtp_sink: SmtpSink,
+) -> None:
+    title = '<script>alert(1)</script>\r\n<a href="http://evil.example">x</a>'
+    await EmailChannel(_settings(smtp_sink.port), SystemClock()).send(_mail(title))
+    _, mail, _ = _delivered(smtp_sink)
+    part = mail.get_body(("html",))
+    assert part is not None
+    shown = part.get_content()
+    assert "<script" not in shown
+    assert "<a href" not in shown
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt; &lt;a href=&quot;http://evil.example&quot;&gt;x&lt;/a&gt;"
+        in shown
+    )
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Li Wei\r\nBcc: boss@evil.example", "Li Wei Bcc: boss@evil.example"),
+        ("Li Wei\nReply-To : attacker@evil.example", "Li Wei Reply-To : attacker@evil.example"),
+        ("李伟\r\nBcc: boss@evil.example", "李伟 Bcc: boss@evil.example"),
+        (
+            'Li "Wei" <boss@evil.example>, \x00x@evil.example',
+            'Li "Wei" <boss@evil.example>, x@evil.example',
+        ),
+        ("L" * 300, "L" * 99 + "…"),
+    ],
+    ids=["crlf-bcc", "lf-reply-to", "chinese", "quotes-and-brackets", "long"],
+)
+async def test_a_display_name_stays_one_name_of_one_recipient(
+    smtp_sink: SmtpSink, name: str, shown: str
+) -> None:
+    outcome = await EmailChannel(_settings(smtp_sink.port), SystemClock()).send(
+        _mail("Core switch down", name=name)
+    )
+    recipients, mail, head = _delivered(smtp_sink)
+    assert isinstance(outcome, Delivered)
+    assert recipients == ["li.wei@example.com"]
+    assert list(mail.keys()) == SENT_HEADERS
+    assert mail["To"].addresses == (Address(shown, addr_spec="li.wei@example.com"),)
+    assert _header_names(head) == [name.encode() for name in SENT_HEADERS]
+
+
+@pytest.mark.smtp
+@pytest.mark.parametrize(
+    "address",
+    [
+        "li.wei@example.com\r\nBcc: boss@evil.example",
+        "li.wei@example.com\nRCPT TO:<boss@evil.example>",
+        "li.wei@example.com\r",
+        "li.wei@example.com\u2028",
+        "li.wei@example.com\x00",
+        "li.wei@example.com, boss@evil.example",
+        "Boss <boss@evil.example>",
+        "li wei@example.com",
+    ],
+)
+async def test_an_unusable_address_is_refused_for_good_without_a_connection(
+    smtp_sink: SmtpSink, address: str
+) -> None:
+    outbound = _mail("Core switch down", address=address)
+    outcome = await EmailChannel(_settings(smtp_sink.port), SystemClock()).send(outbound)
+    assert isinstance(outcome, Permanent)
+    assert outcome.reason == f"not a usable email address: {address!r}"
+    assert "\n" not in outcome.reason
+    assert smtp_sink.snapshot() == []
+    with pytest.raises(UnusableAddressError):
+        build_message(outbound, sender="slawatch <slawatch@example.com>", now=NOW)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["li.wei@example.com", "li.wei+sla@example.com", "o'brien@example.com", "赵磊@例子.中国"],
+)
+def test_plain_addresses_are_usable(address: str) -> None:
+    assert usable_address(address)
+
+
+def test_the_notification_id_header_is_one_line() -> None:
+    outbound = _mail("Core switch down")
+    hostile = Outbound(
+        "jira:OPS-42\r\nBcc: boss@evil.example:n-1",
+        outbound.ticket_source,
+        outbound.ticket_id,
+        outbound.recipient_name,
+        outbound.address,
+        outbound.content,
+    )
+    message = build_message(hostile, sender="slawatch <slawatch@example.com>", now=NOW)
+    parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert list(parsed.keys()) == SENT_HEADERS
+    assert parsed["X-Slawatch-Notification-Id"] == "jira:OPS-42 Bcc: boss@evil.example:n-1"
+    # the ids derived from it are digests: the same with or without the sanitising
+    assert parsed["Message-ID"].strip() == message_id(hostile.notification_id, "example.com")
+
+
+# --- SMS: one line -------------------------------------------------------------------
+
+
+async def test_an_sms_is_one_line_whatever_the_title(sms_sink: SmsSink) -> None:
+    text = (
+        "[slawatch] BREACH P1 jira:OPS-42 Core switch\r\n\r\nURGENT: call +1 555 0100\u2028\x00now"
+    )
+    outbound = Outbound("n-1", "jira", "OPS-42", "Li Wei", "+8613800000002", Content("", text))
+    async with httpx.AsyncClient(timeout=5) as client:
+        outcome = await SmsChannel(client, sms_sink.url, "t0ken").send(outbound)
+    assert outcome == Delivered("sms-1")
+    (sms,) = sms_sink.received()
+    assert sms.message == (
+        "[slawatch] BREACH P1 jira:OPS-42 Core switch URGENT: call +1 555 0100 now"
+    )

@@ -18,7 +18,10 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from markdown_it import MarkdownIt
 
+from notifier.factories import sla_event
+from slawatch_common.events import SlaEvent
 from slawatch_notifier.channels import dingtalk, feishu, slack, webhook, wecom
 from slawatch_notifier.channels.dingtalk import DingTalkChannel, DingTalkRobot
 from slawatch_notifier.channels.feishu import FeishuBot, FeishuChannel
@@ -34,9 +37,10 @@ from slawatch_notifier.channels.slack import SlackChannel, SlackWebhook
 from slawatch_notifier.channels.webhook import WebhookChannel, WebhookTarget
 from slawatch_notifier.channels.wecom import WeComChannel, WeComRobot
 from slawatch_notifier.clock import Clock, SystemClock
-from slawatch_notifier.templates import Content
+from slawatch_notifier.templates import Content, render_sms
 from support.net import free_port
 from support.providers_chat import (
+    WEBHOOK_FIELDS,
     DingTalkRobots,
     Emulator,
     FeishuBots,
@@ -54,17 +58,25 @@ FAST = 0.2  # the client timeout in the timeout case, which waits this long
 STEADY = 5.0  # the client timeout in every other send: never reached on loopback
 
 SUBJECT = "[slawatch] Warning: P2 jira:OPS-42 response 75% used"
+SUBJECT_MARKDOWN = (
+    "\\[slawatch\\] Warning: P2 jira:OPS-42 response 75% used"  # as markdown shows it
+)
 TEXT = "Hello Li Wei,\n\nTicket:   jira:OPS-42\nTitle:    Payments <down> & out\n\n-- \nslawatch\n"
 
 
-def _outbound(address: str = "ops", notification_id: str = "n-1", text: str = TEXT) -> Outbound:
+def _outbound(
+    address: str = "ops",
+    notification_id: str = "n-1",
+    text: str = TEXT,
+    content: Content | None = None,
+) -> Outbound:
     return Outbound(
         notification_id=notification_id,
         ticket_source="jira",
         ticket_id="OPS-42",
         recipient_name="Li Wei",
         address=address,
-        content=Content(SUBJECT, text),
+        content=content or Content(SUBJECT, text),
     )
 
 
@@ -120,7 +132,10 @@ def test_dingtalk_request_is_signed_markdown_with_mentions() -> None:
     body = _json(request)
     assert body["msgtype"] == "markdown"
     assert body["markdown"]["title"] == SUBJECT
-    assert body["markdown"]["text"].startswith(f"#### {SUBJECT}\n\nHello Li Wei,\n\nTicket:")
+    assert body["markdown"]["text"].startswith(
+        f"#### {SUBJECT_MARKDOWN}\n\nHello Li Wei,\n\nTicket:"
+    )
+    assert "Title:    Payments ＜down＞ \\& out" in body["markdown"]["text"]
     assert body["markdown"]["text"].endswith("\n\n@13800000001")
     assert body["at"] == {"atMobiles": ["13800000001"], "isAtAll": False}
     assert request.extensions["timeout"]["read"] == 3
@@ -181,7 +196,7 @@ def test_wecom_request_is_markdown_with_mentions() -> None:
     assert request.url.params["key"] == "key-1"
     content = _json(request)["markdown"]["content"]
     assert _json(request)["msgtype"] == "markdown"
-    assert content.startswith(f"**{SUBJECT}**\nHello Li Wei,")
+    assert content.startswith(f"**{SUBJECT_MARKDOWN}**\nHello Li Wei,")
     assert content.endswith("\n<@li.wei>")
     assert request.extensions["timeout"]["connect"] == 2
 
@@ -192,6 +207,15 @@ def test_wecom_markdown_is_clipped_to_4096_bytes_at_a_character() -> None:
     assert 4096 - 3 < size <= 4096
     assert content.endswith("…\n<@li.wei>")
     assert wecom.markdown(Content("s", "short")) == "**s**\nshort"
+
+
+def test_wecom_clipping_never_leaves_half_an_escape() -> None:
+    for text in ("\\" * 3000, "x" + "\\" * 3000):
+        content = wecom.markdown(Content("", text))
+        assert len(content.encode()) <= 4096
+        kept = content.removesuffix("…")
+        assert len(kept) < len(content)
+        assert (len(kept) - len(kept.rstrip("\\"))) % 2 == 0  # each backslash escaped
 
 
 @pytest.mark.parametrize(
@@ -433,6 +457,7 @@ class Rig:
     channel: Callable[[httpx.AsyncClient, str, Clock, str, float], ChannelPort]
     expected: dict[Mode, tuple[type, str]]
     wrong_secret: str  # what a send with a wrong secret is refused with
+    subject: str = SUBJECT  # the subject as the provider receives it
 
 
 def _dingtalk(
@@ -499,6 +524,7 @@ RIGS = [
             Mode.BAD_CREDENTIALS: (Permanent, "errcode 93000"),
         },
         "errcode 93000: invalid webhook url",
+        SUBJECT_MARKDOWN,
     ),
     Rig(
         "feishu",
@@ -556,7 +582,7 @@ async def test_a_real_send_is_accepted_and_verified(rig: Rig, client: httpx.Asyn
         outcome = await rig.channel(client, url, SystemClock(), SECRET, STEADY).send(_outbound())
     assert isinstance(outcome, Delivered)
     (accepted,) = emulator.accepted
-    assert SUBJECT in json.dumps(accepted.message, ensure_ascii=False)
+    assert any(rig.subject in text for text in _strings(accepted.message))
     assert "Payments" in json.dumps(accepted.message, ensure_ascii=False)
 
 
@@ -684,7 +710,208 @@ async def test_feishu_and_slack_emulators_refuse_malformed_bodies(
     assert slack_blocks.text == "invalid_blocks"
 
 
+# --- event text stays text --------------------------------------------------------
+
+TITLE_WITH_MARKUP = (
+    "[click](http://evil.example) <@all> @13800000000 # heading\r\n# second heading"
+    ' ![img](http://evil.example/i.png) **bold** <font color="warning">red</font>'
+)
+MARKUP_GALORE = (
+    "[click](http://evil.example) <@all> @13800000000 # heading"
+    "\n# second heading\r\n- item ![img](http://evil.example/i.png) **bold** _it_ ~~gone~~"
+    ' `code` <font color="warning">red</font> <a href="http://evil.example">a</a>'
+    " &#91;x&#93;&#40;http://evil.example&#41;\u2028> quote\x00"
+)
+ACK_LINK = "https://slawatch.example.com/v1/acks/eyJjIjoiamlyYTpPUFMtNDIiLCJyIjoibGkud2VpIn0.c2ln"
+_COMMONMARK = MarkdownIt("commonmark").enable(["strikethrough", "table"])
+_ACTIVE = (
+    *("<a ", "<img", "<em>", "<strong>", "<s>", "<code>", "<ul>", "<ol>", "<li>", "<font"),
+    *("<h1>", "<h2>", "<h3>", "<h5>", "<h6>", "<blockquote>", "<table>", "<hr", "<pre>"),
+)
+"""What CommonMark would make of markup that took effect; a robot's own heading is an h4."""
+
+
+def _titled(title: str) -> SlaEvent:
+    event = sla_event("breach")
+    ticket = event.data.ticket.model_copy(update={"title": title})
+    return event.model_copy(update={"data": event.data.model_copy(update={"ticket": ticket})})
+
+
+def _markdown_received(rig: Rig, message: dict[str, Any]) -> str:
+    part = message["markdown"]
+    return str(part["text"] if rig.name == "dingtalk" else part["content"])
+
+
+def _check_inert(rig: Rig, received: str, subject: bool) -> str:
+    """Nothing in ``received`` takes effect as markup, rendered or not, but the robot's own
+    heading (DingTalk) or bold subject (WeCom, if ``subject``) and mentions; the HTML
+    CommonMark makes of it."""
+    lines = received.split("\n")
+    own = "####" if rig.name == "dingtalk" else "**" if subject else None
+    inner = lines[0].removeprefix("#### ").removeprefix("**").removesuffix("**") if own else ""
+    if own:
+        assert lines[0].startswith(own)
+    # nothing even a renderer without backslash escapes would take for syntax
+    for text in (inner, *lines[1 if own else 0 :]):
+        assert "](" not in text
+        assert "![" not in text
+        assert "<" not in text
+        assert "**" not in text
+        assert not text.lstrip().startswith(("#", "-", "+", "＞", "1.", "|", "="))
+    mentions = [word for word in received.split() if "@" in word]
+    assert mentions == (["@13800000001"] if rig.name == "dingtalk" else [])  # the robot's own
+    # and a CommonMark renderer shows plain text
+    rendered: str = _COMMONMARK.render(received)
+    owned = {"<strong>"} if own == "**" else set()
+    assert not [tag for tag in _ACTIVE if tag in rendered and tag not in owned]
+    assert rendered.count("<h4>") == (1 if own == "####" else 0)
+    assert rendered.count("<strong>") == (1 if own == "**" else 0)
+    return rendered
+
+
+@pytest.mark.parametrize("rig", RIGS[:2], ids=_RIG_IDS[:2])
+async def test_a_title_reaches_a_markdown_robot_with_no_markup_active(
+    rig: Rig, client: httpx.AsyncClient
+) -> None:
+    content = render_sms(_titled(TITLE_WITH_MARKUP), "breach")
+    emulator = rig.emulator()
+    async with serving(emulator.app) as url:
+        channel = rig.channel(client, url, SystemClock(), SECRET, STEADY)
+        outcome = await channel.send(_outbound(content=content))
+    assert isinstance(outcome, Delivered)
+    (accepted,) = emulator.accepted
+    received = _markdown_received(rig, accepted.message)
+    # shown as written: markdown's characters escaped, @ < > in their full-width forms
+    assert (
+        "\\[click\\]\\(http://evil.example\\) ＜＠all＞ ＠13800000000 # heading # second heading"
+        " !\\[img\\]\\(http://evil.example/i.png\\) \\*\\*bold\\*\\*"
+        ' ＜font color="warning"＞red＜/font＞'
+    ) in received
+    rendered = _check_inert(rig, received, subject=False)
+    assert (
+        "[click](http://evil.example) ＜＠all＞ ＠13800000000 # heading # second heading"
+        " ![img](http://evil.example/i.png) **bold** ＜font color=&quot;warning&quot;＞red＜/font＞"
+    ) in rendered
+
+
+@pytest.mark.parametrize("rig", RIGS[:2], ids=_RIG_IDS[:2])
+async def test_stored_content_with_line_breaks_reaches_a_markdown_robot_inert(
+    rig: Rig, client: httpx.AsyncClient
+) -> None:
+    # content as an earlier release stored it, the title's line breaks still in it
+    text = (
+        f"[slawatch] BREACH {MARKUP_GALORE}\n1. one\n---\n| a | b |\n|---|---|\n===\n"
+        f"Ack: {ACK_LINK}"
+    )
+    content = Content("[slawatch] <@all>\r\n# held back", text)
+    emulator = rig.emulator()
+    async with serving(emulator.app) as url:
+        channel = rig.channel(client, url, SystemClock(), SECRET, STEADY)
+        outcome = await channel.send(_outbound(content=content))
+    assert isinstance(outcome, Delivered)
+    (accepted,) = emulator.accepted
+    received = _markdown_received(rig, accepted.message)
+    assert "\x00" not in received
+    assert "\u2028" not in received
+    assert "\r" not in received
+    assert received.rstrip("@0123456789\n").endswith(f"Ack: {ACK_LINK}")  # the link stays whole
+    rendered = _check_inert(rig, received, subject=True)
+    assert "&amp;#91;x&amp;#93;" in rendered  # a character reference stays as written
+    if rig.name == "dingtalk":
+        assert accepted.message["markdown"]["title"] == "[slawatch] <@all> # held back"
+        assert received.startswith("#### \\[slawatch\\] ＜＠all＞ # held back\n\n")
+        # a paragraph a line (and the mention's): none became a block of another kind
+        assert rendered.count("<p>") == len(text.split("\n")) + 1
+    else:
+        assert received.startswith("**\\[slawatch\\] ＜＠all＞ # held back**\n")
+        assert rendered.startswith("<p><strong>[slawatch] ＜＠all＞ # held back</strong>")
+
+
+async def test_a_title_reaches_slack_escaped_as_mrkdwn_requires(client: httpx.AsyncClient) -> None:
+    title = "<!here> <@U024BE7LH> <http://evil.example|click> &amp; *bold*\r\n> quote"
+    content = render_sms(_titled(title), "breach", ACK_LINK)
+    emulator = RIGS[3].emulator()
+    async with serving(emulator.app) as url:
+        outcome = await _slack(client, url, SystemClock(), SECRET).send(_outbound(content=content))
+    assert isinstance(outcome, Delivered)
+    (accepted,) = emulator.accepted
+    section = accepted.message["blocks"][-1]["text"]["text"]
+    for text in (section, accepted.message["text"]):
+        assert "<" not in text
+        assert ">" not in text
+        assert "\n" not in text
+        assert (
+            "&lt;!here&gt; &lt;@U024BE7LH&gt; &lt;http://evil.example|click&gt; &amp;amp; *bold*"
+            " &gt; quote"
+        ) in text
+        assert text.endswith(f"Ack: {ACK_LINK}")
+
+
+def test_slack_header_and_fallback_are_one_line_and_the_section_keeps_its_lines() -> None:
+    message = slack.message(Content("[slawatch] 2\r\nheld\x00 back\u2028", "one\x07\r\ntwo\u2029"))
+    header, section = message["blocks"]
+    assert header["text"]["text"] == "[slawatch] 2 held back"
+    assert message["text"] == "[slawatch] 2 held back"
+    assert section["text"]["text"] == "one \ntwo"
+
+
+async def test_a_title_reaches_feishu_as_plain_text_with_no_mention(
+    client: httpx.AsyncClient,
+) -> None:
+    title = '<at user_id="all">所有人</at> [x](http://evil.example)\r\n**b**\u2028\x00'
+    content = render_sms(_titled(title), "breach")
+    stored = Content(f"[slawatch] {title}", f"first {title}\nsecond")
+    emulator = FeishuBots({TOKEN: SECRET})
+    async with serving(emulator.app) as url:
+        for outbound in (_outbound(content=content), _outbound(content=stored)):
+            outcome = await _feishu(client, url, SystemClock(), SECRET).send(outbound)
+            assert isinstance(outcome, Delivered)
+    shown = '<at user_id="all">所有人</at> [x](http://evil.example) **b**'
+    rendered, again = (
+        accepted.message["content"]["post"]["zh_cn"] for accepted in emulator.accepted
+    )
+    # a text element is plain text: the title as it is, on one line; no at element at all
+    assert rendered["content"] == [[{"tag": "text", "text": content.text}]]
+    assert content.text.endswith(shown)
+    assert again["title"] == f"[slawatch] {shown}"
+    # stored with its line break, the title spans two paragraphs, each of plain text
+    assert again["content"] == [
+        [{"tag": "text", "text": 'first <at user_id="all">所有人</at> [x](http://evil.example)'}],
+        [{"tag": "text", "text": "**b**"}],
+        [{"tag": "text", "text": "second"}],
+    ]
+
+
+async def test_the_webhook_carries_a_title_as_exact_json(client: httpx.AsyncClient) -> None:
+    title = '"},"subject":"forged","x":{"\r\n</script>\u2028\\'
+    # the subject as stored by an earlier release, line breaks and all; the text as rendered
+    content = Content(f"[slawatch] {title}\x00", render_sms(_titled(title), "breach").text)
+    receiver = WebhookReceiver(SECRET)
+    async with serving(receiver.app) as url:
+        outcome = await _webhook(client, url, SystemClock(), SECRET).send(
+            _outbound(content=content)
+        )
+    assert isinstance(outcome, Delivered)
+    (accepted,) = receiver.accepted
+    assert set(accepted.message) == {*WEBHOOK_FIELDS, "recipient_name"}
+    assert accepted.message["text"] == content.text  # JSON carries each string exactly
+    assert accepted.message["subject"] == content.subject
+    assert accepted.message["recipient_name"] == "Li Wei"
+    assert content.text.endswith('"},"subject":"forged","x":{" </script> \\')
+
+
 # --- helpers ---------------------------------------------------------------------
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a parsed JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def _bytes(body: Any) -> bytes:

@@ -118,7 +118,7 @@ async def test_a_stuck_sms_provider_holds_only_the_sms_slots(
                 Channel.SMS: SmsChannel(client, f"http://127.0.0.1:{port}/sms", "t"),
                 Channel.EMAIL: mail,
             },
-            RetryPolicy(3, 0.1, 1.0),
+            RetryPolicy(base_s=0.1, cap_s=1.0),
             metrics=NotifierMetrics(registry),
             clock=FixedClock(),
             rand=random.Random(1),
@@ -154,7 +154,7 @@ def _dispatcher(engine: AsyncEngine, mail: ChannelPort, doorbell: asyncio.Event)
     return Dispatcher(
         engine,
         {Channel.EMAIL: mail, Channel.SMS: Recording()},
-        RetryPolicy(3, 0.1, 1.0),
+        RetryPolicy(base_s=0.1, cap_s=1.0),
         metrics=NotifierMetrics(CollectorRegistry()),
         clock=FixedClock(),
         rand=random.Random(1),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import html
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from deploy.dev.sms_sink import SmsSink
@@ -37,7 +39,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.smtp]
 CLOCK = "jira:OPS-42:response"
 ONCALL_PHONE, SUPERVISOR_PHONE = "+8613800000011", "+8613800000020"
 ACK_SECRET = "service-test-secret"
-LINK = re.compile(r"http://notifier(/v1/acks/\S+)")
+LINK = re.compile(r"http://notifier(/v1/acks/[^\s\"<]+)")
+HREF = re.compile(r'href="http://notifier(/[^"]+)"')
 
 
 def _config(after: str) -> dict[str, Any]:
@@ -122,7 +125,7 @@ async def test_an_unacknowledged_breach_reaches_the_supervisor_after_the_delay_o
     assert metric(exposition, "slawatch_notifier_acks_total", method="link") == 0  # exists
 
 
-async def test_following_the_ack_link_stops_the_waiting_step(
+async def test_the_form_of_the_ack_link_stops_the_waiting_step(
     settings: NotifierSettings, tmp_path: Path, smtp_sink: SmtpSink, sms_sink: SmsSink
 ) -> None:
     settings = settings.model_copy(update={"config_file": write_config(tmp_path, _config("6s"))})
@@ -133,20 +136,23 @@ async def test_following_the_ack_link_stops_the_waiting_step(
         (oncall,) = sms_sink.received()
         link = LINK.search(oncall.message)
         assert link is not None
-        answer = await client.get(link[1])
+        page = await client.get(link[1])
+        assert await _escalation(settings.database_url) == ("active", None)
+        answer = await client.post(link[1])
         assert answer.status_code == 200, answer.text
         assert time.time() - breach.occurred_at.timestamp() < 6.0  # before the step's instant
         await produce(settings.kafka_bootstrap, settings.topics.sla, [warning, breach])
         await asyncio.sleep(max(0.0, breach.occurred_at.timestamp() + 7.0 - time.time()))
-        again = await client.get(link[1])
+        again = await client.post(link[1])
         api_answers = await _api_answers(client)
         exposition = (await client.get("/metrics")).text
 
-    (escalation,) = answer.json()["escalations"]
-    assert escalation["status"] == "acknowledged"
-    assert escalation["acknowledged_by"] == "zhao.lei"
-    assert escalation["cancelled_steps"] == [f"{CLOCK}:breach:2"]
-    assert again.json()["escalations"][0]["changed"] is False
+    assert page.status_code == 200
+    assert "jira:OPS-42" in page.text
+    assert '<form method="post"' in page.text
+    assert "已确认收到" in answer.text  # zhao.lei reads Chinese
+    assert (again.status_code, "此前已确认收到" in again.text) == (200, True)
+    assert await _escalation(settings.database_url) == ("acknowledged", "zhao.lei")
     assert [to for _, to, _ in _mails(smtp_sink)] == ["li.wei@example.com"]
     assert [sms.to for sms in sms_sink.received()] == [ONCALL_PHONE]
     assert await _step_status(settings.database_url) == [
@@ -160,10 +166,72 @@ async def test_following_the_ack_link_stops_the_waiting_step(
         "unknown clock": 404,
         "unknown ticket": 404,
         "no subject": 422,
-        "bad signature": 403,
-        "expired": 410,
-        "malformed": 422,
+        "GET bad signature": 403,
+        "GET expired": 410,
+        "GET malformed": 422,
+        "POST bad signature": 403,
+        "POST expired": 410,
+        "POST malformed": 422,
     }
+
+
+async def test_a_mail_scanner_that_follows_every_link_acknowledges_nothing(
+    settings: NotifierSettings, tmp_path: Path, smtp_sink: SmtpSink, sms_sink: SmsSink
+) -> None:
+    """A mail gateway fetches every link of each delivered mail; the escalation goes on to
+    the supervisor, and only the form of the page acknowledges."""
+    settings = settings.model_copy(update={"config_file": write_config(tmp_path, _config("4s"))})
+    warning, breach = _events()
+    async with running_notifier(settings) as client:
+        await produce(settings.kafka_bootstrap, settings.topics.sla, [warning, breach])
+        await eventually(lambda: len(smtp_sink.snapshot()) == 1)
+        ((_, _, warning_mail),) = smtp_sink.snapshot()
+        scanned = await _scan(client, warning_mail)
+        assert time.time() - breach.occurred_at.timestamp() < 4.0  # before the step's instant
+        # the supervisor's step still fires at its instant: a text and a mail
+        await eventually(lambda: len(smtp_sink.snapshot()) == 2 and len(sms_sink.received()) == 2)
+        supervisor_mail = next(m for _, to, m in _mails(smtp_sink) if to != "li.wei@example.com")
+        scanned += await _scan(client, supervisor_mail)
+        still = await _escalation(settings.database_url)
+        # a person opens the supervisor's link and presses the button
+        page = await client.get(scanned[-1])
+        answer = await client.post(scanned[-1])
+        exposition = (await client.get("/metrics")).text
+
+    assert len(scanned) >= 4  # the link of each mail, in its text and in its HTML
+    assert still == ("active", None)
+    assert [sms.to for sms in sorted(sms_sink.received(), key=lambda s: s.received_at)] == [
+        ONCALL_PHONE,
+        SUPERVISOR_PHONE,
+    ]
+    assert await _step_status(settings.database_url) == [(f"{CLOCK}:breach:2", "fired", None)]
+    assert '<form method="post"' in page.text
+    assert (answer.status_code, "Acknowledged" in answer.text) == (200, True)
+    assert await _escalation(settings.database_url) == ("acknowledged", "wang.fang")
+    assert metric(exposition, "slawatch_notifier_acks_total", method="link") == 1
+
+
+async def _scan(client: httpx.AsyncClient, mail: Message) -> list[str]:
+    """Fetch every link of ``mail`` with GET, as a mail gateway's scanner does; their paths."""
+    body = _body(mail)
+    links = [*LINK.findall(body), *(m[1] for m in HREF.finditer(body))]
+    for path in links:
+        answer = await client.get(html.unescape(path))
+        assert answer.status_code == 200, answer.text
+    return [html.unescape(path) for path in links]
+
+
+async def _escalation(database_url: str) -> tuple[str, str | None]:
+    """The status of the escalation of ``CLOCK`` and who acknowledged it."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            table = store.escalations
+            query = sa.select(table.c.status, table.c.acknowledged_by)
+            row = (await conn.execute(query.where(table.c.clock_id == CLOCK))).one()
+            return (row.status, row.acknowledged_by)
+    finally:
+        await engine.dispose()
 
 
 async def _api_answers(client: Any) -> dict[str, int]:
@@ -181,6 +249,7 @@ async def _api_answers(client: Any) -> dict[str, int]:
     answers = {name: await client.post("/v1/acks", json=body) for name, body in posts.items()}
     assert answers["no subject"].json()["detail"][0]["loc"] == ["body", "clock_id"]
     for name, token in (("bad signature", forged), ("expired", expired), ("malformed", "nodot")):
-        answers[name] = await client.get(f"/v1/acks/{token}")
+        answers[f"GET {name}"] = await client.get(f"/v1/acks/{token}")
+        answers[f"POST {name}"] = await client.post(f"/v1/acks/{token}")
     assert answers["by ticket"].json()["escalations"][0]["changed"] is False
     return {name: answer.status_code for name, answer in answers.items()}

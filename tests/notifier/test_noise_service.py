@@ -48,7 +48,21 @@ def _config(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def settings(make_settings: SettingsMaker) -> NotifierSettings:
-    return make_settings(notifier=_config(), max_attempts=3, retry_base_s=0.05, retry_cap_s=0.2)
+    return make_settings(notifier=_config(), retry_base_s=0.05, retry_cap_s=0.2)
+
+
+async def _escalations(database_url: str) -> dict[str, tuple[str, str | None]]:
+    """Each clock's escalation: its status and who acknowledged it."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            table = store.escalations
+            query = sa.select(table.c.clock_id, table.c.status, table.c.acknowledged_by)
+            return {
+                row.clock_id: (row.status, row.acknowledged_by) for row in await conn.execute(query)
+            }
+    finally:
+        await engine.dispose()
 
 
 async def _notifications(database_url: str) -> dict[str, sa.RowMapping]:
@@ -78,9 +92,12 @@ async def test_a_burst_of_breaches_is_five_sms_and_one_digest_naming_the_rest(
         records = await read_records(settings.kafka_bootstrap, settings.topics.notifications, 9)
         await asyncio.sleep(0.5)  # time for any (wrong) extra message
         exposition = (await client.get("/metrics")).text
-        # the digest ends with the link that acknowledges everything it holds
+        # the digest ends with the link that acknowledges everything it holds: its page
+        # lists them and changes nothing, its form acknowledges them all
         link = sms_sink.received()[-1].message.rsplit(" ", 1)[1]
-        acked = (await client.get(urlsplit(link).path)).json()["escalations"]
+        page = await client.get(urlsplit(link).path)
+        shown = await _escalations(settings.database_url)
+        acked = await client.post(urlsplit(link).path)
 
     texts = sms_sink.received()
     assert len(texts) == 6
@@ -103,9 +120,15 @@ async def test_a_burst_of_breaches_is_five_sms_and_one_digest_naming_the_rest(
         assert f" and {len(held) - len(named)} more." in digest.message
     assert digest.message.endswith(f"Ack: {link}")
     assert len(digest.message) <= 320
-    assert sorted((e["clock_id"], e["status"], e["changed"]) for e in acked) == sorted(
-        (f"jira:{t}:response", "acknowledged", True) for t in held
-    )
+    assert page.status_code == 200
+    assert [f"jira:{t}<" in page.text for t in tickets] == [t in held for t in tickets]
+    assert '<form method="post"' in page.text
+    assert set(shown.values()) == {("active", None)}
+    assert acked.status_code == 200
+    assert await _escalations(settings.database_url) == {
+        f"jira:{t}:response": ("acknowledged", "oncall") if t in held else ("active", None)
+        for t in tickets
+    }
 
     rows = await _notifications(settings.database_url)
     assert {rows[_sms_id(t)]["status"] for t in held} == {"folded"}

@@ -196,7 +196,9 @@ async def test_the_ack_link_in_the_dingtalk_post_stops_the_waiting_step(
         text = providers.dingtalk.accepted[0].message["markdown"]["text"]
         link = LINK.search(text)
         assert link is not None, text
-        answer = await client.get(link[1])
+        page = await client.get(link[1])  # shows what the link acknowledges, changes nothing
+        assert '<form method="post"' in page.text, page.text
+        answer = await client.post(link[1])  # the page's button
         assert answer.status_code == 200, answer.text
         assert time.time() - breach.occurred_at.timestamp() < 6.0
         await produce(settings.kafka_bootstrap, settings.topics.sla, [warning, breach])

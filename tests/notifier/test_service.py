@@ -41,7 +41,7 @@ BREACH_MAIL_ID = "jira:OPS-42:response:breach:1:supervisor:email"
 
 @pytest.fixture
 def settings(make_settings: SettingsMaker) -> NotifierSettings:
-    return make_settings(max_attempts=4, retry_base_s=0.05, retry_cap_s=0.2)
+    return make_settings(retry_base_s=0.05, retry_cap_s=0.2)
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redeliver
         (b"jira:OPS-42", "notification.sent", WARNING_ID),
     ]
     assert metric(exposition, "slawatch_notifier_dead_letters_total", reason="invalid_json") == 1
-    assert await _dead_letters(settings.database_url) == [("invalid_json", "{not json")]
+    assert await _dead_letters(settings.database_url) == [("invalid_json", b"{not json")]
     assert metric(exposition, "slawatch_notifier_sla_events_total", outcome="tracked") == 1
     assert metric(exposition, "slawatch_notifier_sla_events_total", outcome="ignored") == 0
     assert metric(exposition, "slawatch_notifier_planned_total", result="duplicate") == 3
@@ -123,7 +123,7 @@ async def test_warning_and_breach_reach_the_chain_exactly_once_despite_redeliver
     assert {record.event_id for _, record in again} == {r.event_id for _, r in records}
 
 
-async def _dead_letters(database_url: str) -> list[tuple[str, str]]:
+async def _dead_letters(database_url: str) -> list[tuple[str, bytes]]:
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:

@@ -350,6 +350,25 @@ def test_twilio_request_is_an_authenticated_form_post() -> None:
     }
 
 
+def test_every_provider_gets_one_line_whatever_the_content() -> None:
+    # content as an earlier release stored it: a title's line breaks and controls in it
+    text = "[slawatch] BREACH P1 jira:OPS-42 Core switch\r\n\r\nURGENT: call\u2028+1 555\x000100"
+    outbound = replace(
+        _outbound("+14155550100"), ticket_id="OPS-42\r\nX", content=Content("", text)
+    )
+    one_line = "[slawatch] BREACH P1 jira:OPS-42 Core switch URGENT: call +1 5550100"
+    assert twilio_sms.request_form(outbound, TWILIO)["Body"] == one_line
+    wide = replace(ALIYUN, param_max_chars=200)
+    assert aliyun_sms.template_param(outbound, wide) == {
+        "ticket": "jira:OPS-42 X",
+        "detail": one_line.removeprefix("[slawatch] "),
+    }
+    assert tencent_sms.template_params(outbound, replace(TENCENT, param_max_chars=200)) == [
+        "jira:OPS-42 X",
+        one_line.removeprefix("[slawatch] "),
+    ]
+
+
 def test_twilio_messaging_service_replaces_from() -> None:
     settings = TwilioSmsSettings(
         account_sid="AC1", auth_token="t", messaging_service_sid="MG" + "1" * 32

@@ -112,13 +112,83 @@ async def claim_send_retry_and_finish(engine: AsyncEngine) -> None:
     assert (again.id, again.attempts) == (sms.id, 2)
 
 
+async def a_batch_of_delivered_and_failed_attempts_logs_every_attempt(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await store.insert_new(conn, _drafts(), NOW)
+        sms, mail = sorted(await store.claim_due(conn, NOW, slots(10)), key=lambda c: c.channel)[
+            ::-1
+        ]
+        retry_at = NOW + timedelta(seconds=5)
+        recorded = await store.finish_attempts(
+            conn,
+            [
+                (mail, store.Attempt(NOW, 8, Delivered("<id@x>")), NextStep(Status.SENT)),
+                (
+                    sms,
+                    store.Attempt(NOW, 9, Retryable("HTTP 503")),
+                    NextStep(Status.PENDING, retry_at, "HTTP 503", failing_since=NOW),
+                ),
+            ],
+            NOW,
+        )
+        logged = (
+            await conn.execute(
+                sa.select(store.attempts.c.notification_id, store.attempts.c.outcome)
+            )
+        ).all()
+        failing_since = (
+            await conn.execute(
+                sa.select(store.notifications.c.failing_since).where(
+                    store.notifications.c.id == sms.id
+                )
+            )
+        ).scalar_one()
+    assert recorded == {sms.id, mail.id}
+    assert sorted(tuple(row) for row in logged) == sorted(
+        [(mail.id, "delivered"), (sms.id, "retryable")]
+    )
+    assert failing_since == NOW
+
+
+async def the_first_claim_begins_the_retry_budget_unless_it_is_given_back(
+    engine: AsyncEngine,
+) -> None:
+    later = NOW + timedelta(minutes=1)
+
+    async def retry_from(notification_id: str) -> datetime | None:
+        async with engine.connect() as conn:
+            table = store.notifications
+            query = sa.select(table.c.retry_from).where(table.c.id == notification_id)
+            moment: datetime | None = (await conn.execute(query)).scalar_one()
+            return moment
+
+    async with engine.begin() as conn:
+        await store.insert_new(conn, _drafts("warning:75"), NOW)
+        (claimed,) = await store.claim_due(conn, NOW, slots(10))
+    assert claimed.retry_from == NOW
+    async with engine.begin() as conn:  # a stop gives it back unsent
+        await store.release(conn, [claimed], NOW)
+    assert await retry_from(claimed.id) is None
+    async with engine.begin() as conn:
+        (claimed,) = await store.claim_due(conn, later, slots(10))
+        step = NextStep(Status.PENDING, later, "HTTP 503", failing_since=later)
+        attempt = store.Attempt(later, 3, Retryable("HTTP 503"))
+        await store.finish_attempts(conn, [(claimed, attempt, step)], later)
+        (again,) = await store.claim_due(conn, later + timedelta(minutes=1), slots(10))
+    assert (again.attempts, again.retry_from, again.failing_since) == (2, later, later)
+    async with engine.begin() as conn:  # given back on a retry: the budget still counts
+        await store.release(conn, [again], later + timedelta(minutes=2))
+    assert await retry_from(claimed.id) == later
+
+
 async def interrupted_sends_are_recovered(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await store.insert_new(conn, _drafts("warning:75"), NOW)
         (claimed,) = await store.claim_due(conn, NOW, slots(10))
     later = NOW + timedelta(minutes=5)
     async with engine.begin() as conn:
-        assert await store.recover_interrupted(conn, later) == [claimed.id]
+        (found,) = await store.recover_interrupted(conn, later, max_interrupted=3)
+    assert (found.id, found.times, found.failed) == (claimed.id, 1, False)
     async with engine.begin() as conn:
         (resent,) = await store.claim_due(conn, later, slots(10))
         outcomes = (
@@ -146,6 +216,8 @@ SCENARIOS: list[Scenario] = [
     migrations_match_the_model,
     inserting_twice_stores_once,
     claim_send_retry_and_finish,
+    a_batch_of_delivered_and_failed_attempts_logs_every_attempt,
+    the_first_claim_begins_the_retry_budget_unless_it_is_given_back,
     interrupted_sends_are_recovered,
     published_records_are_not_listed_again,
 ]

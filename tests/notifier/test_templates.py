@@ -69,6 +69,68 @@ def test_html_escapes_ticket_text() -> None:
     assert "<b>&" not in html
 
 
+def _with_ticket(event: SlaEvent, **fields: str) -> SlaEvent:
+    ticket = event.data.ticket.model_copy(update=fields)
+    return event.model_copy(update={"data": event.data.model_copy(update={"ticket": ticket})})
+
+
+def test_every_event_value_is_shown_as_one_line() -> None:
+    event = _with_ticket(
+        sla_event("breach"),
+        id="OPS-42\r\nBcc: x@evil.example",
+        title="Core switch\r\nReply-To : attacker@evil.example\u2028\x00down",
+        customer="ACME\nPriority: P5",
+        service="network\u2029Stage: none",
+        group="NOC\x0b\x0cL2",
+    )
+    mail = render_email(event, "breach", "Li Wei\r\nBcc: y@evil.example")
+    assert mail.subject == (
+        "[slawatch] SLA breach: response deadline passed for jira:OPS-42 Bcc: x@evil.example (P1)"
+        ": Core switch Reply-To : attacker@evil.example down"
+    )
+    assert mail.text.startswith("Hello Li Wei Bcc: y@evil.example,\n\n")
+    rows = mail.text.split("\n\n")[2].splitlines()
+    assert [row.split(":", 1)[0] for row in rows] == [
+        "Ticket",
+        "Title",
+        "Priority",
+        "Metric",
+        "Stage",
+        "Deadline (UTC)",
+        "Deadline",
+        "Time used",
+        "Policy",
+        "Customer",
+        "Service",
+        "Group",
+    ]
+    assert rows[0].endswith(" jira:OPS-42 Bcc: x@evil.example")
+    assert rows[1].endswith(" Core switch Reply-To : attacker@evil.example down")
+    assert rows[-3:] == [
+        "Customer:         ACME Priority: P5",
+        "Service:          network Stage: none",
+        "Group:            NOC L2",
+    ]
+    assert mail.html is not None
+    assert "\r" not in mail.html
+    assert "<td>Core switch Reply-To : attacker@evil.example down</td>" in mail.html
+    for text in (mail.subject, mail.html):
+        assert not [char for char in text if char in "\r\x00\x0b\x0c\u2028\u2029"]
+    sms = render_sms(event, "breach").text
+    assert "\n" not in sms
+    assert sms.endswith("(100%). Core switch Reply-To : attacker@evil.example down")
+    assert " jira:OPS-42 Bcc: x@evil.example " in sms
+
+
+def test_a_title_of_nothing_printable_is_no_title() -> None:
+    event = _titled(sla_event("breach"), "\r\n\x00\u2028 ")
+    mail = render_email(event, "breach", "\x00")
+    assert mail.subject == "[slawatch] SLA breach: response deadline passed for jira:OPS-42 (P1)"
+    assert "(no title)" in mail.text
+    assert mail.text.startswith("Hello,\n")
+    assert render_sms(event, "breach").text.endswith("(100%).")
+
+
 def test_deadline_is_shown_in_utc_and_as_given() -> None:
     event = sla_event("breach")
     local = datetime.fromisoformat("2026-11-26T08:30:00+08:00")

@@ -11,7 +11,8 @@ the payload, then the expiry: ``BadSignatureError`` (403), ``ExpiredLinkError``
 (410), ``MalformedTokenError`` (422). A token is a bearer credential until it
 expires, for one escalation (``AckClaim``) or for the escalations of the
 notifications folded into one digest (``DigestClaim``, the link of a digest);
-it acknowledges nothing else.
+it acknowledges nothing else. So no log keeps one: ``redact`` takes the token
+out of every link path in a line (the access log's, ``main.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -32,6 +34,9 @@ DEV_SECRET = "slawatch-dev-ack-secret"
 """Used when ``SLAWATCH_ACK_SECRET`` is unset; anyone who reads this can forge links."""
 
 ACK_PATH = "/v1/acks"
+REDACTED = "<token>"
+
+_LINK_PATH = re.compile(re.escape(f"{ACK_PATH}/") + r"[^\s\"'<>]+", re.IGNORECASE)
 
 
 class LinkError(ValueError):
@@ -115,6 +120,12 @@ class AckLinks:
 
     def _url(self, claim: AckClaim | DigestClaim) -> str:
         return f"{self.base_url.rstrip('/')}{ACK_PATH}/{quote(sign(claim, self.secret))}"
+
+
+def redact(text: str) -> str:
+    """``text`` with whatever follows ``/v1/acks/`` in a path (the token, and any query)
+    replaced by ``<token>``."""
+    return _LINK_PATH.sub(f"{ACK_PATH}/{REDACTED}", text)
 
 
 def _claim(body: str) -> AckClaim | DigestClaim:

@@ -8,8 +8,8 @@ dispatch, outbox). Shutdown stops them in reverse. A worker that fails ends
 the process (``start_worker``).
 
 Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``POST /v1/acks`` and
-``GET /v1/acks/<token>`` (``acks.py``), ``GET /v1/oncall[/<schedule>]``
-(``oncall_api.py``).
+``GET``/``POST /v1/acks/<token>`` (``acks.py``; the GET only shows the link's
+page), ``GET /v1/oncall[/<schedule>]`` (``oncall_api.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from slawatch_notifier.oncall_api import router as oncall_router
 from slawatch_notifier.outbox import Outbox
 from slawatch_notifier.planner import Planner
 from slawatch_notifier.rate_limits import limit_for
-from slawatch_notifier.retry import RetryPolicy
 from slawatch_notifier.scheduler import Scheduler
 from slawatch_notifier.settings import NotifierSettings
 
@@ -162,7 +161,7 @@ async def running(
         dispatcher = Dispatcher(
             engine,
             _channels(settings, providers, http, clock, email),
-            RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
+            settings.retry_policy(),
             metrics=metrics,
             clock=clock,
             rand=random.Random(),

@@ -12,12 +12,23 @@ For each due notification (``pending`` and ``next_attempt_at <= now``):
    (``retry.next_step``) — one recorder writes every attempt that ended since
    its last pass in one transaction, so under load a transaction carries many
    (the send's slot stays taken until then): ``sent``; ``pending`` again after a
-   full-jitter backoff; or ``failed`` when the failure is permanent or the
-   attempts are used up — then its standby fallback on the next channel
-   becomes pending (after ``sent`` it is cancelled as not needed;
-   ``fallback.py``);
+   full-jitter backoff while its retry budget lasts (per channel, from its
+   first attempt), and once it has been failing for ``fallback_after`` its
+   standby fallback on the next channel is released to be tried as well; or
+   ``failed`` when the failure is permanent, the send raised, or the budget is
+   spent — then its standby fallback becomes pending (after ``sent`` the
+   fallbacks not yet sent are cancelled as not needed; ``fallback.py``);
 4. ring the outbox, which publishes the ``NotificationRecord`` of every
    finished notification after this commit.
+
+No send ends the dispatcher: whatever a channel's ``send`` raises (a bug in
+an adapter, a message that cannot be built) is logged once with its
+traceback and recorded as a permanent failure of that attempt, the exception's
+class and message its reason; the slot goes on with the next notification.
+A failed notification is sent again only by hand (``store.redrive``, the
+``redrive`` command): pending, due now, with a fresh budget. The claimer
+looks for due rows at least every ``IDLE_WAIT_S`` even when no doorbell
+rings, so rows another process made due (a redrive) go out within seconds.
 
 Each channel has its own lane (``_Lane``): ``concurrency`` slots, each a task
 that takes the next claimed notification of the channel, sends it and waits
@@ -39,14 +50,16 @@ pending again, the attempt not counted.
 The remaining at-least-once window: a crash after the provider accepted a
 message but before step 3 committed leaves the row ``sending``, at most
 ``concurrency`` of them per channel. ``recover``, run once at start, records
-that attempt as ``interrupted`` and sends the notification again with the
-same Message-ID (email) or idempotency key (SMS), so the repeat is
-recognisable downstream but may still reach the recipient twice. A crash also
-leaves the queued ones ``sending``; they are sent for the first time then,
-with an ``interrupted`` attempt on their record. The interrupted attempt
-counts towards ``max_attempts`` (a message that crashes the process every time
-ends ``failed``, not in a loop); when it was the last one, one more attempt is
-made. ``recover`` assumes one dispatching process per database.
+that attempt as ``interrupted``, counts it on the notification and sends it
+again with the same Message-ID (email) or idempotency key (SMS), so the
+repeat is recognisable downstream but may still reach the recipient twice. A
+crash also leaves the queued ones ``sending``; they are sent for the first
+time then, with an ``interrupted`` attempt on their record. A notification
+interrupted ``RetryPolicy.max_interrupted`` times (3 by default) is
+``failed`` instead, "interrupted 3 times while sending", and its fallback
+takes over: a message that brings the process down every time it is sent
+ends failed, not in a crash loop. ``recover`` assumes one dispatching process
+per database.
 """
 
 from __future__ import annotations
@@ -70,12 +83,20 @@ from slawatch_notifier.channels.port import ChannelPort, Delivered, Outcome, Per
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.folding import Admission, Limits, unlimited
 from slawatch_notifier.metrics import FinalReason, NotifierMetrics
-from slawatch_notifier.retry import NextStep, RetryPolicy, Status, attempt_outcome, next_step
+from slawatch_notifier.retry import (
+    NextStep,
+    Progress,
+    RetryPolicy,
+    Status,
+    attempt_outcome,
+    next_step,
+)
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 5.0
-"""Longest sleep with free slots and nothing due; intake rings the doorbell sooner."""
+"""Longest sleep with free slots and nothing due; intake rings the doorbell sooner. Rows
+made due without the doorbell (a redrive from another process) wait at most this long."""
 
 MIN_WAIT_S = 0.01
 
@@ -104,7 +125,8 @@ class Dispatcher:
         limits: Limits = unlimited,
         links: AckLinks | None = None,
     ) -> None:
-        """``concurrency``: each channel's slots (a channel it omits is never sent on);
+        """``policy``: backoff, retry budgets, fallback delay, interruption cap;
+        ``concurrency``: each channel's slots (a channel it omits is never sent on);
         ``limits``: the rate limit of a recipient on a channel (``rate_limits.limit_for``);
         ``links``: signs a digest's acknowledgement link."""
         self._engine = engine
@@ -126,13 +148,30 @@ class Dispatcher:
         self._record_bell = asyncio.Event()
         self._room = asyncio.Event()
 
-    async def recover(self) -> list[str]:
-        """Make notifications a crash left ``sending`` due again; their ids. Call before ``run``."""
+    async def recover(self) -> list[store.Interrupted]:
+        """Make notifications a crash left ``sending`` due again, or failed once a crash
+        interrupted them ``max_interrupted`` times (their fallbacks take over); each one
+        found. Call before ``run``."""
+        now = self._clock.now()
+        promoted: dict[str, tuple[store.NotificationRef, ...]] = {}
         async with self._engine.begin() as conn:
-            ids = await store.recover_interrupted(conn, self._clock.now())
-        if ids:
-            log.warning("resending %d notifications interrupted by a crash", len(ids))
-        return ids
+            found = await store.recover_interrupted(conn, now, self._policy.max_interrupted)
+            for item in found:
+                if item.failed:
+                    note = f"fallback: {item.id} failed on {item.channel}: {item.error}"
+                    promoted[item.id] = await fallback.take_over(conn, item, note, now)
+        resent = sum(not item.failed for item in found)
+        if resent:
+            log.warning("resending %d notifications interrupted by a crash", resent)
+        for item in found:
+            if item.failed:
+                reason = FinalReason.INTERRUPTED
+                self._metrics.notifications.labels(item.channel, Status.FAILED, reason).inc()
+                log.error("notification %s failed: %s", item.id, item.error)
+                self._count_fallbacks(item.id, fallback.Settled(promoted=promoted[item.id]))
+        if promoted:
+            self._outbox_bell.set()
+        return found
 
     async def run(self) -> None:
         claiming: asyncio.Future[None] | None = None
@@ -225,12 +264,31 @@ class Dispatcher:
 
     async def _deliver(self, claimed: store.Claimed) -> _Ended:
         started_at, started = self._clock.now(), time.perf_counter()
-        outcome = await self._channels[claimed.channel].send(claimed.outbound)
+        outcome, raised = await self._send(claimed)
         latency = time.perf_counter() - started
         now = self._clock.now()
-        step = next_step(outcome, claimed.attempts, self._policy, now, self._rand.random())
+        progress = Progress(
+            claimed.attempts,
+            claimed.channel,
+            retry_from=claimed.retry_from or started_at,
+            failing_since=claimed.failing_since,
+        )
+        step = next_step(outcome, progress, self._policy, now, self._rand.random())
         attempt = store.Attempt(started_at, round(latency * 1000), outcome)
-        return _Ended(claimed, attempt, step, latency)
+        return _Ended(claimed, attempt, step, latency, raised)
+
+    async def _send(self, claimed: store.Claimed) -> tuple[Outcome, bool]:
+        """One attempt; whether ``send`` raised. What it raises is a permanent failure of the
+        attempt (a bug or a message that cannot be built), logged once with its traceback."""
+        try:
+            return await self._channels[claimed.channel].send(claimed.outbound), False
+        except Exception as exc:
+            log.exception(
+                "sending %s on %s raised; the notification fails", claimed.id, claimed.channel
+            )
+            text = str(exc)
+            reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            return Permanent(reason), True
 
     async def _record_ended(self) -> None:
         """Record every attempt that ended since the last pass, in one transaction.
@@ -253,11 +311,26 @@ class Dispatcher:
                     (e.claimed, e.step) for e in ended if e.claimed.id in recorded and e.step.final
                 ]
                 settled = await fallback.settle_many(conn, final, now)
+                for e in ended:
+                    if e.claimed.id in recorded and e.step.release_fallback:
+                        released = await fallback.release(conn, e.claimed, e.step, now)
+                        settled[e.claimed.id] = fallback.Settled(promoted=released)
+                retried = [
+                    e.claimed.id
+                    for e in ended
+                    if e.claimed.id in recorded and e.step.status is Status.PENDING
+                ]
+                needless = await fallback.stand_down_needless(conn, retried, now)
             for e in ended:
                 if e.claimed.id in recorded:
-                    self._count(e.claimed, e.attempt.outcome, e.step, e.latency, now)
-                    self._count_fallbacks(e.claimed, settled.get(e.claimed.id, fallback.Settled()))
+                    self._count(e, now)
+                    self._count_fallbacks(
+                        e.claimed.id, settled.get(e.claimed.id, fallback.Settled()), e.step
+                    )
                 e.recorded.set()
+            for ref in needless:
+                reason = FinalReason.NOT_NEEDED
+                self._metrics.notifications.labels(ref.channel, Status.CANCELLED, reason).inc()
             if any(e.step.status is Status.PENDING for e in ended):
                 self._doorbell.set()  # a retry falls due later: the claimer looks again
             if final:
@@ -281,22 +354,17 @@ class Dispatcher:
         except Exception:  # the next start's recover resends them
             log.warning("could not release %d claimed notifications", len(queued), exc_info=True)
 
-    def _count(
-        self,
-        claimed: store.Claimed,
-        outcome: Outcome,
-        step: NextStep,
-        latency: float,
-        now: datetime,
-    ) -> None:
+    def _count(self, ended: _Ended, now: datetime) -> None:
+        claimed, step = ended.claimed, ended.step
         channel = claimed.channel
-        self._metrics.attempts.labels(channel, attempt_outcome(outcome)).inc()
-        self._metrics.send_seconds.labels(channel).observe(latency)
+        self._metrics.attempts.labels(channel, attempt_outcome(ended.attempt.outcome)).inc()
+        self._metrics.send_seconds.labels(channel).observe(ended.latency)
         if step.status is Status.PENDING:
             self._metrics.retries.labels(channel).inc()
             log.info("retrying %s at %s: %s", claimed.id, _iso(step.next_attempt_at), step.error)
         elif step.final:
-            self._metrics.notifications.labels(channel, step.status, _reason(outcome)).inc()
+            reason = _reason(ended)
+            self._metrics.notifications.labels(channel, step.status, reason).inc()
             if step.status is Status.SENT:
                 delivery = max(0.0, (now - claimed.due_at).total_seconds())
                 self._metrics.delivery_seconds.labels(channel).observe(delivery)
@@ -319,10 +387,20 @@ class Dispatcher:
         for _recipient, channel in admission.digests_opened:
             self._metrics.digests.labels(channel).inc()
 
-    def _count_fallbacks(self, claimed: store.Claimed, settled: fallback.Settled) -> None:
+    def _count_fallbacks(
+        self, notification_id: str, settled: fallback.Settled, step: NextStep | None = None
+    ) -> None:
+        retried = step is not None and step.status is Status.PENDING
         for promoted in settled.promoted:
             self._metrics.fallbacks.labels(promoted.channel).inc()
-            log.warning("%s failed: falling back to %s", claimed.id, promoted.id)
+            if retried:
+                log.warning(
+                    "%s keeps failing: trying %s as well while it is retried",
+                    notification_id,
+                    promoted.id,
+                )
+            else:
+                log.warning("%s failed: falling back to %s", notification_id, promoted.id)
         for stood_down in settled.cancelled:
             reason = FinalReason.NOT_NEEDED
             self._metrics.notifications.labels(stood_down.channel, Status.CANCELLED, reason).inc()
@@ -338,6 +416,8 @@ class _Ended:
     attempt: store.Attempt
     step: NextStep
     latency: float
+    raised: bool = False
+    """``send`` raised instead of answering (the attempt counts as a permanent failure)."""
     recorded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -377,15 +457,17 @@ class _Lane:
         return self.want() >= max(1, self.ahead() // 2)
 
 
-def _reason(outcome: Outcome) -> FinalReason:
-    """The reason class of a final outcome (a retryable one: the attempts ran out)."""
-    match outcome:
+def _reason(ended: _Ended) -> FinalReason:
+    """The reason class of a final outcome (a retryable one: the retry budget was spent)."""
+    if ended.raised:
+        return FinalReason.SEND_ERROR
+    match ended.attempt.outcome:
         case Delivered():
             return FinalReason.DELIVERED
         case Permanent():
             return FinalReason.PERMANENT
         case Retryable():
-            return FinalReason.RETRYABLE
+            return FinalReason.BUDGET_EXHAUSTED
 
 
 def _iso(moment: datetime | None) -> str:

@@ -35,6 +35,13 @@ the snapshotted chain; ``.r<n>`` the n-th repeat; ``.g<n>`` counts the
 retractions before this breach, so a re-breach after a retraction (a new
 ``sla.breach`` event id) is notified again while a redelivered one is not.
 The same step reaches one recipient on one channel at most once.
+
+A key longer than the column that stores it (``STEP_KEY_MAX``,
+``NOTIFICATION_ID_MAX``) is shortened to its head and a hash of the whole
+(``bounded_id``): still deterministic, so dedup holds; every key that fits is
+itself, so the rows stored before stay valid. A notification's record on
+``slawatch.notifications`` bounds it again to the 200 characters of the
+contract (``outbox.record_for``).
 """
 
 from __future__ import annotations
@@ -48,9 +55,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from slawatch_common.events import SlaEvent
+from slawatch_common.events import SlaEvent, bounded_id
 from slawatch_notifier.config import BREACH, Step
 from slawatch_notifier.targets import Skip, SkipReason
+
+STEP_KEY_MAX = 600
+"""The length of ``notifier_scheduled_steps.id``, where a step key is stored."""
+NOTIFICATION_ID_MAX = 1000
+"""The length of ``notifier_notifications.id`` (and ``fallback_of``, ``notifier_attempts``)."""
 
 NOTIFYING_TYPES = frozenset({"sla.warning", "sla.breach"})
 """Event types that notify; ``STOPPING_TYPES`` end an escalation; the rest are ignored."""
@@ -173,11 +185,12 @@ class Transition:
 def step_key(
     clock_id: str, stage: str, step: int, *, cycle: int = 1, repeat: int = 0, generation: int = 0
 ) -> str:
-    """``clock_id[#cycle]:<stage>[.g<generation>]:<step>[.r<repeat>]``; see the module docstring."""
+    """``clock_id[#cycle]:<stage>[.g<generation>]:<step>[.r<repeat>]``, at most
+    ``STEP_KEY_MAX`` characters; see the module docstring."""
     clock = clock_id if cycle == 1 else f"{clock_id}#{cycle}"
     stage_part = stage if generation == 0 else f"{stage}.g{generation}"
     step_part = str(step) if repeat == 0 else f"{step}.r{repeat}"
-    return f"{clock}:{stage_part}:{step_part}"
+    return bounded_id(f"{clock}:{stage_part}:{step_part}", STEP_KEY_MAX)
 
 
 def notification_id(
@@ -191,9 +204,10 @@ def notification_id(
     repeat: int = 0,
     generation: int = 0,
 ) -> str:
-    """The dedup key of one notification: its step's key, recipient and channel."""
+    """The dedup key of one notification: its step's key, recipient and channel, at most
+    ``NOTIFICATION_ID_MAX`` characters."""
     key = step_key(clock_id, stage, step, cycle=cycle, repeat=repeat, generation=generation)
-    return f"{key}:{recipient}:{channel}"
+    return bounded_id(f"{key}:{recipient}:{channel}", NOTIFICATION_ID_MAX)
 
 
 def key_of(event: SlaEvent) -> tuple[str, int]:

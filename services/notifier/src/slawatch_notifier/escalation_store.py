@@ -259,6 +259,15 @@ async def due_steps(conn: AsyncConnection, now: datetime, limit: int) -> list[st
     return list((await conn.execute(query)).scalars())
 
 
+async def postpone_step(conn: AsyncConnection, step_id: str, due_at: datetime) -> None:
+    """Move a pending step to ``due_at`` (a step whose firing failed is tried again then)."""
+    await conn.execute(
+        sa.update(scheduled_steps)
+        .where(scheduled_steps.c.id == step_id, scheduled_steps.c.status == StepStatus.PENDING)
+        .values(due_at=due_at)
+    )
+
+
 async def next_step_due(conn: AsyncConnection) -> datetime | None:
     """When the earliest pending step falls due, if there is one."""
     earliest = sa.select(sa.func.min(scheduled_steps.c.due_at)).where(

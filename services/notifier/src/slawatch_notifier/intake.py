@@ -2,10 +2,12 @@
 
 One pass per ``getmany`` batch, in this order:
 
-1. decode every record as an ``SlaEvent``; an invalid one (bad JSON, wrong
-   schema, a warning without a proper stage) is a dead letter: logged, counted
-   and kept in ``notifier_dead_letters`` with its reason, its offset committed
-   with the rest, the batch carries on;
+1. decode every record as an ``SlaEvent``; an invalid one (a null value, bad
+   JSON, wrong schema, a warning without a proper stage) is a dead letter:
+   logged, counted and kept in ``notifier_dead_letters`` with its reason, its
+   offset committed with the rest, the batch carries on; so is an event whose
+   recording raises, found by halving the batch, while the database being
+   away is waited out (``slawatch_common.consumer.Isolator``);
 2. in ONE transaction (``escalation_store.record_events``) apply the
    warnings, breaches and stops (met, cancelled, retracted) to their
    escalations in order: the first event of a clock cycle snapshots its chain;
@@ -34,6 +36,7 @@ from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from slawatch_common.consumer import DeadLetter, Isolator, PoisonRecordError, keep_dead_letters
 from slawatch_common.events import SlaEvent
 from slawatch_notifier import escalation_store, store
 from slawatch_notifier.clock import Clock
@@ -64,18 +67,19 @@ BATCH_WAIT_MS = 500
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
-class InvalidMessageError(ValueError):
+class InvalidMessageError(PoisonRecordError):
     """A record that can never become a notification; ``reason`` says which kind."""
 
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        super().__init__(str(reason), detail)
 
 
 def decode(value: bytes | None) -> SlaEvent:
     """The SLA event in a record's value, or ``InvalidMessageError``."""
+    if value is None:
+        raise InvalidMessageError(DeadLetterReason.INVALID_JSON, "the record has no value (null)")
     try:
-        return SlaEvent.model_validate_json(value or b"")
+        return SlaEvent.model_validate_json(value)
     except ValidationError as exc:
         bad_json = any(error["type"] == "json_invalid" for error in exc.errors())
         reason = DeadLetterReason.INVALID_JSON if bad_json else DeadLetterReason.INVALID_EVENT
@@ -129,6 +133,13 @@ class Intake:
         self._doorbell = doorbell
         self._scheduler_bell = scheduler_bell
         self._clock = clock
+        self._rings = [False, False]
+        self._isolator = Isolator(
+            "notifier",
+            retry_on=(escalation_store.StaleEscalationError,),
+            on_dead_letter=self._counted,
+            on_transient=lambda _: metrics.heartbeats.fault("intake"),
+        )
 
     async def run(self) -> None:
         while True:
@@ -137,44 +148,66 @@ class Intake:
             )
             if batch:
                 await self.handle(batch)
+            self._metrics.heartbeats.tick("intake")
 
     async def handle(self, batch: Batch) -> None:
-        """Record the batch's events, then commit its offsets, then ring the bells."""
+        """Record the batch's events (dead-lettering what fails on its own), then commit its
+        offsets, then ring the bells."""
+        records = [record for records in batch.values() for record in records]
+        self._rings = [False, False]
+        await self._isolator.apply(records, self._apply)
+        await self._commit(batch)
+        if self._rings[0]:
+            self._doorbell.set()
+        if self._rings[1]:
+            self._scheduler_bell.set()
+
+    async def _apply(
+        self, records: list[ConsumerRecord[bytes, bytes]], letters: list[DeadLetter]
+    ) -> None:
+        """One transaction: the records' escalation events recorded, ``letters`` and the
+        records that cannot be used kept as dead letters; counted once it committed."""
         now = self._clock.now()
-        letters: list[store.DeadLetter] = []
-        events = [
-            event
-            for records in batch.values()
-            for record in records
-            if (event := self._accept(record, letters, now)) is not None
-        ]
+        letters = list(letters)
+        outcomes: list[EventOutcome] = []
+        events: list[SlaEvent] = []
+        for record in records:
+            event = self._accept(record, letters, outcomes)
+            if event is not None:
+                events.append(event)
         recorded = Recorded()
         if events or letters:
             recorded = await escalation_store.in_transaction(
                 self._engine, partial(self._record, events, letters, now)
             )
+        for outcome in outcomes:
+            self._metrics.sla_events.labels(outcome).inc()
+        for letter in letters:
+            letter.log("notifier")
+            self._counted(letter)
         self._count(recorded)
-        await self._commit(batch)
-        if recorded.inserted:
-            self._doorbell.set()
-        if recorded.scheduled:
-            self._scheduler_bell.set()
+        self._rings[0] = self._rings[0] or bool(recorded.inserted)
+        self._rings[1] = self._rings[1] or bool(recorded.scheduled)
+
+    def _counted(self, letter: DeadLetter) -> None:
+        self._metrics.dead_letters.labels(letter.reason).inc()
+        self._metrics.sla_events.labels(EventOutcome.DEAD_LETTER).inc()
 
     async def _record(
         self,
         events: list[SlaEvent],
-        letters: list[store.DeadLetter],
+        letters: list[DeadLetter],
         now: datetime,
         conn: AsyncConnection,
     ) -> Recorded:
-        await store.insert_dead_letters(conn, letters)
+        await keep_dead_letters(conn, store.dead_letters, letters, now)
         return await escalation_store.record_events(conn, events, self._planner, now)
 
     def _accept(
         self,
         record: ConsumerRecord[bytes, bytes],
-        letters: list[store.DeadLetter],
-        now: datetime,
+        letters: list[DeadLetter],
+        outcomes: list[EventOutcome],
     ) -> SlaEvent | None:
         """The record's event if escalations care about it; dead-letters what is invalid."""
         try:
@@ -182,51 +215,17 @@ class Intake:
             if event.type in NOTIFYING_TYPES:
                 stage_of(event)
         except InvalidMessageError as exc:
-            self._dead_letter(record, exc.reason, str(exc), letters, now)
+            letters.append(DeadLetter.of(record, exc.reason, exc))
             return None
         except UnroutableEventError as exc:
-            self._dead_letter(record, DeadLetterReason.UNROUTABLE, str(exc), letters, now)
+            letters.append(DeadLetter.of(record, DeadLetterReason.UNROUTABLE, exc))
             return None
         if event.type not in ESCALATION_TYPES:
-            self._metrics.sla_events.labels(EventOutcome.IGNORED).inc()
+            outcomes.append(EventOutcome.IGNORED)
             return None
         routed = event.type in NOTIFYING_TYPES
-        self._metrics.sla_events.labels(
-            EventOutcome.ROUTED if routed else EventOutcome.TRACKED
-        ).inc()
+        outcomes.append(EventOutcome.ROUTED if routed else EventOutcome.TRACKED)
         return event
-
-    def _dead_letter(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        reason: DeadLetterReason,
-        detail: str,
-        letters: list[store.DeadLetter],
-        now: datetime,
-    ) -> None:
-        """Log, count and keep (in ``notifier_dead_letters``) a record that cannot be used."""
-        letters.append(
-            store.DeadLetter(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key.decode(errors="replace") if record.key else None,
-                value=(record.value or b"").decode(errors="replace"),
-                reason=str(reason),
-                detail=detail[:4000],
-                received_at=now,
-            )
-        )
-        log.warning(
-            "dead letter %s[%d]@%d (%s): %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            detail[:1000],
-        )
-        self._metrics.dead_letters.labels(reason).inc()
-        self._metrics.sla_events.labels(EventOutcome.DEAD_LETTER).inc()
 
     def _count(self, recorded: Recorded) -> None:
         for event, skip in recorded.skipped:

@@ -19,25 +19,33 @@ every label combination initialised so that each series exists from start-up.
 | slawatch_notifier_fallbacks_total             | channel                  |
 | slawatch_notifier_digests_total               | channel                  |
 | slawatch_notifier_records_published_total     | type                     |
+| slawatch_notifier_records_unpublishable_total |                          |
 | slawatch_notifier_escalation_steps_total      | outcome                  |
 | slawatch_notifier_acks_total                  | method                   |
 
 ``notifications_total`` counts notifications in their final state, with the
 class of reason (``FINAL_REASONS``): sent (delivered); failed (permanent: the
-provider refused; retryable: transient failures until the attempts ran out —
-the notification is kept with its reason, its record published as
-``notification.failed``); folded (rate_limited: into a digest); cancelled
+provider refused; send_error: the channel's ``send`` raised, a bug or a
+message that could not be built; budget_exhausted: transient failures until
+the channel's retry budget was spent; interrupted: a crash cut its send short
+``max_interrupted`` times — the notification is kept with its reason, its
+record published as ``notification.failed``, and ``slawatch-notifier
+redrive`` sends it again); folded (rate_limited: into a digest); cancelled
 (acknowledged, stopped: the escalation ended; superseded: a warning quiet
 hours held back when the clock breached; not_needed: a fallback whose
 channel before it delivered). ``send_duration_seconds`` is one attempt,
 ``delivery_seconds`` from the instant a notification fell due to its
 delivery (retries and queueing included). ``deferred_total`` counts warnings
 deferred by quiet hours, ``fallbacks_total`` fallbacks that took over (by
-their channel), ``digests_total`` digests opened. ``escalation_steps_total``
+their channel; also those released while the one before kept retrying),
+``digests_total`` digests opened. ``escalation_steps_total``
 counts scheduled steps fired and cancelled (by an ack, a stop, or at their
 instant because the escalation no longer chases the breach); ``acks_total``
 counts escalations acknowledged, by ``POST /v1/acks`` (``api``) or a signed
 link (``link``). ``dead_letters_total`` counts SLA records that could not be used.
+``records_unpublishable_total`` counts finished notifications whose record
+could not be built: each is logged and marked published (its note says why),
+and the outbox goes on with the rest.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from itertools import product
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from slawatch_common.events import Channel
+from slawatch_common.runtime import Heartbeats
 from slawatch_notifier.retry import AttemptOutcome, Status
 from slawatch_notifier.store import Draft
 from slawatch_notifier.targets import SkipReason
@@ -64,6 +73,10 @@ class DeadLetterReason(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_EVENT = "invalid_event"
     UNROUTABLE = "unroutable"
+    FAILED = "failed"  # recording it raised
+
+
+LOOPS = ("intake", "dispatcher", "scheduler", "outbox")
 
 
 class PlanResult(StrEnum):
@@ -74,6 +87,7 @@ class PlanResult(StrEnum):
 class StepResult(StrEnum):
     FIRED = "fired"
     CANCELLED = "cancelled"
+    FAILED = "failed"  # firing raised; tried again later
 
 
 class AckMethod(StrEnum):
@@ -86,7 +100,9 @@ class FinalReason(StrEnum):
 
     DELIVERED = "delivered"
     PERMANENT = "permanent"
-    RETRYABLE = "retryable"
+    SEND_ERROR = "send_error"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    INTERRUPTED = "interrupted"
     RATE_LIMITED = "rate_limited"
     ACKNOWLEDGED = "acknowledged"
     STOPPED = "stopped"
@@ -96,7 +112,12 @@ class FinalReason(StrEnum):
 
 FINAL_REASONS: dict[Status, tuple[FinalReason, ...]] = {
     Status.SENT: (FinalReason.DELIVERED,),
-    Status.FAILED: (FinalReason.PERMANENT, FinalReason.RETRYABLE),
+    Status.FAILED: (
+        FinalReason.PERMANENT,
+        FinalReason.SEND_ERROR,
+        FinalReason.BUDGET_EXHAUSTED,
+        FinalReason.INTERRUPTED,
+    ),
     Status.FOLDED: (FinalReason.RATE_LIMITED,),
     Status.CANCELLED: (
         FinalReason.ACKNOWLEDGED,
@@ -158,10 +179,16 @@ class NotifierMetrics:
         self.records_published = counter(
             "records_published", "NotificationRecords published.", ("type",)
         )
+        self.records_unpublishable = counter(
+            "records_unpublishable",
+            "Finished notifications whose record could not be built (marked, skipped).",
+            (),
+        )
         self.escalation_steps = counter(
             "escalation_steps", "Scheduled escalation steps fired or cancelled.", ("outcome",)
         )
         self.acks = counter("acks", "Escalations acknowledged, by method.", ("method",))
+        self.heartbeats = Heartbeats(registry, "slawatch_notifier", LOOPS)
         self.send_seconds = Histogram(
             "slawatch_notifier_send_duration_seconds",
             "Time one delivery attempt took.",

@@ -8,6 +8,16 @@ A stop or crash between the two republishes a record with the same
 ``event_id``; consumers drop the repeat. A broker outage is recoverable: the rows stay
 unpublished and the next pass (bell or ``interval_s``) tries again.
 
+Every final status change unpublishes the row again (``store.finish_attempts``),
+so a notification redriven after it failed gets the record of its new outcome
+published too; that record's ``event_id`` carries the redrive generation
+(``notification:<id>:<kind>:r<n>``; without a redrive ``notification:<id>:<kind>``),
+so consumers do not drop it as a repeat. Every identifier of a record is
+bounded to the contract's 200 characters (``bounded_id``: itself when it
+fits, else its head and a hash). A row whose record still cannot be built is
+logged, counted (``records_unpublishable``) and marked published with the
+reason in its note, and the outbox goes on with the rest.
+
 A pass starts ``GATHER_S`` after the bell, so that under load one pass reads,
 publishes and marks many records (each pass costs a read, a write and the
 producer's round trip however few it carries); a record waits that much longer.
@@ -23,7 +33,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.events import Notification, NotificationRecord
+from slawatch_common.events import Notification, NotificationRecord, bounded_id
 from slawatch_notifier import store
 from slawatch_notifier.metrics import NotifierMetrics
 from slawatch_notifier.retry import Status
@@ -43,28 +53,35 @@ _KINDS = {
 }
 
 
+def event_id(finished: store.Finished) -> str:
+    """``notification:<id>:<kind>``, ``:r<n>`` after the n-th redrive; bounded. Stable across
+    republishing, distinct for each final outcome of a notification."""
+    generation = f":r{finished.redrives}" if finished.redrives else ""
+    return bounded_id(f"notification:{finished.id}:{finished.status.value}{generation}")
+
+
 def record_for(finished: store.Finished) -> NotificationRecord:
     """The record of a finished notification; its ``event_id`` is stable across republishing."""
-    kind = finished.status.value
     error = finished.last_error[:ERROR_LIMIT] if finished.last_error else None
+    digest_id = finished.digest_id if finished.status is Status.FOLDED else None
     return NotificationRecord(
-        event_id=f"notification:{finished.id}:{kind}",
+        event_id=event_id(finished),
         type=_KINDS[finished.status],
         occurred_at=finished.updated_at,
         source=SOURCE,
         data=Notification(
-            notification_id=finished.id,
-            sla_event_id=finished.sla_event_id,
-            clock_id=finished.clock_id,
-            stage=finished.stage,
-            ticket_source=finished.ticket_source,
-            ticket_id=finished.ticket_id,
-            recipient=finished.recipient,
+            notification_id=bounded_id(finished.id),
+            sla_event_id=bounded_id(finished.sla_event_id),
+            clock_id=bounded_id(finished.clock_id),
+            stage=bounded_id(finished.stage),
+            ticket_source=bounded_id(finished.ticket_source),
+            ticket_id=bounded_id(finished.ticket_id),
+            recipient=bounded_id(finished.recipient),
             channel=finished.channel,
             address=finished.address,
             attempts=max(finished.attempts, 1),
             error=error if finished.status is Status.FAILED else None,
-            digest_id=finished.digest_id if finished.status is Status.FOLDED else None,
+            digest_id=bounded_id(digest_id) if digest_id else None,
         ),
     )
 
@@ -104,16 +121,23 @@ class Outbox:
             await asyncio.sleep(self._gather_s)
 
     async def flush(self) -> int:
-        """Publish up to ``BATCH`` pending records; how many the broker acknowledged, which
-        are marked published. All are handed to the producer in order before any
-        acknowledgement is awaited, so they travel in batches."""
+        """Publish up to ``BATCH`` pending records; how many were settled (acknowledged by
+        the broker, or found unpublishable), which are marked published. All are handed
+        to the producer in order before any acknowledgement is awaited, so they travel
+        in batches."""
         async with self._engine.connect() as conn:
             finished = await store.unpublished(conn, BATCH)
         sending: list[tuple[str, NotificationRecord, asyncio.Future[Any]]] = []
+        unpublishable: dict[str, str] = {}
         try:
             for item in finished:
-                record = record_for(item)
-                value, key = record.model_dump_json().encode(), record.key.encode()
+                try:
+                    record = record_for(item)
+                    value, key = record.model_dump_json().encode(), record.key.encode()
+                except Exception as exc:
+                    log.exception("the record of notification %s cannot be built", item.id)
+                    unpublishable[item.id] = f"{type(exc).__name__}: {exc}"
+                    continue
                 ack = await self._producer.send(self._topic, value=value, key=key)
                 sending.append((item.id, record, ack))
         except KafkaError as exc:
@@ -128,7 +152,10 @@ class Outbox:
             else:
                 published.append(notification_id)
                 self._metrics.records_published.labels(record.type).inc()
-        if published:
+        if published or unpublishable:
             async with self._engine.begin() as conn:
-                await store.mark_published(conn, published)
-        return len(published)
+                if published:
+                    await store.mark_published(conn, published)
+                await store.mark_unpublishable(conn, unpublishable)
+            self._metrics.records_unpublishable.inc(len(unpublishable))
+        return len(published) + len(unpublishable)

@@ -22,8 +22,9 @@ the caller to log and count.
 Fallback (``via: [sms, email]``): every channel of the list is planned at
 once. A recipient's first reachable channel is their notification; each later
 one is a *standby* (``fallback_of`` = the id on the channel before it for the
-same recipient), sent only if the one before ends ``failed``
-(``fallback.py``). A recipient without an address for the first
+same recipient), sent only if the one before ends ``failed`` or has been
+failing for ``fallback_after`` while it is retried (``fallback.py``). A
+recipient without an address for the first
 channel is reached on the next one straight away. When a step reaches the
 same recipient on the same channel both directly and as someone's fallback,
 the direct one wins.

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.consumer import is_fatal, is_transient
 from slawatch_notifier import escalation_store
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.escalation_store import StepOutcome
@@ -37,6 +39,8 @@ BATCH = 100
 IDLE_WAIT_S = 5.0
 """Longest sleep with nothing due; intake rings the bell when it schedules a step."""
 MIN_WAIT_S = 0.01
+RETRY_FAILED = timedelta(minutes=10)
+"""A step whose firing raised is tried again this much later."""
 
 
 class Scheduler:
@@ -60,14 +64,31 @@ class Scheduler:
         self._doorbell = doorbell
 
     async def run(self) -> None:
+        failures = 0
         while True:
             self._bell.clear()
-            while await self.fire_due() == BATCH:
-                pass
+            try:
+                while await self.fire_due() == BATCH:
+                    pass
+            except Exception as exc:
+                if is_fatal(exc) or not is_transient(exc):
+                    raise
+                failures += 1
+                self._metrics.heartbeats.fault("scheduler")
+                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 16))
+                log.warning("scheduler: %s; trying again in %.1f s", type(exc).__name__, wait)
+                await asyncio.sleep(wait)
+                continue
+            failures = 0
+            self._metrics.heartbeats.tick("scheduler")
             await self._wait()
 
     async def fire_due(self) -> int:
-        """Fire or cancel every step due now (up to ``BATCH``); how many were due."""
+        """Fire or cancel every step due now (up to ``BATCH``); how many were due.
+
+        A step whose firing raises for a reason other than a database that is away
+        is logged, counted and put back ``RETRY_FAILED`` later, so it never stops
+        the steps behind it."""
         now = self._clock.now()
         async with self._engine.connect() as conn:
             due = await escalation_store.due_steps(conn, now, BATCH)
@@ -78,7 +99,17 @@ class Scheduler:
                 planner=self._planner,
                 now=self._clock.now(),
             )
-            outcome = await escalation_store.in_transaction(self._engine, fire)
+            try:
+                outcome = await escalation_store.in_transaction(self._engine, fire)
+            except Exception as exc:
+                if is_fatal(exc) or is_transient(exc):
+                    raise
+                log.exception("step %s cannot be fired; trying again later", step_id)
+                self._metrics.escalation_steps.labels(StepResult.FAILED).inc()
+                later = self._clock.now() + RETRY_FAILED
+                async with self._engine.begin() as conn:
+                    await escalation_store.postpone_step(conn, step_id, later)
+                continue
             if outcome is not None:
                 self._count(outcome)
         return len(due)

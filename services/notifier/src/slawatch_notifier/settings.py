@@ -13,6 +13,13 @@ from pydantic_settings import SettingsConfigDict
 
 from slawatch_common.events import Channel
 from slawatch_common.settings import ServiceSettings
+from slawatch_notifier.retry import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_CAP_S,
+    DEFAULT_FALLBACK_AFTER_S,
+    DEFAULT_MAX_INTERRUPTED,
+    RetryPolicy,
+)
 
 
 class NotifierSettings(ServiceSettings):
@@ -47,9 +54,33 @@ class NotifierSettings(ServiceSettings):
     )
     ack_link_ttl_s: float = Field(86400.0, gt=0, description="How long an ack link is valid.")
 
-    max_attempts: int = Field(5, ge=1, le=100, description="Tries per notification.")
     retry_base_s: float = Field(1.0, gt=0, description="First retry waits up to this long.")
-    retry_cap_s: float = Field(60.0, gt=0, description="No retry waits longer than this.")
+    retry_cap_s: float = Field(
+        DEFAULT_CAP_S, gt=0, description="No retry waits longer than this (5 min)."
+    )
+    retry_budget_s: float = Field(
+        DEFAULT_BUDGET_S,
+        gt=0,
+        description="How long a notification is retried, from its first attempt, before it "
+        "is failed (6 h); a failed one is sent again by `slawatch-notifier redrive`.",
+    )
+    channel_retry_budget_s: dict[Channel, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="The retry budget of particular channels instead of retry_budget_s, "
+        "e.g. SLAWATCH_CHANNEL_RETRY_BUDGET_S='{\"sms\": 3600}'.",
+    )
+    fallback_after_s: float = Field(
+        DEFAULT_FALLBACK_AFTER_S,
+        ge=0,
+        description="A notification failing this long (5 min) has its fallback channel "
+        "tried as well while it keeps retrying.",
+    )
+    max_interrupted: int = Field(
+        DEFAULT_MAX_INTERRUPTED,
+        ge=1,
+        le=100,
+        description="Sends of one notification a crash may interrupt before it is failed.",
+    )
     send_timeout_s: float = Field(10.0, gt=0, description="One SMTP or HTTP send, end to end.")
     send_concurrency: int = Field(
         8, ge=1, le=256, description="Sends in flight at once on each channel (its own slots)."
@@ -63,6 +94,17 @@ class NotifierSettings(ServiceSettings):
     def concurrency(self) -> dict[Channel, int]:
         """The slots of every channel."""
         return {c: self.channel_concurrency.get(c, self.send_concurrency) for c in Channel}
+
+    def retry_policy(self) -> RetryPolicy:
+        """Backoff, retry budgets (each channel's), fallback delay and the interruption cap."""
+        return RetryPolicy(
+            base_s=self.retry_base_s,
+            cap_s=self.retry_cap_s,
+            budget_s=self.retry_budget_s,
+            channel_budget_s=dict(self.channel_retry_budget_s),
+            fallback_after_s=self.fallback_after_s,
+            max_interrupted=self.max_interrupted,
+        )
 
     @property
     def base_url(self) -> str:

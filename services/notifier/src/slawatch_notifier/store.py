@@ -11,6 +11,11 @@ escalation step. ``note`` says in words why a notification is where it is
 (deferred by quiet hours, folded into a digest, a fallback for a failed one);
 ``fallback_of``, ``digest_id`` and ``deferred_until`` say it in columns;
 ``due_at`` is when it first fell due (delivery latency counts from there).
+``retry_from`` is when its retry budget began (its first attempt, or the first
+after a redrive), ``failing_since`` its first failed attempt since then,
+``interrupted`` how many of its sends a crash cut short since then and
+``redrives`` how often an operator sent it again after it failed
+(``redrive``); its records' event ids carry that generation.
 ``notifier_attempts`` keeps one row per attempt (the delivery log);
 ``notifier_dead_letters`` every input record that could not be used, with the
 reason. ``notifier_escalations`` and ``notifier_scheduled_steps`` are defined
@@ -39,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import ReturningInsert
 
+from slawatch_common.consumer import dead_letter_table
 from slawatch_common.db import UtcDateTime, upgrade
 from slawatch_common.events import Channel
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome
@@ -87,6 +93,10 @@ notifications = sa.Table(
     sa.Column("deadline", UtcDateTime, nullable=True),
     sa.Column("priority", sa.String(16), nullable=True),
     sa.Column("note", sa.Text, nullable=True),
+    sa.Column("retry_from", UtcDateTime, nullable=True),
+    sa.Column("failing_since", UtcDateTime, nullable=True),
+    sa.Column("interrupted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("redrives", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_notifier_notifications_due", "status", "next_attempt_at"),
     sa.Index("ix_notifier_notifications_channel_due", "status", "channel", "next_attempt_at"),
     sa.Index("ix_notifier_notifications_outbox", "published", "status"),
@@ -114,19 +124,7 @@ attempts = sa.Table(
     sa.UniqueConstraint("notification_id", "number", name="uq_notifier_attempts_number"),
 )
 
-dead_letters = sa.Table(
-    "notifier_dead_letters",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("topic", sa.String(200), nullable=False),
-    sa.Column("partition", sa.Integer, nullable=False),
-    sa.Column("offset", sa.BigInteger, nullable=False),
-    sa.Column("key", sa.Text, nullable=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("received_at", UtcDateTime, nullable=False),
-)
+dead_letters = dead_letter_table("notifier_dead_letters", metadata)
 
 
 escalations = sa.Table(
@@ -189,27 +187,6 @@ rate_windows = sa.Table(
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the notifier's tables to the newest revision. Idempotent."""
     await upgrade(engine, MIGRATIONS, VERSION_TABLE)
-
-
-async def insert_dead_letters(conn: AsyncConnection, rows: Sequence[DeadLetter]) -> None:
-    """Keep records that could not be used, with the reason, in the caller's transaction."""
-    if rows:
-        await conn.execute(sa.insert(dead_letters), [row.values() for row in rows])
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: str
-    reason: str
-    detail: str
-    received_at: datetime
-
-    def values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # --- intake --------------------------------------------------------------------
@@ -305,6 +282,10 @@ def new_row(*, due: datetime, now: datetime, **values: Any) -> dict[str, Any]:
         "deadline": None,
         "priority": None,
         "note": None,
+        "retry_from": None,
+        "failing_since": None,
+        "interrupted": 0,
+        "redrives": 0,
         **values,
     }
 
@@ -397,6 +378,10 @@ class Claimed:
     recipient: str
     stage: str
     due_at: datetime
+    retry_from: datetime | None = None
+    """When its retry budget began: its first attempt, or the first after a redrive."""
+    failing_since: datetime | None = None
+    """Its first failed attempt since ``retry_from``; None while none failed."""
 
     @property
     def digest(self) -> bool:
@@ -414,7 +399,9 @@ async def claim_due(
     locked by another claimer are skipped; the guarded update makes a double
     claim impossible on every dialect. On SQLite the update takes the write
     lock, so whatever the caller decides after it in the same transaction
-    (``folding.admit``) sees every other claimer's committed work.
+    (``folding.admit``) sees every other claimer's committed work. The first
+    claim of a notification (or the first after a redrive) starts its retry
+    budget (``retry_from``).
     """
     ids: list[str] = []
     for channel, free in slots.items():
@@ -436,7 +423,12 @@ async def claim_due(
     claim = (
         sa.update(notifications)
         .where(notifications.c.id.in_(ids), notifications.c.status == Status.PENDING)
-        .values(status=Status.SENDING, attempts=notifications.c.attempts + 1, updated_at=now)
+        .values(
+            status=Status.SENDING,
+            attempts=notifications.c.attempts + 1,
+            retry_from=sa.func.coalesce(notifications.c.retry_from, sa.literal(now, UtcDateTime)),
+            updated_at=now,
+        )
         .returning(*notifications.c)
     )
     claimed = [_claimed(row) for row in (await conn.execute(claim)).mappings()]
@@ -462,6 +454,8 @@ def _claimed(row: sa.RowMapping) -> Claimed:
         recipient=row["recipient"],
         stage=row["stage"],
         due_at=row["due_at"] or row["created_at"],  # a row an older release inserted
+        retry_from=row["retry_from"],
+        failing_since=row["failing_since"],
     )
 
 
@@ -497,7 +491,9 @@ async def finish_attempts(
     """Record each attempt and move its notification to its step; the ids recorded.
 
     Guarded on (``sending``, the claimed attempt number): a stale finisher
-    changes nothing, and its id is not in the answer.
+    changes nothing, and its id is not in the answer. A notification that ends
+    (sent or failed) is unpublished again, so the outbox publishes each of its
+    final outcomes, also the one after a redrive.
 
     The delivered ones, the common case, move and are logged together: on
     PostgreSQL with one statement for all of them (arrays in, one round trip),
@@ -509,7 +505,8 @@ async def finish_attempts(
     recorded: set[str] = set()
     logged: set[str] = set()
     if delivered and conn.dialect.name == "postgresql":
-        recorded = logged = await _finish_delivered_postgresql(conn, delivered, now)
+        logged = await _finish_delivered_postgresql(conn, delivered, now)
+        recorded = set(logged)  # the others are added below, and their attempts logged
     elif delivered:
         moved = await conn.execute(
             sa.update(notifications)
@@ -519,7 +516,13 @@ async def finish_attempts(
                 ),
                 notifications.c.status == Status.SENDING,
             )
-            .values(status=Status.SENT, next_attempt_at=now, last_error=None, updated_at=now)
+            .values(
+                status=Status.SENT,
+                next_attempt_at=now,
+                last_error=None,
+                published=False,
+                updated_at=now,
+            )
             .returning(notifications.c.id)
         )
         recorded.update(moved.scalars())
@@ -543,7 +546,8 @@ _FINISH_DELIVERED = sa.text(
             AS t(id, number, started_at, latency_ms, provider_message_id)
     ), moved AS (
         UPDATE notifier_notifications AS n
-        SET status = :sent, next_attempt_at = :now, last_error = NULL, updated_at = :now
+        SET status = :sent, next_attempt_at = :now, last_error = NULL, published = false,
+            updated_at = :now
         FROM ended
         WHERE n.id = ended.id AND n.attempts = ended.number AND n.status = :sending
         RETURNING n.id
@@ -598,7 +602,9 @@ async def _move(conn: AsyncConnection, claimed: Claimed, step: NextStep, now: da
             status=step.status,
             next_attempt_at=step.next_attempt_at or now,
             last_error=step.error,
+            failing_since=step.failing_since,
             updated_at=now,
+            **({"published": False} if step.final else {}),
         )
     )
     return bool(moved.rowcount == 1)
@@ -626,7 +632,9 @@ async def release(conn: AsyncConnection, claimed: Sequence[Claimed], now: dateti
 
     Guarded on (``sending``, the claimed attempt number). The recipient's rate
     window keeps counting a released first attempt, so it may fold one
-    notification early; shutdown is the only caller.
+    notification early; shutdown is the only caller. A retry budget the claim
+    began (``retry_from`` set by it: equal to ``updated_at``) begins again at the
+    next claim.
     """
     if not claimed:
         return
@@ -638,46 +646,192 @@ async def release(conn: AsyncConnection, claimed: Sequence[Claimed], now: dateti
             ),
             notifications.c.status == Status.SENDING,
         )
-        .values(status=Status.PENDING, attempts=notifications.c.attempts - 1, updated_at=now)
+        .values(
+            status=Status.PENDING,
+            attempts=notifications.c.attempts - 1,
+            retry_from=sa.case(
+                (notifications.c.retry_from == notifications.c.updated_at, sa.null()),
+                else_=notifications.c.retry_from,
+            ),
+            updated_at=now,
+        )
     )
 
 
-async def recover_interrupted(conn: AsyncConnection, now: datetime) -> list[str]:
-    """Put every ``sending`` notification back to pending, due ``now``; their ids.
+INTERRUPTED_REASON = "the process stopped during the send"
 
-    Their attempt in flight is recorded as ``interrupted``. Call once at start,
-    before dispatching, while no other process dispatches from this database.
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A notification a crash left ``sending``; ``failed`` when that happened too often."""
+
+    id: str
+    channel: Channel
+    stage: str
+    times: int
+    failed: bool
+
+    @property
+    def digest(self) -> bool:
+        return self.stage == DIGEST
+
+    @property
+    def error(self) -> str:
+        return f"interrupted {self.times} times while sending"
+
+
+async def recover_interrupted(
+    conn: AsyncConnection, now: datetime, max_interrupted: int
+) -> list[Interrupted]:
+    """Put every ``sending`` notification back to pending, due ``now``; each one found.
+
+    Their attempt in flight is recorded as ``interrupted`` and counted; a
+    notification interrupted ``max_interrupted`` times since its budget began is
+    ``failed`` instead ("interrupted N times while sending"), so a message that
+    brings the process down while it is sent ends, not in a loop. Call once at
+    start, before dispatching, while no other process dispatches from this database.
     """
+    table = notifications
     rows = (
         await conn.execute(
-            sa.select(notifications.c.id, notifications.c.attempts, notifications.c.updated_at)
-            .where(notifications.c.status == Status.SENDING)
+            sa.select(
+                table.c.id,
+                table.c.channel,
+                table.c.stage,
+                table.c.attempts,
+                table.c.interrupted,
+                table.c.updated_at,
+            )
+            .where(table.c.status == Status.SENDING)
             .with_for_update()
         )
     ).all()
-    for row in rows:
-        await _record_interrupted(conn, row.id, row.attempts, row.updated_at)
-    if rows:
-        await conn.execute(
-            sa.update(notifications)
-            .where(notifications.c.status == Status.SENDING)
-            .values(status=Status.PENDING, next_attempt_at=now, updated_at=now)
+    if not rows:
+        return []
+    found = [
+        Interrupted(
+            row.id,
+            Channel(row.channel),
+            row.stage,
+            row.interrupted + 1,
+            row.interrupted + 1 >= max_interrupted,
         )
-    return [row.id for row in rows]
-
-
-async def _record_interrupted(
-    conn: AsyncConnection, notification_id: str, number: int, started_at: datetime
-) -> None:
+        for row in rows
+    ]
     await conn.execute(
-        sa.insert(attempts).values(
-            notification_id=notification_id,
-            number=number,
-            started_at=started_at,
-            outcome=AttemptOutcome.INTERRUPTED,
-            reason="the process stopped during the send; it will be resent",
-        )
+        sa.insert(attempts),
+        [
+            {
+                "notification_id": row.id,
+                "number": row.attempts,
+                "started_at": row.updated_at,
+                "outcome": AttemptOutcome.INTERRUPTED,
+                "reason": f"{INTERRUPTED_REASON}; "
+                + (f"{item.error}: failed" if item.failed else "it will be resent"),
+            }
+            for row, item in zip(rows, found, strict=True)
+        ],
     )
+    resent = [item.id for item in found if not item.failed]
+    if resent:
+        await conn.execute(
+            sa.update(table)
+            .where(table.c.id.in_(resent), table.c.status == Status.SENDING)
+            .values(
+                status=Status.PENDING,
+                interrupted=table.c.interrupted + 1,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
+    for item in found:
+        if item.failed:
+            await conn.execute(
+                sa.update(table)
+                .where(table.c.id == item.id, table.c.status == Status.SENDING)
+                .values(
+                    status=Status.FAILED,
+                    interrupted=table.c.interrupted + 1,
+                    last_error=item.error,
+                    failing_since=sa.func.coalesce(
+                        table.c.failing_since, sa.literal(now, UtcDateTime)
+                    ),
+                    next_attempt_at=now,
+                    published=False,
+                    updated_at=now,
+                )
+            )
+    return found
+
+
+# --- redrive -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveFilter:
+    """Which failed notifications to send again; every filter given must match.
+
+    ``ids``: these notifications; ``ticket``: (source, id) of their ticket;
+    ``failed_from``/``failed_until``: failed at or after / before these instants.
+    """
+
+    ids: tuple[str, ...] = ()
+    ticket: tuple[str, str] | None = None
+    failed_from: datetime | None = None
+    failed_until: datetime | None = None
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        table = notifications
+        found: list[sa.ColumnElement[bool]] = []
+        if self.ids:
+            found.append(table.c.id.in_(list(self.ids)))
+        if self.ticket is not None:
+            source, ticket_id = self.ticket
+            found += [table.c.ticket_source == source, table.c.ticket_id == ticket_id]
+        if self.failed_from is not None:
+            found.append(table.c.updated_at >= self.failed_from)
+        if self.failed_until is not None:
+            found.append(table.c.updated_at < self.failed_until)
+        return found
+
+
+async def redrive(
+    conn: AsyncConnection, matching: RedriveFilter, now: datetime
+) -> list[NotificationRef]:
+    """Move the ``failed`` notifications ``matching`` selects back to ``pending``, due ``now``;
+    which they were.
+
+    Each gets a fresh retry budget (it begins at its next attempt), forgets its
+    failures and interruptions, counts one more redrive (its records' event ids
+    carry it, so the outcome that follows is published as a new record) and a
+    note saying it was redriven and why it had failed. The attempt log stays.
+    Nothing is rung: a running dispatcher finds rows due now within
+    ``dispatch.IDLE_WAIT_S``. ``ValueError`` without any filter.
+    """
+    conditions = matching.conditions()
+    if not conditions:
+        raise ValueError("a redrive needs ids, a ticket or a time range")
+    table = notifications
+    note = sa.literal(f"redriven at {now.isoformat()}; it had failed: ") + sa.func.coalesce(
+        table.c.last_error, ""
+    )
+    statement = (
+        sa.update(table)
+        .where(table.c.status == Status.FAILED, *conditions)
+        .values(
+            status=Status.PENDING,
+            next_attempt_at=now,
+            retry_from=None,
+            failing_since=None,
+            interrupted=0,
+            redrives=table.c.redrives + 1,
+            note=note,
+            updated_at=now,
+        )
+        .returning(table.c.id, table.c.channel)
+    )
+    rows = (await conn.execute(statement)).all()
+    return sorted(NotificationRef(row.id, Channel(row.channel)) for row in rows)
 
 
 # --- outbox --------------------------------------------------------------------
@@ -701,6 +855,7 @@ class Finished:
     last_error: str | None
     updated_at: datetime
     digest_id: str | None
+    redrives: int
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> list[Finished]:
@@ -728,3 +883,22 @@ async def mark_published(conn: AsyncConnection, ids: Sequence[str]) -> None:
     await conn.execute(
         sa.update(notifications).where(notifications.c.id.in_(ids)).values(published=True)
     )
+
+
+async def mark_unpublishable(conn: AsyncConnection, reasons: Mapping[str, str]) -> None:
+    """Mark notifications whose record cannot be built as published, so the outbox goes on
+    without them; ``reasons`` (by id) is appended to their note."""
+    table = notifications
+    for notification_id, reason in reasons.items():
+        note = f"record not published: {reason}"[:2000]
+        await conn.execute(
+            sa.update(table)
+            .where(table.c.id == notification_id)
+            .values(
+                published=True,
+                note=sa.case(
+                    (table.c.note.is_(None), sa.literal(note)),
+                    else_=table.c.note + sa.literal(f"; {note}"),
+                ),
+            )
+        )

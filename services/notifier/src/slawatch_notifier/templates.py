@@ -9,6 +9,12 @@ language with a local time zone (zh-CN: Beijing time) shows that wall-clock
 time as well. Every message ends with its acknowledgement link, when there is
 one (``acklink.py``); an SMS is shortened before the link, never the link
 itself, and is counted in characters (a Chinese character is one).
+
+Every value taken from the event (the ticket's key, title, customer, service
+and group, the policy, the stage, the recipient's name) is shown as one line
+(``sanitize.one_line``): a line break or other control character in it could
+make the subject two headers, an SMS or chat line read as a second message, or
+a plain-text fact look like more facts. The HTML alternative escapes every value.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from slawatch_common.events import Channel, SlaEvent
 from slawatch_notifier import messages
 from slawatch_notifier.messages import ENGLISH, Language
 from slawatch_notifier.routing import PlannedNotification
+from slawatch_notifier.sanitize import one_line
 
 SMS_MAX_CHARS = 320
 _LABEL_COLUMN = 18
@@ -77,13 +84,14 @@ def render_sms(
         "sms",
         stage=stage_label(stage, words),
         priority=ticket.priority,
-        ticket=f"{ticket.source}:{ticket.id}",
+        ticket=_key(event),
         metric=metric_name(clock.metric, words),
         deadline=_sms_deadline(clock.deadline, words),
         used=_used(event, words),
     )
-    if ticket.title:
-        text = words.text("sms.titled", line=text, title=ticket.title)
+    title = _title(event)
+    if title:
+        text = words.text("sms.titled", line=text, title=title)
     if not ack_url:
         return Content(subject="", text=_clip(text, SMS_MAX_CHARS))
     ack = " " + words.text("ack.short", url=ack_url)
@@ -95,21 +103,21 @@ def facts(event: SlaEvent, stage: str, language: Language = ENGLISH) -> list[tup
     words = language
     ticket, clock = event.data.ticket, event.data.clock
     rows = [
-        ("fact.ticket", f"{ticket.source}:{ticket.id}"),
-        ("fact.title", ticket.title or words.text("no_title")),
+        ("fact.ticket", _key(event)),
+        ("fact.title", _title(event) or words.text("no_title")),
         ("fact.priority", str(ticket.priority)),
         ("fact.metric", metric_name(clock.metric, words)),
-        ("fact.stage", stage),  # the identifier, as a chain's ``on:`` names it
+        ("fact.stage", one_line(stage)),  # the identifier, as a chain's ``on:`` names it
         ("fact.deadline_utc", _utc(clock.deadline, words)),
         *_local_row(clock.deadline, words),
         ("fact.deadline", clock.deadline.isoformat() if clock.deadline else _utc(None, words)),
         ("fact.used", _used(event, words)),
-        ("fact.policy", clock.policy),
+        ("fact.policy", one_line(clock.policy)),
     ]
     optional = [
-        ("fact.customer", ticket.customer),
-        ("fact.service", ticket.service),
-        ("fact.group", ticket.group),
+        ("fact.customer", one_line(ticket.customer or "")),
+        ("fact.service", one_line(ticket.service or "")),
+        ("fact.group", one_line(ticket.group or "")),
     ]
     rows += [(key, value) for key, value in optional if value]
     return [(words.text(key), value) for key, value in rows]
@@ -140,13 +148,25 @@ def metric_name(metric: str, language: Language = ENGLISH) -> str:
 
 
 def _greeting(recipient_name: str | None, words: Language) -> str:
-    if recipient_name:
-        return words.text("greeting.named", name=recipient_name)
+    name = one_line(recipient_name or "")
+    if name:
+        return words.text("greeting.named", name=name)
     return words.text("greeting")
 
 
+def _key(event: SlaEvent) -> str:
+    """``jira:OPS-42``: the ticket's source and id, as one line."""
+    ticket = event.data.ticket
+    return one_line(f"{ticket.source}:{ticket.id}")
+
+
+def _title(event: SlaEvent) -> str:
+    """The ticket's title as one line; empty if it has none (or nothing printable)."""
+    return one_line(event.data.ticket.title or "")
+
+
 def _subject(event: SlaEvent, stage: str, words: Language) -> str:
-    headline, title = _headline(event, stage, words), event.data.ticket.title
+    headline, title = _headline(event, stage, words), _title(event)
     if title:
         return words.text("subject.titled", headline=headline, title=title)
     return words.text("subject", headline=headline)
@@ -154,7 +174,7 @@ def _subject(event: SlaEvent, stage: str, words: Language) -> str:
 
 def _headline(event: SlaEvent, stage: str, words: Language) -> str:
     ticket, clock = event.data.ticket, event.data.clock
-    what = words.text("ticket", key=f"{ticket.source}:{ticket.id}", priority=ticket.priority)
+    what = words.text("ticket", key=_key(event), priority=ticket.priority)
     metric = metric_name(clock.metric, words)
     if stage == "breach":
         return words.text("headline.breach", metric=metric, ticket=what)

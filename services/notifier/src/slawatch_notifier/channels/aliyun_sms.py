@@ -61,6 +61,7 @@ import httpx
 from slawatch_notifier.channels.answers import json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
+from slawatch_notifier.sanitize import one_line
 
 API_VERSION = "2017-05-25"
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com"
@@ -155,16 +156,18 @@ def template_param(outbound: Outbound, settings: AliyunSmsSettings) -> dict[str,
 
     The detail line is the subject, or for SMS content (which has none) the
     text without its ``[slawatch]`` tag; it starts with the stage
-    (``BREACH …`` / ``WARNING 75% …``). Both are clipped to the template's limit.
+    (``BREACH …`` / ``WARNING 75% …``). Both are one line without control
+    characters, clipped to the template's limit.
     """
+    ticket = one_line(f"{outbound.ticket_source}:{outbound.ticket_id}")
     return {
-        settings.ticket_param: _clip(f"{outbound.ticket_source}:{outbound.ticket_id}", settings),
+        settings.ticket_param: _clip(ticket, settings),
         settings.detail_param: _clip(_detail(outbound), settings),
     }
 
 
 def _detail(outbound: Outbound) -> str:
-    text = outbound.content.subject or outbound.content.text
+    text = one_line(outbound.content.subject or outbound.content.text)
     return text.removeprefix("[slawatch]").strip()
 
 

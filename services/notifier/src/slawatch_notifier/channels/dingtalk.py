@@ -15,6 +15,13 @@ A person or group is reached through a named robot: ``outbound.address`` is a
 key of the ``robots`` mapping. Mobiles in ``at_mobiles`` are @-mentioned; the
 text must carry ``@<mobile>`` for DingTalk to highlight them, so it does.
 
+The content is plain text; every line of it (the subject in the heading too)
+is escaped by ``sanitize.markdown_text``, so nothing an event carries can form
+a link, an image, a heading, emphasis, HTML or an @-mention: the robot's own
+``@<mobile>`` line is the only markdown not escaped. ``title`` (the preview in
+the conversation list) is plain text: one line, no control characters, at
+most ``SUBJECT_MAX_CHARS``.
+
 Answers. HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}`` → delivered. A
 non-zero errcode is a failure even with HTTP 200:
 
@@ -53,6 +60,12 @@ import httpx
 from slawatch_notifier.channels.answers import excerpt, exchange, int_or_none, json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
+from slawatch_notifier.sanitize import (
+    SUBJECT_MAX_CHARS,
+    header_value,
+    markdown_text,
+    printable_lines,
+)
 from slawatch_notifier.templates import Content
 
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
@@ -94,13 +107,15 @@ def sign(timestamp: int, secret: str) -> str:
 def markdown(content: Content, at_mobiles: tuple[str, ...] = ()) -> dict[str, str]:
     """``{"title", "text"}``: the subject as title and heading, each text line a paragraph.
 
-    DingTalk's markdown joins single newlines, so lines become paragraphs.
+    DingTalk's markdown joins single newlines, so lines become paragraphs. Every
+    line of the content is escaped (``markdown_text``); the mentions are not.
     """
-    title = content.subject.strip() or "slawatch"
-    lines = [line.rstrip() for line in content.text.splitlines() if line.strip()]
+    title = header_value(content.subject, SUBJECT_MAX_CHARS) or "slawatch"
+    lines = printable_lines(content.text).split("\n")
+    shown = [markdown_text(line.rstrip()) for line in lines if line.strip()]
     if at_mobiles:
-        lines.append(" ".join(f"@{mobile}" for mobile in at_mobiles))
-    return {"title": title, "text": "\n\n".join([f"#### {title}", *lines])}
+        shown.append(" ".join(f"@{mobile}" for mobile in at_mobiles))
+    return {"title": title, "text": "\n\n".join([f"#### {markdown_text(title)}", *shown])}
 
 
 def request_body(outbound: Outbound, robot: DingTalkRobot) -> dict[str, Any]:

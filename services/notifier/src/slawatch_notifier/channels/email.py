@@ -7,6 +7,15 @@ Headers make repeats and threads recognisable:
 - ``In-Reply-To`` and ``References`` point at one root id per ticket, so every
   notification about one ticket lands in one thread.
 
+No event text can add or change a header: every header value built from the
+notification (the subject, the recipient's display name, the notification id)
+is made one line without control characters (``sanitize.header_value``), the
+subject clipped to ``SUBJECT_MAX_CHARS`` and a name to ``NAME_MAX_CHARS``, and
+non-ASCII text is RFC 2047-encoded. The envelope names the one recipient
+explicitly; an address that is not one plain address (a control character,
+whitespace, or text that reads as more than one address) is refused before
+anything is sent: a permanent failure of that notification.
+
 Classification: 4xx replies, dropped or refused connections and timeouts are
 retryable; 5xx replies and missing server features (STARTTLS, AUTH) are permanent.
 """
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,14 +32,34 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from functools import lru_cache
 
 import aiosmtplib
 
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
+from slawatch_notifier.sanitize import SUBJECT_MAX_CHARS, header_value
 from slawatch_notifier.settings import NotifierSettings
+
+NAME_MAX_CHARS = 100
+"""The most characters of a display name in ``To`` (or ``From``)."""
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
+class UnusableAddressError(ValueError):
+    """An email address that would not be exactly one recipient in a header or envelope."""
+
+
+def usable_address(address: str) -> bool:
+    """Whether ``address`` is one plain address: no control character or whitespace (which
+    could end a header or an SMTP command), and parsed back as itself alone."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return True
+    if not address.isprintable() or " " in address:
+        return False
+    return getaddresses([address]) == [("", address)]
 
 
 def message_id(notification_id: str, domain: str) -> str:
@@ -70,12 +100,16 @@ def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
 
     Built with the ``email.mime`` classes, which write headers as given
     (non-ASCII names and subjects RFC 2047-encoded here) instead of parsing
-    each one back, as ``EmailMessage`` does: a fifteenth of the cost. The
+    each one back, as ``EmailMessage`` does: a fifteenth of the cost. Header
+    values from the notification are sanitised (see the module docstring);
+    ``UnusableAddressError`` if ``outbound.address`` is not one plain address. The
     multipart boundary comes from the notification id (the parts are base64,
     whose alphabet has no ``_``, so it cannot occur inside them): a resend
     has the same bytes but for ``Date``, and the generator need not search
     the parts for a boundary of its own.
     """
+    if not usable_address(outbound.address):
+        raise UnusableAddressError(f"not a usable email address: {outbound.address!r}")
     origin = _sender(sender)
     domain = origin.domain
     root = thread_id(outbound.ticket_source, outbound.ticket_id, domain)
@@ -89,24 +123,31 @@ def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
         message.attach(MIMEText(content.html, "html", "utf-8"))
     message["From"] = origin.header
     message["To"] = _address(outbound.recipient_name or "", outbound.address)
-    subject = content.subject
-    message["Subject"] = subject if subject.isascii() else _encoded(subject, "Subject")
+    message["Subject"] = _header(content.subject, "Subject", SUBJECT_MAX_CHARS)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id(outbound.notification_id, domain)
     message["In-Reply-To"] = root
     message["References"] = root
-    message["X-Slawatch-Notification-Id"] = outbound.notification_id
+    message["X-Slawatch-Notification-Id"] = _header(
+        outbound.notification_id, "X-Slawatch-Notification-Id"
+    )
     return message
 
 
 def _address(name: str, address: str) -> str:
+    """``Name <address>`` (the name quoted or RFC 2047-encoded as needed), or the address."""
+    name = header_value(name, NAME_MAX_CHARS)
     return formataddr((name, address), charset="utf-8") if name else address
 
 
-def _encoded(text: str, name: str) -> str:
+def _header(text: str, name: str, limit: int | None = None) -> str:
+    """A header value from untrusted ``text``: one line, clipped, encoded if not ASCII."""
+    value = header_value(text, limit)
+    if value.isascii():
+        return value
     # Knowing the header's name, the first encoded word leaves room for it: otherwise
     # the generator folds before it and a reader sees the subject start with a space.
-    return Header(text, "utf-8", header_name=name).encode()
+    return Header(value, "utf-8", header_name=name).encode()
 
 
 def classify_smtp_reply(code: int, message: str) -> Retryable | Permanent:
@@ -151,7 +192,12 @@ class EmailChannel:
         self._idle: list[tuple[float, aiosmtplib.SMTP]] = []
 
     async def send(self, outbound: Outbound) -> Outcome:
-        message = build_message(outbound, sender=self._settings.smtp_sender, now=self._clock.now())
+        try:
+            message = build_message(
+                outbound, sender=self._settings.smtp_sender, now=self._clock.now()
+            )
+        except UnusableAddressError as exc:
+            return Permanent(str(exc))
         try:
             async with asyncio.timeout(self._settings.send_timeout_s):
                 await self._submit(message, outbound.address)

@@ -13,6 +13,13 @@ over an interactive card because it needs no card schema. The locale key is
 post has). Members in ``at_user_ids`` (open_id / user_id) are @-mentioned on a
 last line.
 
+A ``text`` element is plain text (no markdown, no ``<at>``; HTML entities stay
+as they are without ``un_escape``): links and mentions exist only as ``a`` and
+``at`` elements, and the only ones sent are the configured ``at_user_ids``, so
+event text needs no escaping here. The title (one line, at most
+``SUBJECT_MAX_CHARS``) and each line lose their control characters, so a line
+of the content stays one paragraph.
+
 Signing (签名校验): ``timestamp + "\\n" + secret`` is the HmacSHA256 *key* and the
 message is empty; the digest is Base64-encoded (no URL-encoding: it travels in
 the JSON body). ``timestamp`` is in seconds and must be within one hour of
@@ -61,6 +68,7 @@ import httpx
 from slawatch_notifier.channels.answers import excerpt, exchange, int_or_none, json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
+from slawatch_notifier.sanitize import SUBJECT_MAX_CHARS, header_value, printable_lines
 from slawatch_notifier.templates import Content
 
 DEFAULT_BASE_URL = "https://open.feishu.cn"
@@ -104,12 +112,12 @@ def post(content: Content, at_user_ids: tuple[str, ...] = ()) -> dict[str, Any]:
     """The ``post`` content: subject as title, one paragraph per non-blank text line."""
     rows: list[list[dict[str, str]]] = [
         [{"tag": "text", "text": line.rstrip()}]
-        for line in content.text.splitlines()
+        for line in printable_lines(content.text).split("\n")
         if line.strip()
     ]
     if at_user_ids:
         rows.append([{"tag": "at", "user_id": user_id} for user_id in at_user_ids])
-    title = content.subject.strip() or "slawatch"
+    title = header_value(content.subject, SUBJECT_MAX_CHARS) or "slawatch"
     return {"post": {"zh_cn": {"title": title, "content": rows}}}
 
 

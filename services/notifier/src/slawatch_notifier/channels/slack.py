@@ -9,7 +9,10 @@ The webhook URL is the only credential, so it never appears in a repr or a
 reason. ``text`` is the notification fallback Slack shows where blocks cannot
 be rendered. Slack's limits are kept by clipping (with "…"): a header holds 150
 characters, a section 3000; ``&``, ``<`` and ``>`` are escaped as mrkdwn
-requires.
+requires, so no text forms a link (``<url|text>``), a mention (``<@U…>``,
+``<!here>``) or a date token, and control characters are dropped (the header
+and the fallback are one line; the section keeps its line breaks). A plain
+``@name`` is no mention: the payload sets neither ``link_names`` nor ``parse``.
 
 A person or channel is reached through a named webhook: ``outbound.address`` is
 a key of the ``hooks`` mapping.
@@ -42,6 +45,7 @@ import httpx
 
 from slawatch_notifier.channels.answers import excerpt, exchange
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
+from slawatch_notifier.sanitize import one_line, printable_lines
 from slawatch_notifier.templates import Content
 
 HEADER_MAX_CHARS = 150
@@ -67,6 +71,7 @@ class SlackWebhook:
 
 def mrkdwn(text: str, max_chars: int) -> str:
     """``text`` escaped for mrkdwn, clipped to ``max_chars`` (escapes included) with "…"."""
+    text = printable_lines(text)
     escaped = "".join(_MRKDWN_ESCAPES.get(char, char) for char in text)
     if len(escaped) <= max_chars:
         return escaped
@@ -87,7 +92,7 @@ def plain(text: str, max_chars: int) -> str:
 
 def message(content: Content) -> dict[str, Any]:
     """``{"text", "blocks"}``: a header with the subject (if any), a section with the text."""
-    subject = content.subject.strip()
+    subject = one_line(content.subject)
     blocks: list[dict[str, Any]] = []
     if subject:
         header = {"type": "plain_text", "text": plain(subject, HEADER_MAX_CHARS)}

@@ -6,7 +6,9 @@
 2xx → delivered (the provider's id from the JSON ``id`` field, if any);
 408, 429, 5xx, connection errors and timeouts → retryable; any other status →
 permanent. The idempotency key is the notification id, so a provider that
-honours it drops a resend after a crash.
+honours it drops a resend after a crash. The message is sent as one line
+without control characters (``sanitize.one_line``): nothing in a ticket's
+title can break it into lines that read as another message.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import httpx
 
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
+from slawatch_notifier.sanitize import one_line
 
 _RETRYABLE_STATUSES = frozenset({408, 429})
 _BODY_IN_REASON = 200
@@ -24,7 +27,7 @@ _BODY_IN_REASON = 200
 def request_body(outbound: Outbound) -> dict[str, str]:
     return {
         "to": outbound.address,
-        "message": outbound.content.text,
+        "message": one_line(outbound.content.text),
         "idempotency_key": outbound.notification_id,
     }
 

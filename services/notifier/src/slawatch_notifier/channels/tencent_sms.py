@@ -66,6 +66,7 @@ import httpx
 from slawatch_notifier.channels.answers import excerpt
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
+from slawatch_notifier.sanitize import one_line
 
 API_VERSION = "2021-01-11"
 SERVICE = "sms"
@@ -178,11 +179,11 @@ def template_facts(outbound: Outbound) -> dict[str, str]:
 
     ``detail`` is the subject, or for SMS content (which has none) the text
     without its ``[slawatch]`` tag; it starts with the stage (``BREACH …`` /
-    ``WARNING 75% …``).
+    ``WARNING 75% …``). Both are one line without control characters.
     """
-    text = outbound.content.subject or outbound.content.text
+    text = one_line(outbound.content.subject or outbound.content.text)
     return {
-        "ticket": f"{outbound.ticket_source}:{outbound.ticket_id}",
+        "ticket": one_line(f"{outbound.ticket_source}:{outbound.ticket_id}"),
         "detail": text.removeprefix("[slawatch]").strip(),
     }
 

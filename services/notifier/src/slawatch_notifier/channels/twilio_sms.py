@@ -9,7 +9,8 @@ What is sent (Twilio docs: "Message resource" → "Create a Message",
 
     To=<E.164>&From=<E.164 sender>&Body=<text>        (or MessagingServiceSid=MG… for From)
 
-The body is the SMS text itself (Twilio sends free text; no templates). Twilio
+The body is the SMS text itself (Twilio sends free text; no templates), as one
+line without control characters (``sanitize.one_line``). Twilio
 documents no client idempotency key for creating messages (the
 ``I-Twilio-Idempotency-Token`` header is one Twilio puts on the webhooks it
 sends), so a resend after a crash may reach the phone twice.
@@ -38,6 +39,7 @@ import httpx
 
 from slawatch_notifier.channels.answers import json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
+from slawatch_notifier.sanitize import one_line
 
 API_VERSION = "2010-04-01"
 DEFAULT_ENDPOINT = "https://api.twilio.com"
@@ -84,7 +86,7 @@ def request_form(outbound: Outbound, settings: TwilioSmsSettings) -> dict[str, s
         if settings.from_number is not None
         else {"MessagingServiceSid": str(settings.messaging_service_sid)}
     )
-    return {"To": outbound.address.strip(), **sender, "Body": outbound.content.text}
+    return {"To": outbound.address.strip(), **sender, "Body": one_line(outbound.content.text)}
 
 
 def build_request(outbound: Outbound, settings: TwilioSmsSettings) -> httpx.Request:

@@ -14,7 +14,11 @@ timestamp and signature):
      "recipient_name": "Li Wei",            (or null)
      "subject": "…", "text": "…"}
 
-The body is compact UTF-8 JSON. A receiver verifies it like this:
+The body is compact UTF-8 JSON (``json.dumps``: every string, event text
+included, arrives exactly, quotes and control characters escaped). ``subject``
+and ``text`` are plain text, not markup: a receiver that shows them in HTML,
+markdown or a mail header escapes them for it. A receiver verifies the body
+like this:
 
 1. take the raw body bytes exactly as received (before any JSON parsing);
 2. compute ``hex(HMAC-SHA256(key=secret, msg=timestamp_header + "." + body))``

@@ -9,6 +9,11 @@ text is clipped at a character boundary and ends with "…". Members listed in
 ``mention_user_ids`` are @-mentioned with the ``<@userid>`` syntax markdown
 messages support.
 
+The content is plain text; the subject and every line of the text are escaped
+by ``sanitize.markdown_text`` (clipping never leaves half an escape), so
+nothing an event carries can form a link, a heading, emphasis, a ``<font>`` or
+a ``<@userid>`` mention: the robot's own mentions are the only markdown not escaped.
+
 A person or group is reached through a named robot: ``outbound.address`` is a
 key of the ``robots`` mapping.
 
@@ -41,6 +46,13 @@ import httpx
 
 from slawatch_notifier.channels.answers import excerpt, exchange, int_or_none, json_object
 from slawatch_notifier.channels.port import Delivered, Outbound, Outcome, Permanent, Retryable
+from slawatch_notifier.sanitize import (
+    SUBJECT_MAX_CHARS,
+    header_value,
+    markdown_text,
+    printable_lines,
+    trim_escape,
+)
 from slawatch_notifier.templates import Content
 
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
@@ -68,20 +80,29 @@ class WeComRobot:
 
 
 def markdown(content: Content, mention_user_ids: tuple[str, ...] = ()) -> str:
-    """The markdown content: bold subject, the text, then the mentions; at most 4096 bytes."""
+    """The markdown content: bold subject, the text, then the mentions; at most 4096 bytes.
+
+    The subject and the text are escaped (``markdown_text``); the mentions are not.
+    """
     mentions = "".join(f"<@{user_id}>" for user_id in mention_user_ids)
-    head = f"**{content.subject.strip()}**\n" if content.subject.strip() else ""
+    subject = markdown_text(header_value(content.subject, SUBJECT_MAX_CHARS))
+    head = f"**{subject}**\n" if subject else ""
     tail = f"\n{mentions}" if mentions else ""
     room = MARKDOWN_MAX_BYTES - len(head.encode()) - len(tail.encode())
-    return head + clip_utf8(content.text.rstrip(), room) + tail
+    lines = printable_lines(content.text.rstrip()).split("\n")
+    text = "\n".join(markdown_text(line) for line in lines)
+    return head + clip_utf8(text, room) + tail
 
 
 def clip_utf8(text: str, max_bytes: int) -> str:
-    """``text`` if it fits in ``max_bytes`` UTF-8 bytes, else a prefix ending in "…" that does."""
+    """``text`` if it fits in ``max_bytes`` UTF-8 bytes, else a prefix ending in "…" that does.
+
+    A cut between a backslash and the character it escapes drops the backslash.
+    """
     if len(text.encode()) <= max_bytes:
         return text
     room = max(max_bytes - len(_ELLIPSIS.encode()), 0)
-    return text.encode()[:room].decode(errors="ignore") + _ELLIPSIS
+    return trim_escape(text.encode()[:room].decode(errors="ignore")) + _ELLIPSIS
 
 
 def request_body(outbound: Outbound, robot: WeComRobot) -> dict[str, Any]:
