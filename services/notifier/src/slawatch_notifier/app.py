@@ -4,10 +4,15 @@ The escalation config is read when the app is built (``create_app``; the
 on-call routes need its schedules). Start-up order in the lifespan: migrate
 the database, ensure the topics, start the producer, recover interrupted
 sends, start the consumer and then the four workers (intake, scheduler,
-dispatch, outbox). Shutdown stops them in reverse. A worker that fails ends
-the process (``start_worker``).
+dispatch, outbox). Shutdown (``shut_down``): intake and scheduler stop, the
+dispatcher drains (sends in flight end and are recorded within
+``SLAWATCH_SHUTDOWN_GRACE_S``), the outbox publishes what ended, then the rest
+stops. A worker that fails ends the process (``start_worker``); transient
+faults of the database or the broker are waited out inside each worker.
 
-Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``POST /v1/acks`` and
+Routes: ``/healthz``, ``/readyz`` (503 while the database or the broker does
+not answer), ``/metrics``, ``/v1/dead-letters`` (``slawatch_common.deadletter_ops``),
+``POST /v1/acks`` and
 ``GET``/``POST /v1/acks/<token>`` (``acks.py``; the GET only shows the link's
 page), ``GET /v1/oncall[/<schedule>]`` (``oncall_api.py``).
 """
@@ -23,13 +28,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.consumer import reachable
 from slawatch_common.db import create_engine
+from slawatch_common.deadletter_ops import dead_letter_router
 from slawatch_common.events import Channel
 from slawatch_common.kafka import ensure_topics, start_producer
 from slawatch_common.runtime import start_worker, stop_workers
@@ -61,6 +70,8 @@ class Workers:
 
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     engine: AsyncEngine | None = None
+    consumer: AIOKafkaConsumer | None = None
+    producer: AIOKafkaProducer | None = None
 
     def alive(self) -> bool:
         return bool(self.tasks) and not any(task.done() for task in self.tasks)
@@ -106,12 +117,26 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(
+        dead_letter_router(
+            store.dead_letters,
+            workers.database,
+            lambda: _started(workers.producer),
+            settings.admin_tokens,
+        )
+    )
+
     @app.get("/readyz")
-    async def readyz(response: Response) -> dict[str, str]:
-        if workers.alive():
-            return {"status": "ready"}
+    async def readyz(response: Response) -> dict[str, Any]:
+        """200 while the workers run and the database and the broker answer."""
+        if not workers.alive() or workers.engine is None or workers.consumer is None:
+            response.status_code = 503
+            return {"status": "starting"}
+        answers = await reachable(workers.engine, workers.consumer)
+        if all(answers.values()):
+            return {"status": "ready", **answers}
         response.status_code = 503
-        return {"status": "starting"}
+        return {"status": "unavailable", **answers}
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -193,10 +218,36 @@ async def running(
             start_worker(dispatcher.run(), "notifier-dispatch"),
             start_worker(outbox.run(), "notifier-outbox"),
         ]
-        stack.push_async_callback(stop_workers, *workers.tasks)
-        workers.engine = engine
+        stack.push_async_callback(
+            shut_down, workers.tasks, dispatcher, outbox, settings.shutdown_grace_s
+        )
+        workers.engine, workers.consumer, workers.producer = engine, consumer, producer
         stack.callback(setattr, workers, "engine", None)
         yield
+
+
+async def shut_down(
+    tasks: list[asyncio.Task[None]], dispatcher: Dispatcher, outbox: Outbox, grace_s: float
+) -> None:
+    """Stop taking work (intake, scheduler), let the sends in flight end and be recorded
+    within ``grace_s``, publish the records of what ended, then stop the rest. What is
+    still in flight at the deadline stays ``sending``; the next start resends it."""
+    intake, scheduler, dispatch, publisher = tasks
+    await stop_workers(intake, scheduler)
+    await dispatcher.drain(grace_s)
+    await stop_workers(dispatch)
+    try:
+        async with asyncio.timeout(max(1.0, grace_s / 2)):
+            await outbox.flush_all()
+    except Exception:  # the next start publishes them
+        log.warning("records left unpublished at shutdown", exc_info=True)
+    await stop_workers(publisher)
+
+
+def _started(producer: AIOKafkaProducer | None) -> AIOKafkaProducer:
+    if producer is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "starting")
+    return producer
 
 
 def _channels(

@@ -76,6 +76,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.consumer import is_fatal, is_transient
 from slawatch_common.events import Channel
 from slawatch_notifier import fallback, folding, store
 from slawatch_notifier.acklink import AckLinks
@@ -105,6 +106,9 @@ AHEAD_WINDOW_S = 0.25
 
 MAX_AHEAD = 64
 """At most this many claimed ahead per channel."""
+
+BACKOFF_CAP_S = 30.0
+"""Longest wait before trying the database again after a transient fault."""
 
 
 class Dispatcher:
@@ -147,6 +151,8 @@ class Dispatcher:
         self._ended: list[_Ended] = []
         self._record_bell = asyncio.Event()
         self._room = asyncio.Event()
+        self._draining = False
+        self._freed = asyncio.Event()
 
     async def recover(self) -> list[store.Interrupted]:
         """Make notifications a crash left ``sending`` due again, or failed once a crash
@@ -181,7 +187,10 @@ class Dispatcher:
                 for lane in self._lanes.values():
                     for slot in range(lane.slots):
                         tasks.create_task(self._send_from(lane), name=f"{lane.channel} slot {slot}")
+                failures = 0
                 while True:
+                    if self._draining:
+                        await asyncio.Event().wait()  # until cancelled: claim nothing more
                     if self._doorbell.is_set():  # new rows, of any channel
                         self._doorbell.clear()
                         for lane in self._lanes.values():
@@ -189,10 +198,40 @@ class Dispatcher:
                     self._room.clear()
                     # a claim, once begun, ends with its rows queued: a stop waits for it below
                     claiming = asyncio.ensure_future(self._claim())
-                    await asyncio.shield(claiming)
+                    try:
+                        await asyncio.shield(claiming)
+                    except Exception as exc:
+                        if is_fatal(exc) or not is_transient(exc):
+                            raise
+                        failures += 1
+                        await self._back_off("claiming", exc, failures)
+                        continue
+                    failures = 0
+                    self._metrics.heartbeats.tick("dispatcher")
                     await self._wait()
         finally:
             await asyncio.shield(self._release_queued(claiming))
+
+    async def drain(self, deadline_s: float) -> int:
+        """Stop claiming, give back what is claimed and not started, and wait (at most
+        ``deadline_s``) until the sends in flight have ended and been recorded. Then
+        cancel ``run``. How many sends were still in flight at the deadline (they stay
+        ``sending``; ``recover`` takes them up at the next start)."""
+        self._draining = True
+        self._room.set()
+        await self._release_queued(None)
+        deadline = time.monotonic() + deadline_s
+        while self._busy() and (remaining := deadline - time.monotonic()) > 0:
+            self._freed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), remaining)
+        left = self._busy()
+        if left:
+            log.warning("%d sends still in flight at the shutdown deadline", left)
+        return left
+
+    def _busy(self) -> int:
+        return sum(lane.busy for lane in self._lanes.values())
 
     async def _claim(self) -> None:
         """Claim for every lane that has room and may find something due.
@@ -259,6 +298,7 @@ class Dispatcher:
             self._record_bell.set()
             await ended.recorded.wait()
             lane.busy -= 1
+            self._freed.set()
             if lane.needs_claim():
                 self._room.set()
 
@@ -296,12 +336,55 @@ class Dispatcher:
         While one pass writes, more sends end; the next pass takes them all, so
         under load a transaction records many attempts and costs each little.
         """
+        failures = 0
         while True:
             await self._record_bell.wait()
             self._record_bell.clear()
             ended, self._ended = self._ended, []
             if not ended:
                 continue
+            try:
+                await self._record(ended)
+            except Exception as exc:
+                if is_fatal(exc):
+                    raise
+                if is_transient(exc):
+                    # nothing was written: keep them, in order, for the next pass
+                    self._ended[:0] = ended
+                    failures += 1
+                    await self._back_off("recording", exc, failures)
+                    self._record_bell.set()
+                    continue
+                await self._record_each(ended, exc)
+            failures = 0
+
+    async def _record_each(self, ended: list[_Ended], exc: Exception) -> None:
+        """Record ``ended`` one by one after recording them together raised ``exc``; one
+        that fails alone stays ``sending`` (``recover`` takes it up at the next start)."""
+        log.warning("recording %d attempts together raised %r; one by one", len(ended), exc)
+        for item in ended:
+            try:
+                await self._record([item])
+            except Exception as alone:
+                if is_fatal(alone):
+                    raise
+                if is_transient(alone):
+                    self._ended.append(item)
+                    self._record_bell.set()
+                    continue
+                log.exception("the attempt of %s cannot be recorded", item.claimed.id)
+                item.recorded.set()
+
+    async def _back_off(self, doing: str, exc: Exception, failures: int) -> None:
+        self._metrics.heartbeats.fault("dispatcher")
+        wait = min(BACKOFF_CAP_S, 0.5 * 2 ** min(failures - 1, 16))
+        log.warning("dispatcher: %s: %s; trying again in %.1f s", doing, type(exc).__name__, wait)
+        await asyncio.sleep(wait)
+
+    async def _record(self, ended: list[_Ended]) -> None:
+        """Record the attempts in ``ended`` in one transaction, then count them and free
+        their slots."""
+        if ended:
             now = self._clock.now()
             async with self._engine.begin() as conn:
                 recorded = await store.finish_attempts(

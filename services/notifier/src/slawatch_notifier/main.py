@@ -1,4 +1,5 @@
-"""Command line: ``slawatch-notifier [run | migrate | check-config FILE | redrive FILTER…]``.
+"""Command line: ``slawatch-notifier [run | migrate | check-config FILE | redrive FILTER… |
+dead-letters …]``.
 
 slawatch-notifier                  serve (same as ``run``)
 slawatch-notifier run              serve on SLAWATCH_HTTP_HOST:SLAWATCH_NOTIFIER_PORT
@@ -13,7 +14,11 @@ slawatch-notifier redrive [--id ID]… [--ticket SOURCE:ID] [--since ISO] [--unt
                                    prints how many, then their ids; exit 0
                                    (2 for bad arguments). The running notifier sends
                                    them within seconds. Also
-                                   ``python -m slawatch_notifier.main redrive …``.
+                                   ``python -m slawatch_notifier redrive …``.
+slawatch-notifier dead-letters list [--after ID] [--limit N] | replay ID [TO_ID]
+                                   SLA records that could not be used, as JSON lines;
+                                   produce them to their topic again
+                                   (``slawatch_common.deadletter_ops``)
 
 uvicorn logs through the logging ``configure_logging`` set up (no configuration
 of its own), and no line shows the token of an ack link: a link's path is
@@ -38,6 +43,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from slawatch_common import deadletter_ops
 from slawatch_common.db import create_engine
 from slawatch_common.runtime import ConfigError, configure_logging
 from slawatch_notifier import store
@@ -61,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "migrate":
         asyncio.run(migrate(settings))
         return 0
+    if command == "dead-letters":
+        return asyncio.run(
+            deadletter_ops.run_command(
+                args, store.dead_letters, settings.database_url, settings.kafka_bootstrap
+            )
+        )
     if command == "redrive":
         matching = _redrive_filter(args)
         if not matching.conditions():
@@ -95,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "--since", type=_instant, metavar="ISO", help="failed at or after (e.g. 2026-12-07T10:00Z)"
     )
     again.add_argument("--until", type=_instant, metavar="ISO", help="failed before")
+    deadletter_ops.add_command(commands)
     return parser
 
 

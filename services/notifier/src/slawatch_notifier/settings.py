@@ -82,6 +82,11 @@ class NotifierSettings(ServiceSettings):
         description="Sends of one notification a crash may interrupt before it is failed.",
     )
     send_timeout_s: float = Field(10.0, gt=0, description="One SMTP or HTTP send, end to end.")
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="At SIGTERM, how long sends in flight may take to end and be recorded.",
+    )
     send_concurrency: int = Field(
         8, ge=1, le=256, description="Sends in flight at once on each channel (its own slots)."
     )
