@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from slawatch_common.consumer import DeadLetter, Isolator, is_transient, keep_dead_letters
 from slawatch_common.db import alembic_config, create_engine, upgrade
@@ -200,3 +200,15 @@ async def test_the_command_lists_dead_letters(tmp_path: Path) -> None:
     (line,) = stdout.decode().splitlines()
     row = json.loads(line)
     assert (row["id"], row["offset"], row["value"], row["error"]) == (2, 1, None, "bad")
+
+
+def test_a_server_shutting_down_is_transient_wherever_the_driver_wraps_it() -> None:
+    class AdminShutdownError(Exception):
+        sqlstate = "57P01"
+
+    class UniqueViolationError(Exception):
+        sqlstate = "23505"
+
+    shutdown = DBAPIError("SELECT 1", {}, AdminShutdownError("terminating connection"))
+    assert is_transient(shutdown)
+    assert not is_transient(DBAPIError("INSERT", {}, UniqueViolationError("duplicate key")))

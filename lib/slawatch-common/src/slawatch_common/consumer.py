@@ -179,9 +179,17 @@ async def keep_dead_letters(
     await conn.execute(statement, unique)
 
 
+TRANSIENT_SQLSTATES = ("08", "57P", "53", "40001", "40P01", "55P03")
+"""PostgreSQL error classes that say nothing about the data: connection exceptions,
+operator intervention (shutdown, cannot connect now), insufficient resources,
+serialization failure, deadlock, lock not available."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` says the database or the network is away, not that the data is bad."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if any(_sqlstate(cause).startswith(TRANSIENT_SQLSTATES) for cause in _chain(exc)):
         return True
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
         return not _sqlite_data_error(exc)
@@ -202,6 +210,24 @@ def is_transient(exc: BaseException) -> bool:
         "CrashShutdownError",
         "TooManyConnectionsError",
     }
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, the driver error it wraps and their causes (a few levels)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 8:
+        item = todo.pop()
+        if item is None or any(item is known for known in seen):
+            continue
+        seen.append(item)
+        todo += [getattr(item, "orig", None), item.__cause__, item.__context__]
+    return seen
+
+
+def _sqlstate(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    return state if isinstance(state, str) else ""
 
 
 def _sqlite_data_error(exc: Exception) -> bool:
