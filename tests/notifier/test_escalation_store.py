@@ -7,11 +7,13 @@ The race tests hold one transaction open while the other runs, on both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.factories import ESCALATING, NOW, STARTED, sla_event, slots
@@ -21,8 +23,10 @@ from slawatch_notifier import escalation_store as es
 from slawatch_notifier import store
 from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.config import parse_config
-from slawatch_notifier.escalation import Escalation, Reason, Status
-from slawatch_notifier.planner import Planner
+from slawatch_notifier.escalation import ChainSnapshot, Escalation, Firing, Reason, Status
+from slawatch_notifier.metrics import NotifierMetrics
+from slawatch_notifier.planner import Drafts, Planner
+from slawatch_notifier.scheduler import RETRY_FAILED, Scheduler
 
 PLANNER = Planner(parse_config(ESCALATING), AckLinks(b"k", "http://notifier", timedelta(hours=1)))
 CLOCK = "jira:OPS-42:response"
@@ -199,7 +203,49 @@ async def a_step_racing_an_ack_that_commits_first_is_cancelled(engine: AsyncEngi
     await _race(engine, ack_first=True)
 
 
+class _BrokenPlanner(Planner):
+    """Plans like the real one, except at the waiting step, which raises (a bug, bad data)."""
+
+    def drafts(
+        self, firings: Iterable[Firing], chain: ChainSnapshot, event: SlaEvent, now: datetime
+    ) -> Drafts:
+        firings = list(firings)
+        if any(firing.step == 2 for firing in firings):
+            raise RuntimeError("cannot render")
+        return super().drafts(firings, chain, event, now)
+
+
+@dataclass(frozen=True)
+class _At:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
+async def a_step_that_cannot_fire_is_postponed_and_the_scheduler_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    await _record(engine, _event())
+    registry = CollectorRegistry()
+    scheduler = Scheduler(
+        engine,
+        _BrokenPlanner(PLANNER.config, PLANNER.links),
+        metrics=NotifierMetrics(registry),
+        clock=_At(STEP_DUE),
+        bell=asyncio.Event(),
+        doorbell=asyncio.Event(),
+    )
+    assert await scheduler.fire_due() == 1  # tried, failed, put back: no exception
+    assert await _steps(engine) == {WAITING_STEP: ("pending", None)}
+    async with engine.connect() as conn:
+        assert await es.next_step_due(conn) == STEP_DUE + RETRY_FAILED
+    failed = {"outcome": "failed"}
+    assert registry.get_sample_value("slawatch_notifier_escalation_steps_total", failed) == 1
+
+
 SCENARIOS: list[Scenario] = [
+    a_step_that_cannot_fire_is_postponed_and_the_scheduler_goes_on,
     recording_twice_stores_once,
     a_due_step_fires_once,
     an_ack_cancels_pending_steps_and_unsent_scheduled_notifications,
