@@ -40,6 +40,8 @@ LAG_POLL_S = 0.05
 RETRY_STALE = timedelta(milliseconds=100)
 RETRY_FAILED = timedelta(minutes=10)
 """A clock whose stage could not be fired is tried again this much later."""
+HEARTBEAT_S = 5.0
+"""The timer looks at least this often, so its heartbeat gauge stays fresh while idle."""
 TRANSIENT_FIRST_S = 0.5
 TRANSIENT_CAP_S = 30.0
 
@@ -212,15 +214,17 @@ class Timer:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            if not self._held and await self._fire_due():
+            if self._held:
+                self._metrics.heartbeats.tick("timer")  # alive, waiting for its input
+            elif await self._fire_due():
                 continue
             await self._sleep()
 
     async def _sleep(self) -> None:
         upcoming = self._index.next_stamp()
-        timeout = None
+        timeout = HEARTBEAT_S  # at least this often: the heartbeat shows a live timer
         if upcoming is not None and not self._held:
-            timeout = max(0.0, upcoming - self._now().timestamp())
+            timeout = min(timeout, max(0.0, upcoming - self._now().timestamp()))
             if timeout == 0.0:  # due, but the input is not read that far: intake wakes us
                 timeout = LAG_POLL_S
         with contextlib.suppress(TimeoutError):
