@@ -8,10 +8,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
 BIN = Path(sys.executable).parent
+
+
+class Exited(NamedTuple):
+    """How a process ended: its exit status (``-N`` when signal N ended it) and how long it
+    took from the signal."""
+
+    code: int
+    seconds: float
 
 
 class ServiceProcess:
@@ -44,6 +53,43 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.script} not ready in {within} s: {self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        """The OS process id of the current run (the last ``start``)."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.script} was never started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def terminate(self, within: float = 60.0) -> Exited:
+        """SIGTERM, as an orchestrator stops a service, and wait for the exit. A process
+        still running after ``within`` seconds is killed (its status then says SIGKILL)."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError(f"{self.script} is not running")
+        started = time.monotonic()
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            code = self._proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self._proc.wait()
+        return Exited(code, time.monotonic() - started)
+
+    def log_size(self) -> int:
+        """Bytes in the log so far: a mark to read what comes after (``log_text``)."""
+        return self._log_path.stat().st_size if self._log_path.exists() else 0
+
+    def log_text(self, since: int = 0) -> str:
+        """The log from byte ``since`` on (every run appends to the same file)."""
+        if not self._log_path.exists():
+            return ""
+        with self._log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""

@@ -8,13 +8,15 @@ non-zero status (the supervisor restarts it); nothing catches and carries on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
@@ -146,3 +148,23 @@ async def every(
             failures = 0
             heartbeats.tick(loop)
         await asyncio.sleep(interval_s)
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM or SIGINT it stopped on gracefully is not
+    raised again once the lifespan has shut down: the process ends with status 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+def serve(config: uvicorn.Config) -> bool:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; whether the app started
+    (a lifespan that failed means it did not)."""
+    server = _GracefulServer(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return server.started

@@ -17,7 +17,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from slawatch_common.runtime import ConfigError, configure_logging, describe_errors
+from slawatch_common.runtime import ConfigError, configure_logging, describe_errors, serve
 from slawatch_ingest.app import create_app
 from slawatch_ingest.settings import IngestSettings
 from slawatch_ingest.webhook_config import load_sources
@@ -40,13 +40,15 @@ def main() -> None:
     # collection walks it again, a pause of tens of milliseconds that
     # requests in flight wait out (seen as the p99 latency under load).
     gc.freeze()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # keep the logging configured above
         access_log=False,  # a line per event costs more than the event; /metrics counts them
     )
+    if not serve(config):
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -43,7 +42,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from slawatch_common import deadletter_ops
+from slawatch_common import deadletter_ops, runtime
 from slawatch_common.db import create_engine
 from slawatch_common.runtime import ConfigError, configure_logging
 from slawatch_notifier import store
@@ -209,11 +208,9 @@ def server_config(app: FastAPI, settings: NotifierSettings) -> uvicorn.Config:
 
 
 def serve(settings: NotifierSettings) -> None:
-    """Serve until SIGINT or SIGTERM; exit ``EXIT_STARTUP_FAILED`` if the app did not start."""
-    server = uvicorn.Server(server_config(create_app(settings), settings))
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    if not server.started:
+    """Serve until SIGINT or SIGTERM (exit 0 after the drain); exit ``EXIT_STARTUP_FAILED`` if
+    the app did not start."""
+    if not runtime.serve(server_config(create_app(settings), settings)):
         sys.exit(EXIT_STARTUP_FAILED)
 
 

@@ -19,7 +19,7 @@ import uvicorn
 
 from slawatch_common import deadletter_ops
 from slawatch_common.db import create_engine, upgrade
-from slawatch_common.runtime import ConfigError, configure_logging
+from slawatch_common.runtime import ConfigError, configure_logging, serve
 from slawatch_engine import store
 from slawatch_engine.app import create_app
 from slawatch_engine.policy import load_policies
@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slawatch-engine: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     app = create_app(settings, book)
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
-    return 0
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning"
+    )
+    return 0 if serve(config) else 3
 
 
 def _check(path: Path) -> int:

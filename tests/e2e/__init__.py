@@ -1,0 +1,1 @@
+"""End-to-end tests: the services as OS processes against the real broker, database and sinks."""

@@ -1,0 +1,36 @@
+"""Fixtures of the end-to-end tests: the three services as processes (``e2e.system``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deploy.dev.sms_sink import SmsSink
+
+from e2e.system import System, run_system
+from slawatch_common.topics import Topics
+from support.smtp import SmtpSink
+
+
+@pytest.fixture
+def system_env() -> dict[str, str]:
+    """Settings the services get besides the rig's own; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def system(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topics: Topics,
+    pg_url: str,
+    smtp_sink: SmtpSink,
+    sms_sink: SmsSink,
+    system_env: dict[str, str],
+) -> Iterator[System]:
+    """Ingest, engine and notifier as OS processes on this test's topics and database."""
+    with run_system(
+        tmp_path, kafka_bootstrap, topics, pg_url, smtp_sink, sms_sink, system_env
+    ) as running:
+        yield running
