@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,15 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from slawatch_common.consumer import DeadLetter, Isolator, is_transient, keep_dead_letters
 from slawatch_common.db import alembic_config, create_engine, upgrade
 from slawatch_engine import store as engine_store
-
-
-@dataclass(frozen=True)
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+from support.records import Rec
 
 
 def recs(*values: bytes | None) -> list[Rec]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,12 @@ from slawatch_engine.metrics import EngineMetrics
 from slawatch_engine.policy import load_policies
 from slawatch_engine.timer import DueIndex, Timer
 from support.fuzz import examples
+from support.records import Rec
 from support.schema_strategies import from_contract
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config" / "slawatch.yaml"
 BOOK = load_policies(CONFIG)
 TOPIC = "fuzz.tickets"
-
-
-@dataclass(frozen=True)
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int = 0
 
 
 def opening(event: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
+from slawatch_common.consumer import is_fatal, is_transient
+
 log = logging.getLogger(__name__)
 
 EXIT_WORKER_FAILED = 70
@@ -120,16 +122,42 @@ class Heartbeats:
         self._faults.labels(loop).inc()
 
 
+class Backoff:
+    """Capped exponential waits of one loop after transient faults (the database or the
+    broker away), each counted on the loop's heartbeat; ``ok`` after a good pass."""
+
+    def __init__(
+        self, loop: str, heartbeats: Heartbeats, first_s: float = 0.5, cap_s: float = 30.0
+    ) -> None:
+        self._loop = loop
+        self._heartbeats = heartbeats
+        self._first_s = first_s
+        self._cap_s = cap_s
+        self._failures = 0
+
+    async def after(self, exc: Exception) -> None:
+        """Wait before the loop tries again after ``exc``; raise ``exc`` again unless it is
+        transient (a schema error or a bug is not waited out here)."""
+        if is_fatal(exc) or not is_transient(exc):
+            raise exc
+        self._failures += 1
+        self._heartbeats.fault(self._loop)
+        wait = min(self._cap_s, self._first_s * 2 ** min(self._failures - 1, 16))
+        log.warning("%s: %s; trying again in %.1f s", self._loop, type(exc).__name__, wait)
+        await asyncio.sleep(wait)
+
+    def ok(self) -> None:
+        self._failures = 0
+        self._heartbeats.tick(self._loop)
+
+
 async def every(
     interval_s: float, step: Callable[[], Awaitable[None]], loop: str, heartbeats: Heartbeats
 ) -> None:
-    """Run ``step`` every ``interval_s`` seconds, for ever. A transient fault (database or
-    broker away) is counted and tried again after a capped backoff; any other error is
-    logged and the step runs again at its next interval; only a schema error (``is_fatal``)
-    ends the loop, and with it the process."""
-    from slawatch_common.consumer import is_fatal, is_transient
-
-    failures = 0
+    """Run ``step`` every ``interval_s`` seconds, for ever. A transient fault is waited out
+    (``Backoff``); any other error is logged and the step runs again at its next
+    interval; only a schema error (``is_fatal``) ends the loop, and with it the process."""
+    backoff = Backoff(loop, heartbeats, cap_s=min(interval_s, 30.0))
     while True:
         try:
             await step()
@@ -137,16 +165,11 @@ async def every(
             if is_fatal(exc):
                 raise
             if is_transient(exc):
-                failures += 1
-                heartbeats.fault(loop)
-                wait = min(interval_s, 30.0, 0.5 * 2 ** min(failures - 1, 16))
-                log.warning("%s: %s; trying again in %.1f s", loop, type(exc).__name__, wait)
-                await asyncio.sleep(wait)
+                await backoff.after(exc)
                 continue
             log.exception("%s: pass failed; trying again in %.0f s", loop, interval_s)
         else:
-            failures = 0
-            heartbeats.tick(loop)
+            backoff.ok()
         await asyncio.sleep(interval_s)
 
 

@@ -78,6 +78,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.consumer import is_fatal, is_transient
 from slawatch_common.events import Channel
+from slawatch_common.runtime import Backoff
 from slawatch_notifier import fallback, folding, store
 from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.channels.port import ChannelPort, Delivered, Outcome, Permanent, Retryable
@@ -187,7 +188,7 @@ class Dispatcher:
                 for lane in self._lanes.values():
                     for slot in range(lane.slots):
                         tasks.create_task(self._send_from(lane), name=f"{lane.channel} slot {slot}")
-                failures = 0
+                claims = Backoff("dispatcher", self._metrics.heartbeats, cap_s=BACKOFF_CAP_S)
                 while True:
                     if self._draining:
                         await asyncio.Event().wait()  # until cancelled: claim nothing more
@@ -201,13 +202,9 @@ class Dispatcher:
                     try:
                         await asyncio.shield(claiming)
                     except Exception as exc:
-                        if is_fatal(exc) or not is_transient(exc):
-                            raise
-                        failures += 1
-                        await self._back_off("claiming", exc, failures)
+                        await claims.after(exc)
                         continue
-                    failures = 0
-                    self._metrics.heartbeats.tick("dispatcher")
+                    claims.ok()
                     await self._wait()
         finally:
             await asyncio.shield(self._release_queued(claiming))
@@ -336,7 +333,7 @@ class Dispatcher:
         While one pass writes, more sends end; the next pass takes them all, so
         under load a transaction records many attempts and costs each little.
         """
-        failures = 0
+        recording = Backoff("dispatcher", self._metrics.heartbeats, cap_s=BACKOFF_CAP_S)
         while True:
             await self._record_bell.wait()
             self._record_bell.clear()
@@ -351,12 +348,10 @@ class Dispatcher:
                 if is_transient(exc):
                     # nothing was written: keep them, in order, for the next pass
                     self._ended[:0] = ended
-                    failures += 1
-                    await self._back_off("recording", exc, failures)
                     self._record_bell.set()
+                    await recording.after(exc)
                     continue
                 await self._record_each(ended, exc)
-            failures = 0
 
     async def _record_each(self, ended: list[_Ended], exc: Exception) -> None:
         """Record ``ended`` one by one after recording them together raised ``exc``; one
@@ -374,12 +369,6 @@ class Dispatcher:
                     continue
                 log.exception("the attempt of %s cannot be recorded", item.claimed.id)
                 item.recorded.set()
-
-    async def _back_off(self, doing: str, exc: Exception, failures: int) -> None:
-        self._metrics.heartbeats.fault("dispatcher")
-        wait = min(BACKOFF_CAP_S, 0.5 * 2 ** min(failures - 1, 16))
-        log.warning("dispatcher: %s: %s; trying again in %.1f s", doing, type(exc).__name__, wait)
-        await asyncio.sleep(wait)
 
     async def _record(self, ended: list[_Ended]) -> None:
         """Record the attempts in ``ended`` in one transaction, then count them and free

@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.consumer import is_fatal, is_transient
 from slawatch_common.events import Notification, NotificationRecord, bounded_id
+from slawatch_common.runtime import Backoff
 from slawatch_notifier import store
 from slawatch_notifier.metrics import NotifierMetrics
 from slawatch_notifier.retry import Status
@@ -110,23 +110,16 @@ class Outbox:
         self._gather_s = gather_s
 
     async def run(self) -> None:
-        failures = 0
+        backoff = Backoff("outbox", self._metrics.heartbeats)
         while True:
             self._bell.clear()
             try:
                 while await self.flush() == BATCH:
                     pass
             except Exception as exc:
-                if is_fatal(exc) or not is_transient(exc):
-                    raise
-                failures += 1
-                self._metrics.heartbeats.fault("outbox")
-                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 16))
-                log.warning("outbox: %s; trying again in %.1f s", type(exc).__name__, wait)
-                await asyncio.sleep(wait)
+                await backoff.after(exc)
                 continue
-            failures = 0
-            self._metrics.heartbeats.tick("outbox")
+            backoff.ok()
             try:
                 async with asyncio.timeout(self._interval_s):
                     await self._bell.wait()

@@ -27,6 +27,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.consumer import is_fatal, is_transient
+from slawatch_common.runtime import Backoff
 from slawatch_notifier import escalation_store
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.escalation_store import StepOutcome
@@ -64,23 +65,16 @@ class Scheduler:
         self._doorbell = doorbell
 
     async def run(self) -> None:
-        failures = 0
+        backoff = Backoff("scheduler", self._metrics.heartbeats)
         while True:
             self._bell.clear()
             try:
                 while await self.fire_due() == BATCH:
                     pass
             except Exception as exc:
-                if is_fatal(exc) or not is_transient(exc):
-                    raise
-                failures += 1
-                self._metrics.heartbeats.fault("scheduler")
-                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 16))
-                log.warning("scheduler: %s; trying again in %.1f s", type(exc).__name__, wait)
-                await asyncio.sleep(wait)
+                await backoff.after(exc)
                 continue
-            failures = 0
-            self._metrics.heartbeats.tick("scheduler")
+            backoff.ok()
             await self._wait()
 
     async def fire_due(self) -> int:

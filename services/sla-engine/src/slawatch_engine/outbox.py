@@ -20,8 +20,8 @@ from sqlalchemy import Insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from slawatch_common.consumer import is_transient
 from slawatch_common.events import SlaEvent
+from slawatch_common.runtime import Backoff
 from slawatch_engine.metrics import EngineMetrics
 from slawatch_engine.store import outbox
 
@@ -90,23 +90,16 @@ class Publisher:
     async def run(self) -> None:
         """Publish until cancelled. A broker or database that is away is waited out (capped
         backoff); the rows stay unpublished until then."""
-        failures = 0
+        backoff = Backoff("publisher", self._metrics.heartbeats)
         while True:
             self._wake.clear()
             try:
                 while await self.publish_batch() == BATCH:
                     pass
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                failures += 1
-                self._metrics.heartbeats.fault("publisher")
-                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 16))
-                log.warning("publisher: %s; trying again in %.1f s", type(exc).__name__, wait)
-                await asyncio.sleep(wait)
+                await backoff.after(exc)
                 continue
-            failures = 0
-            self._metrics.heartbeats.tick("publisher")
+            backoff.ok()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_s)
 
