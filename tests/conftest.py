@@ -21,6 +21,7 @@ from deploy.dev.sms_sink import SmsSink
 
 from slawatch_common.kafka import delete_topics, ensure_topics
 from slawatch_common.topics import Topics
+from support.processes import started
 from support.smtp import SmtpSink
 
 KAFKA_BOOTSTRAP = os.environ.get("SLAWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -60,12 +61,8 @@ async def pg_url() -> AsyncIterator[str]:
 @pytest.fixture
 def smtp_sink() -> Iterator[SmtpSink]:
     """A real SMTP server on a free loopback port that keeps what it receives."""
-    sink = SmtpSink()
-    sink.start()
-    try:
+    with started(SmtpSink()) as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -90,6 +90,64 @@ class System:
         return httpx.get(f"{service.url}/v1/dead-letters", headers=headers, timeout=10)
 
 
+class SmsEndpoint(Protocol):
+    """Where the notifier's default SMS channel posts, and its token."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def token(self) -> str: ...
+
+
+def services_env(
+    config: Path,
+    kafka_bootstrap: str,
+    topics: Topics,
+    database_url: str,
+    smtp_port: int,
+    sms: SmsEndpoint,
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The settings the three services run with: this test's topics, database and sinks,
+    fresh ports, the rig's tokens; ``extra_env`` adds or overrides."""
+    return {
+        "SLAWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SLAWATCH_TOPIC_PREFIX": topics.prefix,
+        "SLAWATCH_KAFKA_PARTITIONS": "2",
+        "SLAWATCH_CONFIG_FILE": str(config),
+        "DATABASE_URL": database_url,
+        "SLAWATCH_SMTP_PORT": str(smtp_port),
+        "SLAWATCH_SMS_URL": sms.url,
+        "SLAWATCH_SMS_TOKEN": sms.token,
+        "SLAWATCH_INGEST_TOKENS": TOKEN,
+        "SLAWATCH_ADMIN_TOKENS": f'["{ADMIN_TOKEN}"]',
+        "SLAWATCH_INGEST_PORT": str(free_port()),
+        "SLAWATCH_ENGINE_PORT": str(free_port()),
+        "SLAWATCH_NOTIFIER_PORT": str(free_port()),
+        **(extra_env or {}),
+    }
+
+
+@contextmanager
+def services(env: Mapping[str, str], log_dir: Path) -> Iterator[list[ServiceProcess]]:
+    """Ingest, engine and notifier started in that order (each ready); stopped on leaving."""
+    procs = [
+        ServiceProcess(script, int(env[port]), dict(env), log_dir)
+        for script, port in (
+            ("slawatch-ingest", "SLAWATCH_INGEST_PORT"),
+            ("slawatch-engine", "SLAWATCH_ENGINE_PORT"),
+            ("slawatch-notifier", "SLAWATCH_NOTIFIER_PORT"),
+        )
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        yield procs
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
 @contextmanager
 def run_system(
     tmp_path: Path,
@@ -103,41 +161,9 @@ def run_system(
     """Ingest, engine and notifier started (each ready) under ``CONFIG``; stopped on leaving."""
     config = tmp_path / "slawatch.yaml"
     config.write_text(CONFIG)
-    env = {
-        "SLAWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "SLAWATCH_TOPIC_PREFIX": topics.prefix,
-        "SLAWATCH_KAFKA_PARTITIONS": "2",
-        "SLAWATCH_CONFIG_FILE": str(config),
-        "DATABASE_URL": pg_url,
-        "SLAWATCH_SMTP_PORT": str(smtp.port),
-        "SLAWATCH_SMS_URL": sms.url,
-        "SLAWATCH_SMS_TOKEN": sms.token,
-        "SLAWATCH_INGEST_TOKENS": TOKEN,
-        "SLAWATCH_ADMIN_TOKENS": f'["{ADMIN_TOKEN}"]',
-        "SLAWATCH_INGEST_PORT": str(free_port()),
-        "SLAWATCH_ENGINE_PORT": str(free_port()),
-        "SLAWATCH_NOTIFIER_PORT": str(free_port()),
-        **(extra_env or {}),
-    }
-    ports = {
-        "slawatch-ingest": int(env["SLAWATCH_INGEST_PORT"]),
-        "slawatch-engine": int(env["SLAWATCH_ENGINE_PORT"]),
-        "slawatch-notifier": int(env["SLAWATCH_NOTIFIER_PORT"]),
-    }
-    procs = {name: ServiceProcess(name, port, env, tmp_path) for name, port in ports.items()}
-    try:
-        for proc in procs.values():
-            proc.start()
-        yield System(
-            procs["slawatch-ingest"],
-            procs["slawatch-engine"],
-            procs["slawatch-notifier"],
-            smtp,
-            sms,
-        )
-    finally:
-        for proc in procs.values():
-            proc.stop()
+    env = services_env(config, kafka_bootstrap, topics, pg_url, smtp.port, sms, extra_env)
+    with services(env, tmp_path) as (ingest, engine, notifier):
+        yield System(ingest, engine, notifier, smtp, sms)
 
 
 def created(

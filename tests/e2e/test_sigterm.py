@@ -39,6 +39,7 @@ from e2e.system import (
     wait_until,
 )
 from slawatch_common.topics import Topics
+from support.processes import started
 from support.smtp import Received, SmtpSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
@@ -54,12 +55,8 @@ TICKETS = [f"S-{n:02d}" for n in range(40)]
 @pytest.fixture
 def smtp_sink() -> Iterator[SmtpSink]:
     """A relay that takes ``SMTP_DELAY_S`` over every message."""
-    sink = SmtpSink(delay_s=SMTP_DELAY_S)
-    sink.start()
-    try:
+    with started(SmtpSink(delay_s=SMTP_DELAY_S)) as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture

@@ -7,10 +7,31 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 import httpx
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Startable)
+
+
+@contextmanager
+def started(server: S) -> Iterator[S]:
+    """``server`` (a sink or emulator with ``start`` and ``stop``) running inside the block."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
 
 BIN = Path(sys.executable).parent
 
