@@ -17,7 +17,7 @@ help:
 	@echo "make lint    ruff + mypy --strict"
 	@echo "make bench   benchmarks into bench/results/latest.json"
 	@echo "make fuzz    the long fuzz run (normalisers, HTTP, and schema-drawn events through engine and notifier)"
-	@echo "make chaos   the long chaos run (10,000 tickets, 50 SIGKILLs of engine and notifier)"
+	@echo "make chaos   the long chaos run (10,000 tickets, 50 SIGKILLs) and 10-minute provider outages"
 
 install: $(VENV)/.installed
 
@@ -72,11 +72,14 @@ test-unit: install
 fuzz: install kafka-up
 	SLAWATCH_FUZZ=long $(BIN)/pytest --timeout=3600 \
 	  tests/ingest/test_fuzz_normalisers.py tests/ingest/test_fuzz_http.py \
-	  tests/engine/test_intake_properties.py $(PYTEST_ARGS)
+	  tests/engine/test_intake_properties.py tests/notifier/test_intake_properties.py \
+	  $(PYTEST_ARGS)
 
-# The chaos test of `make test`, with 50 kills (25 of each service) instead of 20.
+# The chaos test of `make test`, with 50 kills (25 of each service) instead of 20, and
+# the provider outage test with 10-minute outages (retry budgets of 15 and 5 minutes).
 chaos: install kafka-up pg-up
-	SLAWATCH_CHAOS=long $(BIN)/pytest --timeout=3600 tests/e2e/test_chaos.py $(PYTEST_ARGS)
+	SLAWATCH_CHAOS=long SLAWATCH_OUTAGE=long $(BIN)/pytest --timeout=3600 \
+	  tests/e2e/test_chaos.py tests/e2e/test_outage.py $(PYTEST_ARGS)
 
 run: install kafka-up
 	deploy/dev/run.sh
