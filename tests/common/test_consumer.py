@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from slawatch_common.consumer import DeadLetter, Isolator, is_transient, keep_dead_letters
 from slawatch_common.db import alembic_config, create_engine, upgrade
+from slawatch_common.runtime import one_line
 from slawatch_engine import store as engine_store
 from support.records import Rec
 
@@ -203,3 +205,11 @@ def test_a_server_shutting_down_is_transient_wherever_the_driver_wraps_it() -> N
     shutdown = DBAPIError("SELECT 1", {}, AdminShutdownError("terminating connection"))
     assert is_transient(shutdown)
     assert not is_transient(DBAPIError("INSERT", {}, UniqueViolationError("duplicate key")))
+
+
+def test_a_log_message_with_line_breaks_stays_on_its_line() -> None:
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "sending %s raised", ("id\nReply-To: evil",), None
+    )
+    assert one_line(record)
+    assert record.getMessage() == "sending id\\nReply-To: evil raised"

@@ -402,7 +402,7 @@ def services(
         "SLAWATCH_RETRY_BUDGET_S": "3600",
         # every kill interrupts the sends in flight and those claimed ahead: with 50
         # kills one notification may be caught more than the default three times
-        "SLAWATCH_MAX_INTERRUPTED": "1000",
+        "SLAWATCH_MAX_INTERRUPTED": "100",
         "SLAWATCH_SEND_CONCURRENCY": str(SEND_CONCURRENCY),
     }
     procs = {

@@ -34,7 +34,22 @@ def configure_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(one_line)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO: chat robots carry their tokens in theirs
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def one_line(record: logging.LogRecord) -> bool:
+    """Keep a log message on its line: ids and text from events may hold CR or LF, which
+    would otherwise forge lines of their own (a traceback still follows on its lines)."""
+    message = record.getMessage()
+    if "\n" in message or "\r" in message:
+        record.msg = message.replace("\r", "\\r").replace("\n", "\\n")
+        record.args = None
+    return True
 
 
 def start_worker(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
