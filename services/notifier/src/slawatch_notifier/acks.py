@@ -132,16 +132,7 @@ def acks_router(
         if problem is not None:
             return problem
         if request.clock_id is not None:
-            outcome = await escalation_store.in_transaction(
-                db,
-                partial(
-                    escalation_store.acknowledge,
-                    key=(request.clock_id, request.cycle),
-                    by=request.by,
-                    now=now(),
-                ),
-            )
-            outcomes = [] if outcome is None else [outcome]
+            outcomes = await _acknowledge(db, (request.clock_id, request.cycle), request.by, now())
             missing = f"no escalation for clock {request.clock_id!r} cycle {request.cycle}"
         else:
             source, ticket_id = request.ticket_source or "", request.ticket_id or ""
@@ -197,16 +188,7 @@ def acks_router(
                 ),
             )
         else:
-            outcome = await escalation_store.in_transaction(
-                db,
-                partial(
-                    escalation_store.acknowledge,
-                    key=(claim.clock_id, claim.cycle),
-                    by=claim.recipient,
-                    now=now(),
-                ),
-            )
-            outcomes = [] if outcome is None else [outcome]
+            outcomes = await _acknowledge(db, (claim.clock_id, claim.cycle), claim.recipient, now())
         if not outcomes:
             return _refusal(status.HTTP_404_NOT_FOUND, _missing(claim))
         _record(outcomes, AckMethod.LINK, metrics)
@@ -217,6 +199,16 @@ def acks_router(
         return _html(page, status.HTTP_200_OK)
 
     return api
+
+
+async def _acknowledge(
+    db: AsyncEngine, key: tuple[str, int], by: str, at: datetime
+) -> list[AckOutcome]:
+    """Acknowledge one clock cycle's escalation; its outcome, or none if there is none."""
+    outcome = await escalation_store.in_transaction(
+        db, partial(escalation_store.acknowledge, key=key, by=by, now=at)
+    )
+    return [] if outcome is None else [outcome]
 
 
 def _subject_problem(request: AckRequest) -> JSONResponse | None:
