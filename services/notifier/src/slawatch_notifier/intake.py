@@ -166,23 +166,24 @@ class Intake:
         self, records: list[ConsumerRecord[bytes, bytes]], letters: list[DeadLetter]
     ) -> None:
         """One transaction: the records' escalation events recorded, ``letters`` and the
-        records that cannot be used kept as dead letters; counted once it committed."""
+        records that cannot be used kept as dead letters; counted once it committed (those
+        of ``letters`` by the ``Isolator``, which found them)."""
         now = self._clock.now()
-        letters = list(letters)
+        invalid: list[DeadLetter] = []
         outcomes: list[EventOutcome] = []
         events: list[SlaEvent] = []
         for record in records:
-            event = self._accept(record, letters, outcomes)
+            event = self._accept(record, invalid, outcomes)
             if event is not None:
                 events.append(event)
         recorded = Recorded()
-        if events or letters:
+        if events or letters or invalid:
             recorded = await escalation_store.in_transaction(
-                self._engine, partial(self._record, events, letters, now)
+                self._engine, partial(self._record, events, [*letters, *invalid], now)
             )
         for outcome in outcomes:
             self._metrics.sla_events.labels(outcome).inc()
-        for letter in letters:
+        for letter in invalid:
             letter.log("notifier")
             self._counted(letter)
         self._count(recorded)
