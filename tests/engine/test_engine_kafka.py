@@ -428,6 +428,9 @@ async def test_poison_records_are_dead_lettered_and_their_neighbours_applied(
         assert by_key["jira:Y-1"]["error_class"] in ("OverflowError", "ValueError")
         # replayed, it is read again: still failing, it is a dead letter at its new offset
         first = by_key["jira:Y-1"]["id"]
+        too_many = {"from_id": 1, "to_id": 5000}
+        refused = await client.post("/v1/dead-letters/replay", json=too_many, headers=admin)
+        assert refused.status_code == 422  # at most 1000 in one request
         answer = await client.post(
             "/v1/dead-letters/replay", json={"from_id": first}, headers=admin
         )

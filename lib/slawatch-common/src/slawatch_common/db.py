@@ -43,15 +43,21 @@ class UtcDateTime(TypeDecorator[datetime]):
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
+    Errors never quote bound parameters (``hide_parameters``): they may hold event
+    text, addresses or signed links, and errors are logged and kept with dead letters.
     For SQLite the file's folder is created, WAL journaling is switched on and
     writers wait for each other instead of failing with "database is locked".
     """
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=5, pool_pre_ping=True)
+    return create_async_engine(
+        url, echo=echo, pool_size=10, max_overflow=5, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _ensure_sqlite_folder(url: str) -> None:

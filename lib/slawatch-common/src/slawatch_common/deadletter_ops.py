@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.auth import authorised
@@ -33,10 +34,26 @@ from slawatch_common.consumer import Producer, list_dead_letters, replay
 from slawatch_common.db import create_engine
 from slawatch_common.kafka import start_producer
 
+log = logging.getLogger(__name__)
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+REPLAY_MAX = 1000
+"""Dead letters one request replays at most."""
+
 
 class ReplayRequest(BaseModel):
-    from_id: int = Field(ge=1)
-    to_id: int | None = Field(None, ge=1, description="Last id of the range; default from_id.")
+    from_id: int = Field(ge=1, le=2**31 - 1)
+    to_id: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Last id of the range; default from_id."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ReplayRequest:
+        last = self.from_id if self.to_id is None else self.to_id
+        if not 0 <= last - self.from_id < REPLAY_MAX:
+            raise ValueError(f"to_id must be from_id … from_id + {REPLAY_MAX - 1}")
+        return self
 
 
 def dead_letter_router(
@@ -47,6 +64,12 @@ def dead_letter_router(
 ) -> APIRouter:
     """The dead-letter API over ``table``; ``db`` and ``producer`` give the running
     service's database engine and Kafka producer."""
+    if DEV_ADMIN_TOKEN in tokens:
+        log.warning(
+            "SLAWATCH_ADMIN_TOKENS holds the development token %r: anyone can read and "
+            "replay dead letters with it; set your own outside development",
+            DEV_ADMIN_TOKEN,
+        )
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         if not authorised(authorization, tokens):

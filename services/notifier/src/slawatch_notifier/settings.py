@@ -21,6 +21,9 @@ from slawatch_notifier.retry import (
     RetryPolicy,
 )
 
+YEAR_S = 366 * 86400.0
+"""No duration setting is longer: instants computed from them stay far inside datetime's range."""
+
 
 class NotifierSettings(ServiceSettings):
     model_config = SettingsConfigDict(
@@ -52,19 +55,31 @@ class NotifierSettings(ServiceSettings):
         description="Base URL recipients reach this service at (SLAWATCH_PUBLIC_URL); "
         "default http://<http_host>:<port>.",
     )
-    ack_link_ttl_s: float = Field(86400.0, gt=0, description="How long an ack link is valid.")
+    ack_link_ttl_s: float = Field(
+        86400.0, gt=0, le=YEAR_S, allow_inf_nan=False, description="How long an ack link is valid."
+    )
 
-    retry_base_s: float = Field(1.0, gt=0, description="First retry waits up to this long.")
+    retry_base_s: float = Field(
+        1.0, gt=0, le=YEAR_S, allow_inf_nan=False, description="First retry waits up to this long."
+    )
     retry_cap_s: float = Field(
-        DEFAULT_CAP_S, gt=0, description="No retry waits longer than this (5 min)."
+        DEFAULT_CAP_S,
+        gt=0,
+        le=YEAR_S,
+        allow_inf_nan=False,
+        description="No retry waits longer than this (5 min).",
     )
     retry_budget_s: float = Field(
         DEFAULT_BUDGET_S,
         gt=0,
+        le=YEAR_S,
+        allow_inf_nan=False,
         description="How long a notification is retried, from its first attempt, before it "
         "is failed (6 h); a failed one is sent again by `slawatch-notifier redrive`.",
     )
-    channel_retry_budget_s: dict[Channel, Annotated[float, Field(gt=0)]] = Field(
+    channel_retry_budget_s: dict[
+        Channel, Annotated[float, Field(gt=0, le=YEAR_S, allow_inf_nan=False)]
+    ] = Field(
         default_factory=dict,
         description="The retry budget of particular channels instead of retry_budget_s, "
         "e.g. SLAWATCH_CHANNEL_RETRY_BUDGET_S='{\"sms\": 3600}'.",
@@ -72,6 +87,8 @@ class NotifierSettings(ServiceSettings):
     fallback_after_s: float = Field(
         DEFAULT_FALLBACK_AFTER_S,
         ge=0,
+        le=YEAR_S,
+        allow_inf_nan=False,
         description="A notification failing this long (5 min) has its fallback channel "
         "tried as well while it keeps retrying.",
     )
@@ -81,10 +98,14 @@ class NotifierSettings(ServiceSettings):
         le=100,
         description="Sends of one notification a crash may interrupt before it is failed.",
     )
-    send_timeout_s: float = Field(10.0, gt=0, description="One SMTP or HTTP send, end to end.")
+    send_timeout_s: float = Field(
+        10.0, gt=0, le=YEAR_S, allow_inf_nan=False, description="One SMTP or HTTP send, end to end."
+    )
     shutdown_grace_s: float = Field(
         10.0,
         ge=0,
+        le=3600,
+        allow_inf_nan=False,
         description="At SIGTERM, how long sends in flight may take to end and be recorded.",
     )
     send_concurrency: int = Field(
