@@ -434,12 +434,15 @@ async def reachable(db: AsyncEngine, kafka: _Topics, timeout_s: float = 2.0) -> 
     async def broker() -> None:
         await kafka.topics()
 
-    answers: dict[str, bool] = {}
-    for name, probe in (("database", database), ("broker", broker)):
+    async def answers(probe: Callable[[], Awaitable[None]], name: str) -> bool:
         try:
             await asyncio.wait_for(probe(), timeout_s)
-            answers[name] = True
         except Exception as exc:  # any failure to answer means not ready
             log.info("readiness: %s unreachable: %s", name, type(exc).__name__)
-            answers[name] = False
-    return answers
+            return False
+        return True
+
+    db_ok, broker_ok = await asyncio.gather(
+        answers(database, "database"), answers(broker, "broker")
+    )
+    return {"database": db_ok, "broker": broker_ok}

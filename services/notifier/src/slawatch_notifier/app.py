@@ -222,7 +222,7 @@ async def running(
             shut_down, workers.tasks, dispatcher, outbox, settings.shutdown_grace_s
         )
         workers.engine, workers.consumer, workers.producer = engine, consumer, producer
-        stack.callback(setattr, workers, "engine", None)
+        stack.callback(workers.__dict__.update, engine=None, consumer=None, producer=None)
         yield
 
 

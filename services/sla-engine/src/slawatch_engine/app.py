@@ -134,6 +134,7 @@ def create_app(
             with metrics.timing_gc():
                 yield
         finally:
+            state.pop("rt", None)
             await stop_workers(*workers)
             await consumer.stop()
             await producer.stop()
@@ -161,11 +162,16 @@ def create_app(
         response.status_code = 200 if ready else 503
         return {"ready": ready, "assigned": runtime.intake.assigned, **answers}
 
+    def running() -> Runtime:
+        if "rt" not in state:
+            raise HTTPException(503, "starting")
+        return state["rt"]
+
     app.include_router(
         dead_letter_router(
             store.dead_letters,
-            lambda: state["rt"].db,
-            lambda: state["rt"].producer,
+            lambda: running().db,
+            lambda: running().producer,
             settings.admin_tokens,
         )
     )

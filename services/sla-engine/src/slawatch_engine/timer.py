@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.consumer import is_fatal, is_transient
+from slawatch_common.runtime import Backoff
 from slawatch_engine import store
 from slawatch_engine.calendar import US, to_us
 from slawatch_engine.ledger import Changes, Ledger
@@ -42,8 +43,6 @@ RETRY_FAILED = timedelta(minutes=10)
 """A clock whose stage could not be fired is tried again this much later."""
 HEARTBEAT_S = 5.0
 """The timer looks at least this often, so its heartbeat gauge stays fresh while idle."""
-TRANSIENT_FIRST_S = 0.5
-TRANSIENT_CAP_S = 30.0
 
 
 _PARTITION_BITS = 16
@@ -249,7 +248,7 @@ class Timer:
         """Fire ``clock_ids``; a database that is away is waited out; a clock whose firing
         raises is found by halving and tried again ``RETRY_FAILED`` later, counted and
         logged, while the others fire."""
-        failures = 0
+        backoff = Backoff("timer", self._metrics.heartbeats)
         while True:
             try:
                 await self._fire(clock_ids)
@@ -259,11 +258,7 @@ class Timer:
                     raise
                 if not is_transient(exc):
                     break
-                failures += 1
-                self._metrics.heartbeats.fault("timer")
-                wait = min(TRANSIENT_CAP_S, TRANSIENT_FIRST_S * 2 ** min(failures - 1, 16))
-                log.warning("timer: %s; trying again in %.1f s", type(exc).__name__, wait)
-                await asyncio.sleep(wait)
+                await backoff.after(exc)
         if len(clock_ids) > 1:
             middle = len(clock_ids) // 2
             await self._fire_isolated(clock_ids[:middle])
