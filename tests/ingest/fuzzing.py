@@ -1,8 +1,9 @@
 """What the fuzz tests feed the webhook sources: configurations, real bodies, generated ones.
 
-``source_section()`` configures every kind of source (and three generic
-ones); ``SAMPLES`` holds the real bodies each is fed (``tests/ingest/samples``
-and the README's ServiceNow and GLPI bodies); the strategies generate
+``source_section()`` configures every kind of source (and four generic
+ones); ``SAMPLES`` holds the real bodies each is fed (``tests/ingest/samples``,
+the README's ServiceNow and GLPI bodies, and samples turned into satisfaction
+ratings); the strategies generate
 
 * ``objects``: arbitrary JSON objects whose keys are mostly the ones real
   deliveries use, so they reach past a normaliser's first ``is missing``;
@@ -38,6 +39,17 @@ EXTRA_SOURCES = """
 jira: {fields: {customer: /issue/fields/customfield_10002/0/name}}
 zammad: {triggers: {"slawatch: reopened": ticket.reopened}}
 grafana: {service_labels: [service, team]}
+jsm: {kind: jira, fields: {rating: /issue/fields/customfield_10031}}
+csat:
+  kind: generic
+  mapping:
+    ticket_id: /ticket/id
+    occurred_at: /at
+    event: /event
+    events: {rated: ticket.rated, other: derive}
+    fields: {rating: /ticket/csat, status: /ticket/status}
+    rating_scale_max: 5
+    values: {rating: {good: "5", bad: "1"}}
 relay:
   kind: generic
   statuses: {done: resolved}
@@ -64,6 +76,31 @@ RELAY_BODY: dict[str, Json] = {
 }
 # The built-in servicenow source reads the README's business-rule body with `event`.
 SERVICENOW_BODY = {"event": "update"} | {k: v for k, v in SNOW_BODY.items() if k != "operation"}
+CSAT_BODY: dict[str, Json] = {
+    "event": "rated",
+    "at": "2026-11-27T09:12:00+08:00",
+    "ticket": {"id": "T-9", "csat": 4, "status": "closed"},
+}
+
+
+def _zendesk_rated() -> dict[str, Json]:
+    """A Zendesk trigger's body on a changed satisfaction (docs/SOURCES.md)."""
+    body: dict[str, Json] = copy.deepcopy(
+        sample_json("zendesk-ticket.agent_assignment_changed.json")
+    )
+    body["type"] = "zen:event-type:ticket.satisfaction_rating_changed"
+    body["detail"]["satisfaction_rating"] = {"id": 77, "score": "good", "comment": "Thanks"}
+    return body
+
+
+def _jira_rated() -> dict[str, Json]:
+    """A Service Management update setting the CSAT field (customfield_10031)."""
+    body: dict[str, Json] = copy.deepcopy(sample_json("jira-issue_updated-fields_changelog.json"))
+    body["changelog"]["items"].insert(
+        0, {"field": "Satisfaction", "fieldtype": "custom", "fieldId": "customfield_10031"}
+    )
+    body["issue"]["fields"]["customfield_10031"] = {"rating": 4}
+    return body
 
 
 def _samples() -> dict[str, list[dict[str, Json]]]:
@@ -73,10 +110,14 @@ def _samples() -> dict[str, list[dict[str, Json]]]:
         "glpi": [GLPI_BODY],
         "helpdesk": [GLPI_BODY],
         "relay": [RELAY_BODY],
+        "csat": [CSAT_BODY],
+        "jsm": [_jira_rated()],
     }
     for path in sorted(PAYLOADS.glob("*.json")):
         kind = path.name.split("-", 1)[0]
         by_source.setdefault(kind, []).append(sample_json(path.name))
+    by_source["zendesk"].append(_zendesk_rated())
+    by_source["jira"].append(_jira_rated())
     return by_source
 
 

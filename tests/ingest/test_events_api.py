@@ -109,6 +109,31 @@ async def test_an_invalid_request_stores_none_of_its_events(
     assert await read_topic(kafka_bootstrap, topics.monitoring) == []
 
 
+async def test_a_rating_belongs_to_ticket_rated_and_only_there(
+    client: httpx.AsyncClient, kafka_bootstrap: str, topics: Topics
+) -> None:
+    rating = {"score": 4, "scale_max": 5}
+    rated = event(1, type="ticket.rated", data={"id": "T-1", "rating": rating})
+    unrated = event(2, type="ticket.rated", data={"id": "T-2"})
+    closed = event(3, type="ticket.closed", data={"id": "T-3", "rating": rating})
+    above = event(
+        4, type="ticket.rated", data={"id": "T-4", "rating": {"score": 6, "scale_max": 5}}
+    )
+
+    accepted = await client.post("/v1/events", json=rated)
+    refused = await client.post("/v1/events", json=[unrated, closed, above])
+
+    assert accepted.status_code == 202
+    assert refused.status_code == 422
+    assert [(e["loc"], e["msg"]) for e in refused.json()["detail"]] == [
+        (["body", 0, "data"], "a ticket.rated event needs data.rating (the customer's rating)"),
+        (["body", 1, "data"], "data.rating is carried by ticket.rated only, not by ticket.closed"),
+        (["body", 2, "data", "rating"], "score (6.0) is greater than scale_max (5.0)"),
+    ]
+    [(key, value)] = await read_topic(kafka_bootstrap, topics.tickets)
+    assert (key, json.loads(value)["data"]) == (b"jira:T-1", {"id": "T-1", "rating": rating})
+
+
 async def test_ndjson_errors_name_line_and_index(client: httpx.AsyncClient) -> None:
     body = f"{json.dumps(event(1))}\n\n{json.dumps(event(2, occurred_at='yesterday'))}\n"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from slawatch_common.events import TicketEvent
+from slawatch_common.events import Rating, TicketEvent
 from slawatch_ingest.sources.canonical import IgnoreReason, Normalised, PayloadError
 from slawatch_ingest.sources.registry import KINDS
 from slawatch_ingest.webhook_config import parse_sources
@@ -299,3 +299,113 @@ def test_the_readme_shows_this_configuration() -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
     shown = [yaml.safe_load(block) for block in blocks]
     assert {"ingest": {"sources": yaml.safe_load(CONFIG)}} in shown
+
+
+# --- customer satisfaction ----------------------------------------------------
+
+RATING_CONFIG = """
+survey:
+  kind: generic
+  mapping:
+    ticket_id: /ticket/id
+    event: /event
+    events: {created: ticket.created, updated: derive, rated: ticket.rated}
+    occurred_at: /at
+    fields: {status: /ticket/status, rating: /ticket/csat}
+    rating_scale_max: 5
+thumbs:
+  kind: generic
+  mapping:
+    ticket_id: /id
+    event: /kind
+    events: {csat: ticket.rated}
+    occurred_at: /at
+    fields: {rating: /thumb}
+    rating_scale_max: 1
+    values: {rating: {up: "1", down: "0"}}
+"""
+
+RATING_SOURCES = parse_sources(yaml.safe_load(RATING_CONFIG), {})
+
+
+def survey(csat: Any = None, event: str = "rated", **ticket: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event": event,
+        "at": "2026-11-27T09:12:00+08:00",
+        "ticket": {"id": "T-9", "status": "closed", **ticket},
+    }
+    if csat is not None:
+        body["ticket"]["csat"] = csat
+    return body
+
+
+@pytest.mark.parametrize(("csat", "score"), [(0, 0.0), (4, 4.0), ("4.5", 4.5), (5, 5.0)])
+def test_a_word_mapped_to_rated_reads_the_rating_on_the_configured_scale(
+    csat: Any, score: float
+) -> None:
+    [event] = run("survey", survey(csat), RATING_SOURCES).events
+    data = event.model_dump(mode="json", exclude_none=True)
+    assert event.event_id.startswith("survey:")
+    assert (data["type"], data["occurred_at"], data["data"]) == (
+        "ticket.rated",
+        "2026-11-27T01:12:00Z",
+        # the id and the rating only: the status the body shows is not carried
+        {"id": "T-9", "rating": {"score": score, "scale_max": 5.0}},
+    )
+
+
+def test_values_turn_rating_words_into_numbers() -> None:
+    def rating(thumb: str) -> Any:
+        body = {"id": "T-1", "kind": "csat", "at": "2026-11-27T01:00:00Z", "thumb": thumb}
+        [event] = ticket_events(run("thumbs", body, RATING_SOURCES))
+        return event.data.rating
+
+    assert (rating("up"), rating("down")) == (
+        Rating(score=1, scale_max=1),
+        Rating(score=0, scale_max=1),
+    )
+    with pytest.raises(PayloadError, match=r"fields\.rating \(/thumb\): the rating 'sideways'"):
+        rating("sideways")
+
+
+@pytest.mark.parametrize("csat", [None, "", "  "])
+def test_no_rating_where_the_mapping_says_is_ignored(csat: Any) -> None:
+    body = survey()
+    if csat is not None:
+        body["ticket"]["csat"] = csat
+    outcome = run("survey", body, RATING_SOURCES)
+    assert (outcome.events, outcome.summary) == ((), "no rating at /ticket/csat")
+    assert [i.reason for i in outcome.ignored] == [IgnoreReason.IRRELEVANT_CHANGE]
+
+
+@pytest.mark.parametrize(
+    ("csat", "says"),
+    [
+        (6, "the rating 6 is outside 0 to 5"),
+        (-1, "the rating -1 is outside 0 to 5"),
+        ("5.01", "the rating '5.01' is outside 0 to 5"),
+        ("excellent", "the rating 'excellent' is not a number"),
+        (True, "the rating True is not a number"),
+        ({"stars": 4}, "the rating {'stars': 4} is not a number"),
+        (float("inf"), "the rating inf is not a finite number"),
+        ("NaN", "the rating 'NaN' is not a finite number"),
+    ],
+)
+def test_a_rating_that_is_not_one_is_malformed_naming_the_field(csat: Any, says: str) -> None:
+    with pytest.raises(PayloadError) as raised:
+        run("survey", survey(csat), RATING_SOURCES)
+    assert str(raised.value) == f"fields.rating (/ticket/csat): {says}"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"), [("created", "ticket.created"), ("updated", "ticket.closed")]
+)
+def test_other_events_of_a_rated_ticket_carry_no_rating(event: str, expected: str) -> None:
+    [outcome] = ticket_events(run("survey", survey(4, event=event), RATING_SOURCES))
+    assert (outcome.type, outcome.data.status, outcome.data.rating) == (expected, "closed", None)
+
+
+def test_the_readme_shows_the_rating_configuration() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    shown = [yaml.safe_load(block) for block in blocks]
+    assert {"ingest": {"sources": yaml.safe_load(RATING_CONFIG)}} in shown

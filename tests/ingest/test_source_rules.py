@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ingest.payloads import sample_json
-from slawatch_common.events import MonitoringEvent, TicketEvent
+from slawatch_common.events import MonitoringEvent, Rating, TicketEvent
 from slawatch_ingest.sources.canonical import IgnoreReason, Normalised, PayloadError
 from slawatch_ingest.sources.registry import KINDS
 from slawatch_ingest.webhook_config import parse_sources
@@ -21,6 +21,8 @@ SOURCES = parse_sources(
     {
         "jira": {"fields": {"customer": "/issue/fields/customfield_10002/0/name"}},
         "zammad": {"triggers": {"slawatch: reopened": "ticket.reopened"}},
+        # a Service Management site whose CSAT field is customfield_10031, named in Korean
+        "jsm": {"kind": "jira", "fields": {"rating": "/issue/fields/customfield_10031"}},
     },
     {},
 )
@@ -141,6 +143,109 @@ def test_jira_untracked_events_and_bodies_without_an_issue() -> None:
         run("jira", {})
 
 
+def satisfaction(name: str = "Satisfaction", field_id: str = "customfield_10031") -> dict[str, Any]:
+    """The changelog item of Service Management's CSAT field, as a rating sets it."""
+    return {"field": name, "fieldtype": "custom", "fieldId": field_id, "from": None, "to": None}
+
+
+def jira_rated(value: Any, *items: dict[str, Any], field_id: str = "customfield_10031") -> Any:
+    body = jira_update(*(items or (satisfaction(field_id=field_id),)))
+    body["issue"]["fields"][field_id] = value
+    return body
+
+
+JIRA_DELIVERY = {"x-atlassian-webhook-identifier": "1736942400000-7"}
+
+
+@pytest.mark.parametrize(
+    ("value", "score"),
+    [({"rating": 1}, 1.0), ({"rating": 4}, 4.0), ({"rating": 5}, 5.0), ({"rating": "3"}, 3.0)],
+)
+def test_jira_satisfaction_is_rated_on_a_scale_of_five(value: Any, score: float) -> None:
+    [event] = ticket_events(run("jira", jira_rated(value), JIRA_DELIVERY))
+    assert event.model_dump(mode="json", exclude_none=True) == {
+        "event_id": "jira:1736942400000-7:rated",
+        "schema_version": 1,
+        "type": "ticket.rated",
+        "occurred_at": "2016-01-14T23:01:40.356000Z",  # the update's timestamp
+        "source": "jira",
+        # the key and the rating only: nothing a clock follows
+        "data": {"id": "TEST-11", "rating": {"score": score, "scale_max": 5.0}},
+    }
+
+
+def test_jira_rating_and_priority_in_one_update_are_two_events() -> None:
+    body = jira_rated({"rating": 2}, satisfaction(), item("priority", "Major", "Blocker"))
+    outcome = run("jira", body, JIRA_DELIVERY)
+    assert [(e.type, e.event_id) for e in outcome.events] == [
+        ("ticket.rated", "jira:1736942400000-7:rated"),
+        ("ticket.priority_changed", "jira:1736942400000-7:priority_changed"),
+    ]
+    rated, changed = ticket_events(outcome)
+    assert (rated.data.status, rated.data.priority, rated.data.rating) == (
+        None,
+        None,
+        Rating(score=2, scale_max=5),
+    )
+    assert (changed.data.priority, changed.data.rating) == ("P1", None)
+
+
+def test_jira_cleared_satisfaction_is_ignored_the_rest_kept() -> None:
+    alone = run("jira", jira_rated(None))
+    assert (alone.events, alone.summary) == ((), "the satisfaction rating was cleared")
+    assert reasons(alone) == [IgnoreReason.IRRELEVANT_CHANGE]
+    both = run("jira", jira_rated(None, satisfaction(), item("assignee", "a", "b")))
+    assert [e.type for e in both.events] == ["ticket.assigned"]
+    assert both.summary == "the satisfaction rating was cleared"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"rating": 6}, "the rating 6 is outside 0 to 5"),
+        ({"rating": -1}, "the rating -1 is outside 0 to 5"),
+        ({"rating": "five"}, "the rating 'five' is not a number"),
+        ({"rating": True}, "the rating True is not a number"),
+        ({"rating": [4]}, r"the rating \[4\] is not a number"),
+        ({"rating": float("nan")}, "the rating nan is not a finite number"),
+        ({"rating": "1e999"}, "the rating '1e999' is not a finite number"),
+        ({"rating": 10**400}, "the rating 10+… is not a number"),  # shown cut short
+    ],
+)
+def test_jira_satisfaction_that_is_no_rating_is_malformed_naming_the_field(
+    value: Any, says: str
+) -> None:
+    with pytest.raises(
+        PayloadError, match=r"^fields\.rating \(\$\.issue\.fields\.\*\.rating\): " + says
+    ):
+        run("jira", jira_rated(value))
+
+
+def test_jira_rating_field_named_in_the_config_is_found_by_its_id() -> None:
+    # The field's name is localised (만족), its id is the one fields.rating reads.
+    body = jira_rated({"rating": 5}, satisfaction("만족"))
+    [event] = ticket_events(run("jsm", body))
+    assert event.data.rating == Rating(score=5, scale_max=5)
+    # the default source knows the field by its English name only
+    assert reasons(run("jira", body)) == [IgnoreReason.IRRELEVANT_CHANGE]
+    # the configured path is the one read: a rating held by another field is not this one
+    elsewhere = jira_rated({"rating": 5}, satisfaction(), field_id="customfield_99999")
+    assert run("jsm", elsewhere).summary == "the satisfaction rating was cleared"
+
+
+def test_jira_satisfaction_date_alone_is_not_a_rating() -> None:
+    body = jira_rated({"rating": 4}, satisfaction("Satisfaction date", "customfield_10032"))
+    outcome = run("jira", body)
+    assert outcome.events == ()
+    assert outcome.summary == "the jira update changed Satisfaction date: not relevant to SLAs"
+
+
+def test_jira_created_issue_with_a_rating_is_not_rated() -> None:
+    body = jira_rated({"rating": 4})
+    body["webhookEvent"] = "jira:issue_created"
+    assert [e.type for e in run("jira", body).events] == ["ticket.created"]
+
+
 # --- Zendesk ----------------------------------------------------------------
 
 
@@ -193,6 +298,67 @@ def test_zendesk_only_a_public_staff_comment_is_a_response(
     outcome = run("zendesk", zendesk("ticket.comment_added", {"comment": comment}))
     assert [e.type for e in outcome.events] == (["ticket.responded"] if responded else [])
     assert reasons(outcome) == ([] if responded else [IgnoreReason.NOT_A_RESPONSE])
+
+
+def zendesk_rated(satisfaction: Any = None, **detail: Any) -> dict[str, Any]:
+    """The body a Zendesk trigger on a changed satisfaction sends (docs/SOURCES.md)."""
+    body = zendesk("ticket.satisfaction_rating_changed", {}, **detail)
+    if satisfaction is not None:
+        body["detail"]["satisfaction_rating"] = satisfaction
+    return body
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"), [("good", 1.0), ("GOOD", 1.0), (" bad ", 0.0), ("Bad", 0.0)]
+)
+def test_zendesk_good_and_bad_are_rated_one_and_zero_of_one(score: str, expected: float) -> None:
+    body = zendesk_rated({"id": 77, "score": score, "comment": "Thanks!"})
+    [event] = ticket_events(run("zendesk", body))
+    assert event.model_dump(mode="json", exclude_none=True) == {
+        "event_id": "zendesk:c6d7e8f9-0a1b-2c3d-4e5f-6a7b8c9d0e1f:rated",
+        "schema_version": 1,
+        "type": "ticket.rated",
+        "occurred_at": "2025-01-08T12:15:45.789012Z",  # the envelope's time
+        "source": "zendesk",
+        "data": {"id": "5158", "rating": {"score": expected, "scale_max": 1.0}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("satisfaction", "says"),
+    [
+        ({"score": "offered"}, "the satisfaction rating is 'offered': not rated"),
+        ({"score": "UNOFFERED"}, "the satisfaction rating is 'unoffered': not rated"),
+        ({"score": None}, "the ticket has no satisfaction rating"),
+        ({}, "the ticket has no satisfaction rating"),
+        (None, "the ticket has no satisfaction rating"),
+    ],
+)
+def test_zendesk_offered_unoffered_or_no_rating_is_ignored(satisfaction: Any, says: str) -> None:
+    outcome = run("zendesk", zendesk_rated(satisfaction))
+    assert (outcome.events, outcome.summary) == ((), says)
+    assert reasons(outcome) == [IgnoreReason.IRRELEVANT_CHANGE]
+
+
+@pytest.mark.parametrize(
+    ("satisfaction", "says"),
+    [
+        ({"score": "meh"}, r"detail\.satisfaction_rating\.score: 'meh' is not a rating"),
+        ({"score": 5}, r"detail\.satisfaction_rating\.score: 5 is not a rating"),
+        ({"score": ["good"]}, r"detail\.satisfaction_rating\.score: \['good'\] is not a rating"),
+        ("good", r"detail\.satisfaction_rating: not an object"),
+    ],
+)
+def test_zendesk_scores_zendesk_does_not_have_are_malformed(satisfaction: Any, says: str) -> None:
+    with pytest.raises(PayloadError, match=says):
+        run("zendesk", zendesk_rated(satisfaction))
+
+
+def test_zendesk_rating_on_other_ticket_events_is_not_a_rated_event() -> None:
+    body = zendesk("ticket.status_changed", {"previous": "OPEN", "current": "SOLVED"})
+    body["detail"]["satisfaction_rating"] = {"score": "good"}
+    [event] = ticket_events(run("zendesk", body))
+    assert (event.type, event.data.rating) == ("ticket.resolved", None)
 
 
 def test_zendesk_irrelevant_ticket_events_and_unassignment_are_ignored() -> None:

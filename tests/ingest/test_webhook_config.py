@@ -92,6 +92,81 @@ def test_invalid_configuration_says_where(section: Any, says: str) -> None:
     assert says in str(raised.value)
 
 
+def rating_mapping(**changes: Any) -> dict[str, Any]:
+    """A generic source whose mapping reads a rating, with ``changes`` to it."""
+    mapping = {
+        "ticket_id": "/id",
+        "occurred_at": "/at",
+        "event": "/e",
+        "events": {"rated": "ticket.rated"},
+        "fields": {"rating": "/csat"},
+        "rating_scale_max": 5,
+    }
+    return {"x": {"kind": "generic", "mapping": mapping | changes}}
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [
+        (
+            rating_mapping(rating_scale_max=None),
+            "ingest.sources.x.mapping: fields.rating needs rating_scale_max",
+        ),
+        (
+            rating_mapping(fields={"status": "/s"}, events={}),
+            "ingest.sources.x.mapping: rating_scale_max: there is no fields.rating to read",
+        ),
+        (
+            rating_mapping(fields={}, rating_scale_max=None, events={"r": "ticket.rated"}),
+            "ingest.sources.x.mapping: events: 'r' means ticket.rated, which needs fields.rating",
+        ),
+        (rating_mapping(rating_scale_max=0), "ingest.sources.x.mapping.rating_scale_max"),
+        (rating_mapping(rating_scale_max=2e6), "ingest.sources.x.mapping.rating_scale_max"),
+        (
+            rating_mapping(rating_scale_max=float("inf")),
+            "ingest.sources.x.mapping.rating_scale_max",
+        ),
+        (rating_mapping(rating_scale_max="five"), "ingest.sources.x.mapping.rating_scale_max"),
+        (
+            {"zendesk": {"fields": {"rating": "/detail/csat"}}},
+            "ingest.sources.zendesk: fields.rating: not an option of a zendesk source",
+        ),
+        (
+            {"zammad": {"fields": {"rating": "/csat"}}},
+            "fields.rating: not an option of a zammad source",
+        ),
+        (
+            {"zammad": {"triggers": {"slawatch: rated": "ticket.rated"}}},
+            "triggers: 'slawatch: rated' means ticket.rated, but a zammad trigger carries no",
+        ),
+    ],
+)
+def test_a_rating_without_a_scale_or_a_path_says_where(section: Any, says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_sources(section, {})
+    assert says in str(raised.value)
+
+
+def test_rating_options_that_fit() -> None:
+    sources = parse_sources(
+        {
+            **rating_mapping(),
+            "jira": {"fields": {"rating": "/issue/fields/customfield_10031"}},
+            "glpi": {
+                "mapping": {"fields": {"rating": "/item/satisfaction"}, "rating_scale_max": 5}
+            },
+        },
+        {},
+    )
+    mapping = sources["x"].mapping
+    assert mapping is not None
+    assert (mapping.fields["rating"], mapping.rating_scale_max) == ("/csat", 5.0)
+    assert sources["jira"].fields == {"rating": "/issue/fields/customfield_10031"}
+    glpi = sources["glpi"].mapping
+    assert glpi is not None
+    assert (glpi.rating_scale_max, glpi.ticket_id) == (5.0, "/item/id")  # merged over defaults
+
+
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_sources(tmp_path / "absent.yaml", {})

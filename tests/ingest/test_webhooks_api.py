@@ -52,6 +52,19 @@ tiny:
   max_body_bytes: 1024
   rate_limit: {{per_second: 0.01, burst: 2}}
   mapping: {{ticket_id: /id, occurred_at: /at}}
+zendesk-tokens:
+  kind: zendesk
+  tokens: [zd-token]
+survey:
+  kind: generic
+  tokens: [survey-token]
+  mapping:
+    ticket_id: /ticket
+    occurred_at: /at
+    event: /event
+    events: {{rated: ticket.rated}}
+    fields: {{rating: /csat}}
+    rating_scale_max: 5
 """
 
 
@@ -295,6 +308,109 @@ async def test_a_generic_source_and_its_rate_limit(
         ("tiny:T-0", "ticket.updated", "2025-11-26T10:13:20Z"),
         ("tiny:T-1", "ticket.updated", "2025-11-26T10:13:20Z"),
     ]
+
+
+def zendesk_rating(score: str) -> bytes:
+    """A Zendesk trigger's body on a changed satisfaction (docs/SOURCES.md)."""
+    body = payloads.sample_json("zendesk-ticket.agent_assignment_changed.json")
+    body["type"] = "zen:event-type:ticket.satisfaction_rating_changed"
+    body["id"] = f"csat-{score}"
+    body["event"] = {}
+    body["detail"]["satisfaction_rating"] = {"score": score}
+    return json.dumps(body).encode()
+
+
+def jira_rating(rating: object) -> bytes:
+    """A Service Management issue update whose changelog shows the CSAT field set."""
+    body = payloads.sample_json("jira-issue_updated-fields_changelog.json")
+    body["changelog"]["items"] = [{"field": "Satisfaction", "fieldId": "customfield_10031"}]
+    body["issue"]["fields"]["customfield_10031"] = {"rating": rating}
+    return json.dumps(body).encode()
+
+
+def survey(csat: object) -> bytes:
+    return json.dumps(
+        {"ticket": "T-5", "event": "rated", "csat": csat, "at": "2026-11-27T01:00:00Z"}
+    ).encode()
+
+
+async def test_ratings_reach_the_tickets_topic_and_bad_ones_are_refused(
+    client: httpx.AsyncClient, kafka_bootstrap: str, topics: Topics
+) -> None:
+    def jira_signed(body: bytes, delivery: str) -> dict[str, str]:
+        return {
+            "X-Hub-Signature": payloads.hub(SECRET, body),
+            "X-Atlassian-Webhook-Identifier": delivery,
+        }
+
+    survey_auth = {"Authorization": "Bearer survey-token"}
+    good, meh = zendesk_rating("good"), zendesk_rating("meh")
+    offered = zendesk_rating("offered")
+    four, nine = jira_rating(4), jira_rating(9)
+    answers = [
+        await post(client, "zendesk", good, zendesk_signed(good)),
+        await post(client, "jira", four, jira_signed(four, "jira-rated-1")),
+        await post(client, "survey", survey("4.5"), survey_auth),
+        await post(client, "zendesk", offered, zendesk_signed(offered)),
+        await post(client, "zendesk", meh, zendesk_signed(meh)),
+        await post(client, "jira", nine, jira_signed(nine, "jira-rated-2")),
+        await post(client, "survey", survey("excellent"), survey_auth),
+        await post(client, "survey", survey(float("nan")), survey_auth),
+    ]
+
+    assert [(a.status_code, a.json()) for a in answers] == [
+        (202, {"accepted": 1, "event_ids": ["zendesk:csat-good:rated"]}),
+        (202, {"accepted": 1, "event_ids": ["jira:jira-rated-1:rated"]}),
+        (202, {"accepted": 1, "event_ids": [answers[2].json()["event_ids"][0]]}),
+        (202, {"ignored": "the satisfaction rating is 'offered': not rated"}),
+        (
+            422,
+            {
+                "detail": "detail.satisfaction_rating.score: 'meh' is not a rating"
+                " (one of good, bad, offered, unoffered)"
+            },
+        ),
+        (
+            422,
+            {"detail": "fields.rating ($.issue.fields.*.rating): the rating 9 is outside 0 to 5"},
+        ),
+        (422, {"detail": "fields.rating (/csat): the rating 'excellent' is not a number"}),
+        (422, {"detail": "fields.rating (/csat): the rating nan is not a finite number"}),
+    ]
+    records = sorted(await topic(kafka_bootstrap, topics.tickets))
+    assert [(key, value["type"], value["data"]) for key, value in records] == [
+        ("jira:TEST-11", "ticket.rated", {"id": "TEST-11", "rating": {"score": 4, "scale_max": 5}}),
+        ("survey:T-5", "ticket.rated", {"id": "T-5", "rating": {"score": 4.5, "scale_max": 5}}),
+        ("zendesk:5158", "ticket.rated", {"id": "5158", "rating": {"score": 1, "scale_max": 1}}),
+    ]
+    text = (await client.get("/metrics")).text
+    assert metric(text, "slawatch_ingest_webhooks_total", source="zendesk", outcome="invalid") == 1
+    assert metric(text, "slawatch_ingest_webhooks_total", source="jira", outcome="invalid") == 1
+    assert metric(text, "slawatch_ingest_webhooks_total", source="survey", outcome="invalid") == 2
+
+
+async def test_zendesk_ratings_from_a_trigger_webhook_by_bearer_token(
+    client: httpx.AsyncClient, kafka_bootstrap: str, topics: Topics
+) -> None:
+    """The setup docs/SOURCES.md gives: Zendesk signs each webhook with a secret of its own,
+    so the events webhook and the trigger's share a bearer token and the source has no secret."""
+    bad = zendesk_rating("bad")
+    foreign = zendesk_signed(bad) | {"X-Zendesk-Webhook-Signature": "c2lnbmVkIGVsc2V3aGVyZQ=="}
+    token = {"Authorization": "Bearer zd-token"}
+
+    answer = await post(client, "zendesk-tokens", bad, foreign | token)
+    refused = await post(client, "zendesk-tokens", bad, foreign)
+
+    assert (answer.status_code, answer.json()["event_ids"]) == (
+        202,
+        ["zendesk-tokens:csat-bad:rated"],
+    )
+    assert refused.status_code == 401
+    [(key, value)] = await topic(kafka_bootstrap, topics.tickets)
+    assert (key, value["data"]) == (
+        "zendesk-tokens:5158",
+        {"id": "5158", "rating": {"score": 0, "scale_max": 1}},
+    )
 
 
 async def test_docs_list_the_webhook_route(client: httpx.AsyncClient) -> None:

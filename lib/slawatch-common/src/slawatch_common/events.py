@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -85,6 +95,43 @@ class Person(_Model):
     phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{3,32}$")] | None = None
 
 
+RATING_SCALE_MAX = 1_000_000.0
+"""The largest scale a rating may be given on."""
+
+
+class Rating(_Model):
+    """A customer's satisfaction with a ticket: ``score`` on a scale from 0 to ``scale_max``.
+
+    Scales differ by source (Zendesk good/bad is 1/0 of 1, Jira Service
+    Management 1-5 stars of 5, GLPI 0-5 of 5); ``score / scale_max`` is the
+    satisfaction as a fraction, comparable across sources.
+    """
+
+    score: float = Field(
+        ge=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="The rating given, from 0 (least satisfied) up to scale_max.",
+    )
+    scale_max: float = Field(
+        gt=0,
+        le=RATING_SCALE_MAX,
+        strict=True,
+        allow_inf_nan=False,
+        description="The best rating the source's scale allows (1 for good/bad, 5 for 1-5).",
+    )
+
+    @model_validator(mode="after")
+    def _score_on_the_scale(self) -> Rating:
+        if self.score > self.scale_max:
+            raise PydanticCustomError(
+                "score_above_scale",
+                "score ({score}) is greater than scale_max ({scale_max})",
+                {"score": self.score, "scale_max": self.scale_max},
+            )
+        return self
+
+
 class Ticket(_Model):
     """The ticket as the source knows it at ``occurred_at``; absent fields are unchanged."""
 
@@ -103,6 +150,10 @@ class Ticket(_Model):
     title: Name | None = None
     assignee: Person | None = None
     group: Identifier | None = Field(default=None, description="The assigned support group.")
+    rating: Rating | None = Field(
+        default=None,
+        description="The customer's satisfaction rating; carried by ticket.rated (only).",
+    )
 
 
 TicketEventType = Literal[
@@ -115,14 +166,49 @@ TicketEventType = Literal[
     "ticket.resolved",
     "ticket.reopened",
     "ticket.closed",
+    "ticket.rated",  # a customer rated the ticket: data.rating carries it
 ]
+
+RATED: Literal["ticket.rated"] = "ticket.rated"
+
+# ``data.rating`` exactly on ``ticket.rated``, in the schema as in the validator below.
+_RATING_BY_TYPE: dict[str, Any] = {
+    "if": {"properties": {"type": {"const": RATED}}, "required": ["type"]},
+    "then": {
+        "properties": {
+            "data": {"required": ["rating"], "properties": {"rating": {"not": {"type": "null"}}}}
+        }
+    },
+    "else": {"properties": {"data": {"properties": {"rating": {"type": "null"}}}}},
+}
 
 
 class TicketEvent(Envelope):
-    """A change of a ticket in a ticketing system. Kafka key: ``source:ticket.id``."""
+    """A change of a ticket in a ticketing system. Kafka key: ``source:ticket.id``.
+
+    ``ticket.rated`` carries the customer's rating in ``data.rating``; no other
+    type carries one."""
+
+    model_config = ConfigDict(json_schema_extra=_RATING_BY_TYPE)
 
     type: TicketEventType
     data: Ticket
+
+    @field_validator("data")
+    @classmethod
+    def _rating_only_when_rated(cls, data: Ticket, info: ValidationInfo) -> Ticket:
+        type_ = info.data.get("type")
+        if type_ == RATED and data.rating is None:
+            raise PydanticCustomError(
+                "rating_missing", "a ticket.rated event needs data.rating (the customer's rating)"
+            )
+        if type_ is not None and type_ != RATED and data.rating is not None:
+            raise PydanticCustomError(
+                "rating_unexpected",
+                "data.rating is carried by ticket.rated only, not by {type}",
+                {"type": type_},
+            )
+        return data
 
     @property
     def key(self) -> str:

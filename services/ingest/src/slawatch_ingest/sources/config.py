@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from slawatch_common.events import Identifier, Priority, TicketEventType
+from slawatch_common.events import RATING_SCALE_MAX, Identifier, Priority, TicketEventType
 from slawatch_ingest.sources.paths import check_path
 
 Kind = Literal[
@@ -48,8 +48,10 @@ FieldName = Literal[
     "assignee.name",
     "assignee.email",
     "assignee.phone",
+    "rating",
 ]
-"""The canonical ticket fields a path can fill."""
+"""The canonical ticket fields a path can fill; ``rating`` only on ``ticket.rated`` (Jira, and
+a mapping with ``rating_scale_max``)."""
 
 EventRule = Literal[
     "ticket.created",
@@ -61,6 +63,7 @@ EventRule = Literal[
     "ticket.resolved",
     "ticket.reopened",
     "ticket.closed",
+    "ticket.rated",
     "derive",
     "ignore",
 ]
@@ -121,6 +124,13 @@ class TicketMapping(_Model):
     delivery_header: str | None = None
     fields: dict[FieldName, PathSpec] = Field(default_factory=dict)
     values: dict[FieldName, dict[str, str]] = Field(default_factory=dict)
+    rating_scale_max: float | None = Field(
+        None,
+        gt=0,
+        le=RATING_SCALE_MAX,
+        allow_inf_nan=False,
+        description="The best rating on the scale of ``fields.rating`` (5 for 1-5 stars).",
+    )
     timezone: str = "UTC"
 
     @field_validator("occurred_at", mode="before")
@@ -142,6 +152,28 @@ class TicketMapping(_Model):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _rating_has_a_scale(self) -> TicketMapping:
+        rating = "rating" in self.fields
+        if rating and self.rating_scale_max is None:
+            raise PydanticCustomError(
+                "rating_scale_missing",
+                "fields.rating needs rating_scale_max: the best rating on its scale (5 for 1-5)",
+            )
+        if not rating and self.rating_scale_max is not None:
+            raise PydanticCustomError(
+                "rating_path_missing", "rating_scale_max: there is no fields.rating to read"
+            )
+        rated = sorted(word for word, rule in self.events.items() if rule == "ticket.rated")
+        if rated and not rating:
+            raise PydanticCustomError(
+                "rating_path_missing",
+                "events: {words} means ticket.rated, which needs fields.rating and "
+                "rating_scale_max",
+                {"words": ", ".join(repr(word) for word in rated)},
+            )
+        return self
 
     @property
     def zone(self) -> ZoneInfo:
@@ -202,6 +234,19 @@ class SourceConfig(_Model):
         if self.kind in ("generic", "servicenow", "glpi") and self.mapping is None:
             raise PydanticCustomError(
                 "mapping_missing", "a {kind} source needs a mapping", {"kind": self.kind}
+            )
+        if "rating" in self.fields and self.kind != "jira":
+            raise PydanticCustomError(
+                "foreign_option",
+                "fields.rating: not an option of a {kind} source",
+                {"kind": self.kind},
+            )
+        rated = sorted(word for word, rule in self.triggers.items() if rule == "ticket.rated")
+        if rated:
+            raise PydanticCustomError(
+                "rating_path_missing",
+                "triggers: {words} means ticket.rated, but a {kind} trigger carries no rating",
+                {"words": ", ".join(repr(word) for word in rated), "kind": self.kind},
             )
         return self
 

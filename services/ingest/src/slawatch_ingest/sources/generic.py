@@ -16,7 +16,14 @@ each thing, as a JSON pointer (``/number``) or a JSONPath (``$.item.id``):
   delivery is ``derive``;
 * ``previous.status`` / ``previous.priority``: the values before the change,
   when the sender includes them;
-* ``delivery_id`` (a path) or ``delivery_header``: the sender's delivery id.
+* ``delivery_id`` (a path) or ``delivery_header``: the sender's delivery id;
+* ``fields.rating`` and ``rating_scale_max``: where a customer's satisfaction
+  rating is and the best rating on its scale (5 for 1-5 stars). A word mapped
+  to ``ticket.rated`` reads it: a number from 0 to ``rating_scale_max``
+  (``values.rating`` may turn words into numbers, ``{good: "1", bad: "0"}``);
+  no rating there is ignored (``irrelevant_change``), anything else refused.
+  ``ticket.rated`` carries the ticket's id and the rating only; no other event
+  carries a rating.
 
 ``derive`` reads the change from the statuses: with the previous status, a
 change of status is resolved, closed, reopened or status_changed (see
@@ -39,6 +46,7 @@ from slawatch_ingest.sources.config import FieldName, SourceConfig, TicketMappin
 from slawatch_ingest.sources.instants import instant
 from slawatch_ingest.sources.lifecycle import DONE, lookup, priority_of, status_of, transition
 from slawatch_ingest.sources.paths import find
+from slawatch_ingest.sources.ratings import number_rating, rated_ticket
 from slawatch_ingest.sources.tickets import build_ticket
 
 DEFAULTS: dict[str, Any] = {}
@@ -59,6 +67,12 @@ def normalise(
     paths: dict[FieldName, str] = {"id": mapping.ticket_id, **mapping.fields}
     ticket = build_ticket({}, config, body, paths=paths, values=mapping.values)
     type_ = event_type(rule) or derive(body, mapping, config, ticket)
+    if type_ == "ticket.rated":
+        rated = _rated(body, mapping, ticket)
+        if rated is None:
+            detail = f"no rating at {mapping.fields.get('rating')}"
+            return Normalised.ignore(IgnoreReason.IRRELEVANT_CHANGE, detail)
+        ticket = rated
     if type_ == "ticket.priority_changed" and ticket.priority is None:
         raw = find(body, mapping.fields.get("priority", "/priority"))
         detail = f"the priority {raw!r} is not in the priorities of {config.name!r}"
@@ -83,6 +97,19 @@ def derive(
     if before is None and ticket.status in DONE:
         return transition(None, ticket.status)
     return "ticket.updated"
+
+
+def _rated(body: Any, mapping: TicketMapping, ticket: Ticket) -> Ticket | None:
+    """The ticket as ``ticket.rated`` carries it: its id and the rating; ``None``: no rating."""
+    path, scale_max = mapping.fields.get("rating"), mapping.rating_scale_max
+    if path is None or scale_max is None:  # the configuration refuses this; a safeguard
+        raise PayloadError("ticket.rated needs fields.rating and rating_scale_max")
+    raw = find(body, path)
+    table = mapping.values.get("rating")
+    if table and raw is not None and not isinstance(raw, dict | list | bool):
+        raw = table.get(str(raw).strip(), raw)
+    rating = number_rating(raw, scale_max, f"fields.rating ({path})")
+    return None if rating is None else rated_ticket(ticket.id, rating)
 
 
 def _occurred_at(body: Any, mapping: TicketMapping, type_: TicketEventType) -> datetime:

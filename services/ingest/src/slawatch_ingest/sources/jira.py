@@ -7,7 +7,8 @@
 |                         | status → resolved/closed/reopened/status_changed (by the map);    |
 |                         | resolution set → resolved, cleared → reopened;                    |
 |                         | priority → priority_changed; assignee → assigned;                 |
-|                         | Urgency/Impact (Service Management) → updated                     |
+|                         | Urgency/Impact (Service Management) → updated;                    |
+|                         | Satisfaction (Service Management) → rated                         |
 |                         | (a ``comment`` in the body is judged as ``comment_created``)      |
 | ``comment_created``     | ``ticket.responded`` at ``comment.created`` for a public comment  |
 |                         | by someone other than the reporter                                |
@@ -17,10 +18,20 @@ A comment is internal when ``jsdPublic`` is false (Service Management) or it
 has a ``visibility`` restriction. The ticket id is the issue key (``OPS-42``);
 every event carries the issue as the body shows it. The delivery id is
 ``X-Atlassian-Webhook-Identifier`` (the same on Jira Cloud's retries).
+
+Service Management's customer satisfaction (CSAT, 1 to 5 stars) is a custom
+field named *Satisfaction* whose value is ``{"rating": 4}``. A changelog item
+of that field, by its name or by the custom field id in ``fields.rating``,
+is ``ticket.rated``, the rating read at ``fields.rating`` (default
+``$.issue.fields.*.rating``: any field of the issue holding a ``rating``) on
+a scale of 5; a cleared rating is ignored, one that is not a number from 0
+to 5 refused (422). ``ticket.rated`` carries the issue's key and the rating
+only.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +39,7 @@ from typing import Any
 
 from slawatch_common.events import Ticket, TicketEvent, TicketEventType
 from slawatch_ingest.sources.canonical import (
+    Ignored,
     IgnoreReason,
     Normalised,
     PayloadError,
@@ -36,9 +48,19 @@ from slawatch_ingest.sources.canonical import (
 from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.sources.instants import instant
 from slawatch_ingest.sources.lifecycle import CLOSED, PENDING, RESOLVED, status_of, transition
+from slawatch_ingest.sources.paths import find
+from slawatch_ingest.sources.ratings import number_rating, rated_ticket
 from slawatch_ingest.sources.tickets import build_ticket
 
 DELIVERY_HEADER = "x-atlassian-webhook-identifier"
+
+SATISFACTION_FIELD = "satisfaction"
+"""The name Service Management gives its CSAT field (changelog ``field``, compared casefolded)."""
+RATING_PATH = "$.issue.fields.*.rating"
+"""Where the rating is read unless ``fields.rating`` says: any issue field with a ``rating``."""
+SCALE_MAX = 5.0
+"""Service Management's CSAT: 1 to 5 stars."""
+_CUSTOM_FIELD = re.compile(r"customfield_\d+")
 
 DEFAULTS: dict[str, Any] = {
     "priorities": {
@@ -153,27 +175,61 @@ def _changes(delivery: _Delivery) -> Normalised:
     items = changelog.get("items") if isinstance(changelog, Mapping) else None
     events: dict[TicketEventType, TicketEvent] = {}
     irrelevant: list[str] = []
+    unrated: list[Ignored] = []
     for item in items if isinstance(items, list) else []:
         meaning = _meaning(item, delivery.config) if isinstance(item, Mapping) else None
         if meaning is None:
             irrelevant.append(str(item.get("field")) if isinstance(item, Mapping) else "?")
             continue
         type_, update = meaning
-        if type_ not in events:
-            ticket = delivery.ticket().model_copy(update=update)
-            events[type_] = delivery.event(type_, delivery.timestamp, ticket=ticket)
-    if events:
-        return Normalised.of(events.values())
+        if type_ in events or (type_ == "ticket.rated" and unrated):
+            continue
+        if type_ == "ticket.rated":
+            rated = _rated(delivery)
+            if isinstance(rated, Ignored):
+                unrated.append(rated)
+            else:
+                events[type_] = rated
+            continue
+        ticket = delivery.ticket().model_copy(update=update)
+        events[type_] = delivery.event(type_, delivery.timestamp, ticket=ticket)
+    if events or unrated:
+        return Normalised.of(events.values(), unrated)
     changed = ", ".join(irrelevant) or "nothing"
     return Normalised.ignore(
         IgnoreReason.IRRELEVANT_CHANGE, f"the jira update changed {changed}: not relevant to SLAs"
     )
 
 
+def _rated(delivery: _Delivery) -> TicketEvent | Ignored:
+    """``ticket.rated`` with the rating the issue holds now; ``Ignored`` when it holds none."""
+    path = _rating_path(delivery.config)
+    rating = number_rating(find(delivery.body, path), SCALE_MAX, f"fields.rating ({path})")
+    if rating is None:
+        return Ignored(IgnoreReason.IRRELEVANT_CHANGE, "the satisfaction rating was cleared")
+    ticket = rated_ticket(delivery.ticket().id, rating)
+    return delivery.event("ticket.rated", delivery.timestamp, ticket=ticket)
+
+
+def _rating_path(config: SourceConfig) -> str:
+    return config.fields.get("rating", RATING_PATH)
+
+
+def _is_satisfaction(item: Mapping[str, Any], config: SourceConfig) -> bool:
+    """A changelog item of the CSAT field: by its name, or by the custom field ``fields.rating``
+    reads (``/issue/fields/customfield_10031`` names ``customfield_10031``)."""
+    if str(item.get("field", "")).strip().casefold() == SATISFACTION_FIELD:
+        return True
+    named = _CUSTOM_FIELD.findall(config.fields.get("rating", ""))
+    return bool(named) and item.get("fieldId") in named
+
+
 def _meaning(
     item: Mapping[str, Any], config: SourceConfig
 ) -> tuple[TicketEventType, dict[str, Any]] | None:
     """The event type a changelog item means, with the data it changes; ``None``: irrelevant."""
+    if _is_satisfaction(item, config):
+        return "ticket.rated", {}
     field = str(item.get("field", "")).casefold()
     before, after = item.get("fromString"), item.get("toString")
     if field == "status":

@@ -41,6 +41,8 @@ def build_ticket(
     """
     merged: dict[str, Any] = dict(raw)
     for name, path in (config.fields if paths is None else paths).items():
+        if name == "rating":  # read by the sources that make ticket.rated (see ``ratings``)
+            continue
         found = find(body, path)
         if found is not None:
             merged[name] = found

@@ -1,22 +1,34 @@
 """Zendesk event webhooks (``zen:event-type:ticket.*``) → ticket events.
 
-| event type                          | what slawatch makes of it                              |
-|-------------------------------------|--------------------------------------------------------|
-| ``ticket.created``                  | ``ticket.created`` at ``detail.created_at``            |
-| ``ticket.status_changed``           | resolved (solved), closed, reopened (from solved or    |
-|                                     | closed), else status_changed; pending pauses           |
-| ``ticket.priority_changed``         | ``ticket.priority_changed``                            |
-| ``ticket.agent_assignment_changed`` | ``ticket.assigned`` (an unassignment is ignored)       |
-| ``ticket.group_assignment_changed`` | ``ticket.assigned``                                    |
-| ``ticket.comment_added``            | ``ticket.responded`` for a public comment by staff;    |
-|                                     | internal notes and customer comments are ignored       |
-| other ``ticket.*`` events           | ignored (``irrelevant_change``)                        |
-| user, organization, … events        | ignored (``untracked_event``)                          |
+| event type                             | what slawatch makes of it                           |
+|----------------------------------------|-----------------------------------------------------|
+| ``ticket.created``                     | ``ticket.created`` at ``detail.created_at``         |
+| ``ticket.status_changed``              | resolved (solved), closed, reopened (from solved or |
+|                                        | closed), else status_changed; pending pauses        |
+| ``ticket.priority_changed``            | ``ticket.priority_changed``                         |
+| ``ticket.agent_assignment_changed``    | ``ticket.assigned`` (an unassignment is ignored)    |
+| ``ticket.group_assignment_changed``    | ``ticket.assigned``                                 |
+| ``ticket.comment_added``               | ``ticket.responded`` for a public comment by staff; |
+|                                        | internal notes and customer comments are ignored    |
+| ``ticket.satisfaction_rating_changed`` | ``ticket.rated`` with                               |
+| (sent by a trigger, see below)         | ``detail.satisfaction_rating.score``: ``good`` is   |
+|                                        | 1 of 1, ``bad`` 0 of 1; ``offered``, ``unoffered``  |
+|                                        | or no rating is ignored (``irrelevant_change``)     |
+| other ``ticket.*`` events              | ignored (``irrelevant_change``)                     |
+| user, organization, … events           | ignored (``untracked_event``)                       |
 
 Every event but ``created`` is dated by the envelope's ``time``. The envelope's
 ``id`` is the delivery id. Zendesk writes enums in upper case (``OPEN``,
 ``URGENT``); the maps compare without regard to case. The ticket's customer
 is its organization id.
+
+Zendesk's event catalogue has no satisfaction event: a rating arrives from a
+trigger (condition *Satisfaction* changed to *Good* or *Bad*) that notifies
+this webhook with a body in the same envelope, typed
+``zen:event-type:ticket.satisfaction_rating_changed`` and carrying the score
+as the Tickets API shows it (``detail.satisfaction_rating.score``; see
+docs/SOURCES.md for the body). A score that is none of Zendesk's four is
+refused (422).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.sources.instants import instant
 from slawatch_ingest.sources.lifecycle import CLOSED, PENDING, RESOLVED, status_of, transition
 from slawatch_ingest.sources.paths import mapping_at
+from slawatch_ingest.sources.ratings import rated_ticket, word_rating
 from slawatch_ingest.sources.tickets import build_ticket
 
 PREFIX = "zen:event-type:"
@@ -60,7 +73,12 @@ _TRACKED = (
     "ticket.agent_assignment_changed",
     "ticket.group_assignment_changed",
     "ticket.comment_added",
+    "ticket.satisfaction_rating_changed",
 )
+
+SCORES: dict[str, float | None] = {"good": 1.0, "bad": 0.0, "offered": None, "unoffered": None}
+"""Zendesk's satisfaction scores on a scale of 1; ``None``: offered or not, not rated."""
+SCALE_MAX = 1.0
 
 
 def normalise(
@@ -79,6 +97,8 @@ def normalise(
     ticket_detail = body.get("detail")
     if not isinstance(ticket_detail, Mapping):
         raise PayloadError("detail is missing")
+    if kind == "ticket.satisfaction_rating_changed":
+        return _rated(body, ticket_detail, config)
     change = mapping_at(body.get("event"))
     type_or_ignored = _meaning(kind, change, config)
     if isinstance(type_or_ignored, Normalised):
@@ -89,6 +109,29 @@ def normalise(
     return Normalised.of(
         [ticket_event(config.name, type_or_ignored, at, ticket, delivery=delivery)]
     )
+
+
+def _rated(body: Mapping[str, Any], detail: Mapping[str, Any], config: SourceConfig) -> Normalised:
+    """``ticket.rated`` for a good or bad score; nothing for an offered one or none."""
+    satisfaction = detail.get("satisfaction_rating")
+    if satisfaction is not None and not isinstance(satisfaction, Mapping):
+        raise PayloadError("detail.satisfaction_rating: not an object")
+    score = (satisfaction or {}).get("score")
+    rating = word_rating(score, SCORES, SCALE_MAX, "detail.satisfaction_rating.score")
+    if rating is None:
+        if score is None:
+            return Normalised.ignore(
+                IgnoreReason.IRRELEVANT_CHANGE, "the ticket has no satisfaction rating"
+            )
+        said = str(score).strip().lower()
+        return Normalised.ignore(
+            IgnoreReason.IRRELEVANT_CHANGE, f"the satisfaction rating is {said!r}: not rated"
+        )
+    ticket = build_ticket(_raw(detail, "ticket.satisfaction_rating_changed", {}), config, body)
+    rated = rated_ticket(ticket.id, rating)
+    at = _at(body, detail, "ticket.rated")
+    delivery = str(body["id"]) if body.get("id") else None
+    return Normalised.of([ticket_event(config.name, "ticket.rated", at, rated, delivery=delivery)])
 
 
 def _meaning(
