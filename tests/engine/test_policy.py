@@ -8,8 +8,9 @@ import pytest
 
 from slawatch_common.events import Metric, Priority, Ticket
 from slawatch_common.runtime import ConfigError
+from slawatch_engine.durations import parse_duration
 from slawatch_engine.main import main
-from slawatch_engine.policy import load_policies, parse_duration
+from slawatch_engine.policy import load_policies
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "slawatch.yaml"
 

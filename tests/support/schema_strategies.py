@@ -107,9 +107,51 @@ def _object(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrategy[d
         for name in optional:
             if draw(st.booleans()):
                 value[name] = draw(fields[name])
+        if "if" in schema:
+            branch = schema["then"] if _holds(schema["if"], value) else schema.get("else", {})
+            _conform(draw, value, branch, properties, defs)
         return value
 
     return build()
+
+
+def _holds(condition: dict[str, Any], value: dict[str, Json]) -> bool:
+    """An ``if`` of the shape the contracts use: properties with a ``const``."""
+    return all(
+        value.get(name) == sub["const"]
+        for name, sub in condition.get("properties", {}).items()
+        if "const" in sub
+    )
+
+
+def _conform(
+    draw: st.DrawFn,
+    value: dict[str, Json],
+    branch: dict[str, Any],
+    properties: dict[str, Any],
+    defs: dict[str, Any],
+) -> None:
+    """Make ``value`` meet a ``then``/``else`` branch: draw what it requires, drop what it
+    forbids (``type: null``), and recurse into nested objects."""
+    for name in branch.get("required", ()):
+        if value.get(name) is None and name in properties:
+            value[name] = draw(strategy(_resolved(properties[name], defs), defs).filter(bool))
+    for name, sub in branch.get("properties", {}).items():
+        if sub.get("type") == "null":
+            value.pop(name, None)
+        elif isinstance(value.get(name), dict):
+            inner = _resolved(properties.get(name, {}), defs)
+            _conform(draw, value[name], sub, inner.get("properties", {}), defs)
+
+
+def _resolved(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with a ``$ref`` followed, and of an ``anyOf`` its first non-null choice."""
+    if "$ref" in schema:
+        return _resolved(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    if "anyOf" in schema:
+        choices = [sub for sub in schema["anyOf"] if sub.get("type") != "null"]
+        return _resolved(choices[0], defs) if choices else schema
+    return schema
 
 
 def strategy(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrategy[Json]:

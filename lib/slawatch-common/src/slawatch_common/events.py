@@ -57,11 +57,13 @@ class Priority(StrEnum):
 
 
 class Metric(StrEnum):
-    """The kind of SLA clock."""
+    """The kind of SLA clock: a ticket's (response, resolution, update), or a contract's
+    availability error budget (a group of monitored services in one period)."""
 
     RESPONSE = "response"
     RESOLUTION = "resolution"
     UPDATE = "update"
+    AVAILABILITY = "availability"
 
 
 class _Model(BaseModel):

@@ -32,12 +32,16 @@ from slawatch_common.deadletter_ops import dead_letter_router
 from slawatch_common.kafka import ensure_topics, start_producer
 from slawatch_common.runtime import every, start_worker, stop_workers
 from slawatch_engine import store
+from slawatch_engine.budgets import KIND, BudgetWatch
 from slawatch_engine.intake import Intake
 from slawatch_engine.ledger import Changes, Ledger
-from slawatch_engine.metrics import OPEN_STATES, EngineMetrics
+from slawatch_engine.metrics import OPEN_STATES, ComplianceMetrics, EngineMetrics
+from slawatch_engine.monitoring import MonitoringIntake
 from slawatch_engine.outbox import Publisher
+from slawatch_engine.periods import period_containing
 from slawatch_engine.policy import PolicyBook
 from slawatch_engine.preview import Previewer
+from slawatch_engine.reports_api import reports_router, stored_report
 from slawatch_engine.settings import EngineSettings
 from slawatch_engine.status import clock_status
 from slawatch_engine.timer import DueIndex, Timer
@@ -69,6 +73,7 @@ def create_app(
 ) -> FastAPI:
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)
+    compliance_metrics = ComplianceMetrics(registry, book)
     state: dict[str, Runtime] = {}
 
     @asynccontextmanager
@@ -98,6 +103,7 @@ def create_app(
         def committed(changes: Changes) -> None:
             for event in changes.emitted:
                 metrics.emitted(event.type, event.data.ticket.priority.value)
+            compliance_metrics.count(changes)
             if changes.emitted:
                 publisher.wake()
 
@@ -106,11 +112,46 @@ def create_app(
         timer.follow(intake.input_time)
         consumer.subscribe([topics.tickets], listener=intake)
         await consumer.start()
+        watch = BudgetWatch(
+            db,
+            book,
+            topics.sla,
+            metrics,
+            compliance_metrics,
+            owned=lambda: owned_partitions(consumer),
+            now=now,
+            on_committed=committed,
+            lock=lock,
+            refresh_s=settings.availability_refresh_s,
+        )
+        alerts_consumer = AIOKafkaConsumer(
+            topics.monitoring,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.monitoring_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 4,
+        )
+        await alerts_consumer.start()
+        alerts = MonitoringIntake(alerts_consumer, db, metrics, watch.wake, now)
         state["rt"] = Runtime(db, producer, consumer, intake, book)
         workers = [
             start_worker(publisher.run(), "publisher"),
             start_worker(timer.run(), "timer"),
             start_worker(intake.run(), "intake"),
+            start_worker(alerts.run(), "monitoring"),
+            start_worker(watch.run(), "budgets"),
+            start_worker(
+                every(
+                    settings.gauge_refresh_s,
+                    _allowances(db, book, now, compliance_metrics),
+                    "allowances",
+                    metrics.heartbeats,
+                ),
+                "allowances",
+            ),
             start_worker(
                 every(
                     settings.gauge_refresh_s,
@@ -136,6 +177,7 @@ def create_app(
         finally:
             state.pop("rt", None)
             await stop_workers(*workers)
+            await alerts_consumer.stop()
             await consumer.stop()
             await producer.stop()
             await db.dispose()
@@ -176,6 +218,15 @@ def create_app(
         )
     )
 
+    app.include_router(
+        reports_router(
+            book,
+            lambda: running().db,
+            (*settings.report_tokens, *settings.admin_tokens),
+            now,
+        )
+    )
+
     previewer = Previewer(book.calendars)
 
     @app.post("/v1/preview")
@@ -211,6 +262,22 @@ def _prune(
             ids, rows = await store.prune(conn, now() - keep)
         if ids or rows:
             log.info("pruned %d processed event ids and %d published outbox rows", ids, rows)
+
+    return step
+
+
+def _allowances(
+    db: AsyncEngine, book: PolicyBook, now: Callable[[], datetime], gauges: ComplianceMetrics
+) -> Callable[[], Awaitable[None]]:
+    """How many more late items each contract's current period tolerates (the gauge)."""
+
+    async def step() -> None:
+        at = now()
+        for name, contract in book.contracts.items():
+            period = period_containing(at, KIND[contract.review], contract.zone)
+            report = await stored_report(db, book, name, contract, period, at, with_tickets=False)
+            for indicator, allowance in report.allowance.items():
+                gauges.allowance.labels(name, indicator).set(allowance["projected"])
 
     return step
 

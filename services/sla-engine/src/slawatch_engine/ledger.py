@@ -52,12 +52,32 @@ from slawatch_engine.reactions import entries_for
 from slawatch_engine.store import Derived, TicketRow, Workset
 
 SOURCE = "slawatch-engine"
+TICKET_METRICS = (Metric.RESPONSE, Metric.RESOLUTION, Metric.UPDATE)
 _EVENT_IDS = uuid.UUID("0b7f3a52-5b8e-4d2b-9d6e-3f3c1f0c9a11")
 
 
 def sla_event_id(*parts: str) -> str:
     """A deterministic event id, so a replayed input yields the very same SLA event."""
     return str(uuid.uuid5(_EVENT_IDS, "|".join(parts)))
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A response or resolution clock that stopped: counted by the compliance metrics."""
+
+    policy: str
+    metric: Metric
+    priority: str
+    met: bool
+    business_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rated:
+    """A rating applied to a ticket of ``policy``, in percent of its scale."""
+
+    policy: str
+    percent: float
 
 
 @dataclass
@@ -69,11 +89,15 @@ class Changes:
     partition_of: dict[str, int] = field(default_factory=dict)
     """event id → the input partition of its ticket (whose owner publishes it)."""
     rejected: str | None = None
+    completed: list[Completion] = field(default_factory=list)
+    rated: list[Rated] = field(default_factory=list)
 
     def merge(self, other: Changes) -> None:
         self.due.update(other.due)
         self.emitted.extend(other.emitted)
         self.partition_of.update(other.partition_of)
+        self.completed.extend(other.completed)
+        self.rated.extend(other.rated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +132,12 @@ class Ledger:
             if event.type != "ticket.created":
                 return Changes(rejected="unknown_ticket")
             return self._open(work, event, partition, now)
+        if event.type == "ticket.rated":
+            # a rating says how the customer liked it: no clock moves for it
+            changes = Changes()
+            self._rate(row, event, changes)
+            work.touch_ticket(event.key)
+            return changes
         old_priority = Priority(row.priority)
         info = TicketInfo(
             _merged(row.snapshot, event.data), self._book.priority(event.data, old_priority)
@@ -127,6 +157,17 @@ class Ledger:
         row.priority = info.priority.value
         work.touch_ticket(event.key)
         return changes
+
+    @staticmethod
+    def _rate(row: TicketRow, event: TicketEvent, changes: Changes) -> None:
+        """Keep the ticket's latest rating (a rating that occurred earlier changes nothing)."""
+        rating = event.data.rating
+        if rating is None or (row.rated_at is not None and event.occurred_at < row.rated_at):
+            return
+        row.rating_percent = rating.score / rating.scale_max * 100
+        row.rated_at = event.occurred_at
+        if row.policy is not None:
+            changes.rated.append(Rated(row.policy, row.rating_percent))
 
     def _react(
         self, clock: Clock, event: TicketEvent, policy: Policy, priority: Priority, retarget: bool
@@ -150,6 +191,7 @@ class Ledger:
                 priority=info.priority.value,
                 policy=policy.name if policy else None,
                 snapshot=dict(info.snapshot),
+                created_at=event.occurred_at,
             )
         )
         if policy is None:
@@ -164,7 +206,7 @@ class Ledger:
     ) -> list[Clock]:
         calendar = self._book.calendar(policy.calendar)
         started = []
-        for metric in Metric:
+        for metric in TICKET_METRICS:
             target = policy.target(priority, metric)
             if target is None:
                 continue
@@ -233,8 +275,8 @@ class Ledger:
             self._event("sla.retracted", after, view, info, now, f"retract:{stage}", stage)
             for stage in outcome.retracted
         ]
+        old = replay(before, calendar) if cause is not None and before is not None else None
         if cause is not None:
-            old = replay(before, calendar) if before is not None else None
             changed = _transition(old, view)
             if changed is not None:
                 at, why = cause.occurred_at, cause.event_id
@@ -245,6 +287,12 @@ class Ledger:
             why = f"{stage}@{crossed.isoformat()}"
             events.append(self._event(reached, after, view, info, crossed, why, stage))
         after = replace(after, fired=outcome.fired(after.fired))
+        stopped_now = old is not None and old.is_open and view.state is State.STOPPED
+        if stopped_now and after.metric is not Metric.UPDATE:
+            met = _transition(old, view) == "sla.met"
+            into.completed.append(
+                Completion(after.policy, after.metric, info.priority.value, met, view.used)
+            )
         derived = Derived(view, view.breached_by(now), outcome.next_due)
         if before is None:
             work.put_clock(after, derived, new=True)

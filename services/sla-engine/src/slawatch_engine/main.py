@@ -5,6 +5,8 @@ slawatch-engine migrate               bring the database to the newest revision
 slawatch-engine check-config FILE     validate a policy file; exit 1 naming each error
 slawatch-engine preview [--config F]  answer deadline / elapsed-time requests from stdin
 slawatch-engine dead-letters list [--after ID] [--limit N] | replay ID [TO_ID]
+slawatch-engine report --events F --contract C (--period P | --from T --to T) [--as-of T]
+                                      a contract's compliance report from a file of events
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import uvicorn
 from slawatch_common import deadletter_ops
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.runtime import ConfigError, configure_logging, serve
-from slawatch_engine import store
+from slawatch_engine import compliance, store
 from slawatch_engine.app import create_app
+from slawatch_engine.periods import choose_period, parse_instant
 from slawatch_engine.policy import load_policies
 from slawatch_engine.preview import Previewer
+from slawatch_engine.reporting import OfflineLedger, read_events
 from slawatch_engine.settings import EngineSettings
 
 
@@ -37,12 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     preview = commands.add_parser("preview", help="answer preview requests read from stdin")
     preview.add_argument("--config", type=Path, help="policy file with the named calendars")
     deadletter_ops.add_command(commands)
+    report = commands.add_parser(
+        "report",
+        help="a contract's compliance report, replaying a file of canonical events (NDJSON)",
+    )
+    report.add_argument("--config", type=Path, help="the configuration file (policies, contracts)")
+    report.add_argument("--events", required=True, help="NDJSON file of events; - for stdin")
+    report.add_argument("--contract", required=True)
+    report.add_argument("--period", help="2026-11, 2026-Q4 or 2026, in the contract's zone")
+    report.add_argument("--from", dest="start", help="instant (or date, in the contract's zone)")
+    report.add_argument("--to", dest="end", help="instant (or date): the period ends before it")
+    report.add_argument("--as-of", dest="as_of", help="instant; default: the end of the period")
+    report.add_argument("--format", choices=("json", "csv", "tickets-csv"), default="json")
+    report.add_argument("--summary", action="store_true", help="leave out the per-ticket list")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
         return _check(args.file)
     if args.command == "preview":
         return _preview(args.config or EngineSettings().config_file)
+    if args.command == "report":
+        return offline_report(args, args.config or EngineSettings().config_file)
     settings = EngineSettings()
     configure_logging(settings.log_level)
     if args.command == "migrate":
@@ -64,6 +83,44 @@ def main(argv: list[str] | None = None) -> int:
         app, host=settings.http_host, port=settings.http_port, log_level="warning"
     )
     return 0 if serve(config) else 3
+
+
+def offline_report(args: argparse.Namespace, config: Path) -> int:
+    """Print the report of ``args.contract`` computed from ``args.events``; 2 on bad input."""
+    try:
+        book = load_policies(config)
+        contract = book.contracts.get(args.contract)
+        if contract is None:
+            known = ", ".join(sorted(book.contracts)) or "none"
+            raise ValueError(f"unknown contract {args.contract!r} (known: {known})")
+        period = choose_period(args.period, args.start, args.end, contract.zone)
+        as_of = parse_instant(args.as_of, contract.zone) if args.as_of else period.end
+        if args.events == "-":
+            events = list(read_events(sys.stdin))
+        else:
+            with open(args.events, encoding="utf-8") as lines:
+                events = list(read_events(lines))
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"slawatch-engine report: {exc}", file=sys.stderr)
+        return 2
+    ledger = OfflineLedger(book)
+    ledger.run(events, as_of)
+    figures = compliance.build(
+        args.contract,
+        contract,
+        period,
+        as_of,
+        ledger.facts(as_of),
+        ledger.alerts(),
+        with_tickets=not args.summary,
+    )
+    if args.format == "csv":
+        sys.stdout.write(figures.as_csv())
+    elif args.format == "tickets-csv":
+        sys.stdout.write(figures.tickets_csv())
+    else:
+        print(json.dumps(figures.as_json(), ensure_ascii=False, indent=2))
+    return 0
 
 
 def _check(path: Path) -> int:

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from slawatch_common.events import Priority, SlaEventType, TicketEventType
 from slawatch_common.runtime import Heartbeats
 
+if TYPE_CHECKING:
+    from slawatch_engine.availability import GroupFigures
+    from slawatch_engine.ledger import Changes
+    from slawatch_engine.policy import PolicyBook
+
 REJECT_REASONS = ("invalid", "failed", "duplicate", "unknown_ticket", "no_policy")
 DEAD_LETTER_REASONS = ("invalid", "failed")
-LOOPS = ("intake", "timer", "publisher", "gauges", "prune")
+LOOPS = ("intake", "timer", "publisher", "gauges", "prune", "monitoring", "budgets", "allowances")
 OPEN_STATES = ("running", "paused")
 
 
@@ -127,3 +134,165 @@ class EngineMetrics:
 
     def open_clocks(self, state: str, count: int) -> None:
         self.clocks_open.labels(state).set(count)
+
+
+REPORTED_METRICS = ("response", "resolution")
+OUTCOMES = ("met", "breached")
+RESPONSE_BUCKETS = (60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+RATING_BUCKETS = (20, 40, 60, 80, 90, 100)
+
+
+class ComplianceMetrics:
+    """Compliance series per contract (``deploy/prometheus/rules`` records the six
+    indicators from them, and alerts on their error budgets).
+
+    A ticket of a policy that several contracts name counts for each of them.
+    The availability counters hold the current period so far and restart from
+    zero when the next period begins (a counter reset to Prometheus).
+    """
+
+    def __init__(self, registry: CollectorRegistry, book: PolicyBook) -> None:
+        self._book = book
+        self.completed = Counter(
+            "slawatch_compliance_clocks_completed_total",
+            "Response and resolution clocks stopped, by outcome: met (stopped at or before "
+            "the deadline) or breached.",
+            ["contract", "policy", "metric", "priority", "outcome"],
+            registry=registry,
+        )
+        self.response_seconds = Histogram(
+            "slawatch_compliance_response_business_seconds",
+            "Business seconds a response clock counted until it stopped.",
+            ["contract", "policy", "priority"],
+            buckets=RESPONSE_BUCKETS,
+            registry=registry,
+        )
+        self.ratings = Histogram(
+            "slawatch_compliance_rating_percent",
+            "Customer ratings, in percent of their scale.",
+            ["contract", "policy"],
+            buckets=RATING_BUCKETS,
+            registry=registry,
+        )
+        objective_ratio = Gauge(
+            "slawatch_compliance_objective_ratio",
+            "A contract's target of a rate (met when >=, or for the overdue rate when <).",
+            ["contract", "indicator"],
+            registry=registry,
+        )
+        objective_seconds = Gauge(
+            "slawatch_compliance_objective_seconds",
+            "A contract's target of the mean response time (met when <=).",
+            ["contract", "indicator"],
+            registry=registry,
+        )
+        availability_objective = Gauge(
+            "slawatch_compliance_availability_objective_ratio",
+            "A contract's availability target of a group of services (met when >=).",
+            ["contract", "group"],
+            registry=registry,
+        )
+        self.allowance = Gauge(
+            "slawatch_compliance_allowance",
+            "More late items the current period tolerates before the target is missed "
+            "(negative: missed by that many).",
+            ["contract", "indicator"],
+            registry=registry,
+        )
+        self.availability = AvailabilityCollector()
+        registry.register(self.availability)
+        for name, contract in book.contracts.items():
+            targets = contract.targets
+            objective_ratio.labels(name, "on_time_resolution_rate").set(
+                targets.on_time_resolution_rate / 100
+            )
+            objective_ratio.labels(name, "response_overdue_rate").set(
+                targets.response_overdue_rate / 100
+            )
+            objective_ratio.labels(name, "mean_satisfaction").set(targets.mean_satisfaction / 100)
+            objective_seconds.labels(name, "mean_response_time").set(targets.mean_response_time)
+            for group, figures in contract.availability.items():
+                availability_objective.labels(name, group).set(figures.target / 100)
+            for policy in contract.policies:
+                self.ratings.labels(name, policy)
+                for priority in Priority:
+                    self.response_seconds.labels(name, policy, priority.value)
+                    for metric in REPORTED_METRICS:
+                        for outcome in OUTCOMES:
+                            self.completed.labels(name, policy, metric, priority.value, outcome)
+
+    def count(self, changes: Changes) -> None:
+        """Count what a committed transaction completed and rated."""
+        for done in changes.completed:
+            outcome = "met" if done.met else "breached"
+            for contract in self._book.contracts_of(done.policy):
+                self.completed.labels(
+                    contract, done.policy, done.metric.value, done.priority, outcome
+                ).inc()
+                if done.metric.value == "response":
+                    self.response_seconds.labels(contract, done.policy, done.priority).observe(
+                        done.business_seconds
+                    )
+        for rated in changes.rated:
+            for contract in self._book.contracts_of(rated.policy):
+                self.ratings.labels(contract, rated.policy).observe(rated.percent)
+
+
+class AvailabilityCollector(Collector):
+    """The availability series from the latest figures of each contract's groups."""
+
+    def __init__(self) -> None:
+        self._figures: dict[tuple[str, str], GroupFigures] = {}
+
+    def update(self, contract: str, group: str, figures: GroupFigures) -> None:
+        self._figures[(contract, group)] = figures
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        outage, planned, monitored, availability, budget = self._families()
+        for (contract, group), figures in sorted(self._figures.items()):
+            for service in figures.services:
+                labels = [contract, group, service.service]
+                outage.add_metric(labels, service.outage_seconds)
+                planned.add_metric(labels, service.planned_seconds)
+                monitored.add_metric(labels, service.period_seconds - service.planned_seconds)
+            if figures.availability is not None:
+                availability.add_metric([contract, group], figures.availability / 100)
+            budget.add_metric([contract, group], figures.budget_remaining_ratio)
+        return [outage, planned, monitored, availability, budget]
+
+    @staticmethod
+    def _families() -> list[Any]:
+        service_labels = ["contract", "group", "service"]
+        group_labels = ["contract", "group"]
+        return [
+            CounterMetricFamily(
+                "slawatch_compliance_outage_seconds",
+                "Unplanned outage of a monitored service in the current period so far "
+                "(outside maintenance; overlapping alerts counted once).",
+                labels=service_labels,
+            ),
+            CounterMetricFamily(
+                "slawatch_compliance_planned_seconds",
+                "Planned maintenance of a monitored service in the current period so far.",
+                labels=service_labels,
+            ),
+            CounterMetricFamily(
+                "slawatch_compliance_monitored_seconds",
+                "The current period so far minus its maintenance, per monitored service.",
+                labels=service_labels,
+            ),
+            GaugeMetricFamily(
+                "slawatch_compliance_availability_ratio",
+                "A group's availability in the current period so far.",
+                labels=group_labels,
+            ),
+            GaugeMetricFamily(
+                "slawatch_compliance_error_budget_remaining_ratio",
+                "Share of the group's error budget for the whole current period left "
+                "(negative once overspent).",
+                labels=group_labels,
+            ),
+        ]

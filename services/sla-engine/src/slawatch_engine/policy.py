@@ -38,33 +38,13 @@ from slawatch_engine.calendar import (
     weekly_hours,
 )
 from slawatch_engine.clock import ReopenMode
+from slawatch_engine.contracts import Contract
+from slawatch_engine.durations import Duration, parse_duration
 from slawatch_engine.holiday_sets import holiday_set
 
 DEFAULT_PRIORITY = Priority.P3
 """The priority of a ticket whose source sent none."""
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from an integer or text like ``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``.
-
-    A day is 24 hours of business time.
-    """
-    if isinstance(value, bool):
-        raise ValueError("a duration is seconds or text like '15m'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return value
-    match = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration like '90s', '15m', '4h', '1h30m', '2d'")
-    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -175,11 +155,12 @@ class Targets(_Strict):
     )
 
     def of(self, metric: Metric) -> Target | None:
+        """The target of a ticket clock's metric (none for availability, a contract's)."""
         return {
             Metric.RESPONSE: self.response,
             Metric.RESOLUTION: self.resolution,
             Metric.UPDATE: self.update,
-        }[metric]
+        }.get(metric)
 
 
 class Match(_Strict):
@@ -257,6 +238,13 @@ class Policy(_Strict):
     )
     targets: dict[Priority, Targets]
 
+    @model_validator(mode="after")
+    def _ticket_metrics(self) -> Policy:
+        for section in ("pause", "stops"):
+            if Metric.AVAILABILITY in getattr(self, section):
+                raise ValueError(f"{section}: availability is a contract's, not a ticket's")
+        return self
+
     def target(self, priority: Priority, metric: Metric) -> Target | None:
         targets = self.targets.get(priority)
         return None if targets is None else targets.of(metric)
@@ -289,6 +277,7 @@ class EngineConfig(_Strict):
     calendars: dict[str, CalendarConfig]
     priority_matrix: PriorityMatrix = Field(default_factory=lambda: PriorityMatrix({}))
     policies: list[Policy] = Field(min_length=1)
+    contracts: dict[str, Contract] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> EngineConfig:
@@ -298,6 +287,12 @@ class EngineConfig(_Strict):
         for index, policy in enumerate(self.policies):
             if policy.calendar not in self.calendars:
                 raise ValueError(f"policies.{index}.calendar: unknown calendar {policy.calendar!r}")
+        for name, contract in self.contracts.items():
+            for index, policy_name in enumerate(contract.policies):
+                if policy_name not in names:
+                    raise ValueError(
+                        f"contracts.{name}.policies.{index}: unknown policy {policy_name!r}"
+                    )
         return self
 
 
@@ -309,6 +304,15 @@ class PolicyBook:
         self._policies = tuple(config.policies)
         self._by_name = {policy.name: policy for policy in config.policies}
         self.calendars = {name: cal.build(name) for name, cal in config.calendars.items()}
+        self.contracts: dict[str, Contract] = dict(config.contracts)
+        self._contracts_of: dict[str, tuple[str, ...]] = {
+            policy.name: tuple(n for n, c in config.contracts.items() if policy.name in c.policies)
+            for policy in config.policies
+        }
+
+    def contracts_of(self, policy: str) -> tuple[str, ...]:
+        """The names of the contracts that cover the tickets of ``policy``."""
+        return self._contracts_of.get(policy, ())
 
     def select(self, ticket: Ticket, priority: Priority) -> Policy | None:
         """The first policy that fits, or None when no rule (and no default) fits."""
@@ -334,6 +338,32 @@ def load_policies(path: Path) -> PolicyBook:
     """Read and validate ``path``; ``ConfigError`` names every bad place."""
     raw = read_yaml(path)
     try:
-        return PolicyBook(EngineConfig.model_validate(raw))
+        config = EngineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}:\n{describe_errors(exc)}") from None
+    problems = _notifier_references(config, raw.get("notifier"))
+    if problems:
+        raise ConfigError(f"{path}:\n" + "\n".join(problems))
+    return PolicyBook(config)
+
+
+def _notifier_references(config: EngineConfig, notifier: Any) -> list[str]:
+    """Contracts name people and chains of the notifier's part: each must exist there."""
+    if not isinstance(notifier, dict):
+        return []
+    groups = (f"group:{group}" for group in notifier.get("groups") or {})
+    people = {*(notifier.get("people") or {}), *groups}
+    chains = set(notifier.get("escalations") or {})
+    problems = []
+    for name, contract in config.contracts.items():
+        for index, who in enumerate(contract.report_to):
+            if who not in people:
+                problems.append(
+                    f"contracts.{name}.report_to.{index}: {who!r} is no person of the "
+                    "notifier (nor group:<id>)"
+                )
+        if contract.escalation is not None and contract.escalation not in chains:
+            problems.append(
+                f"contracts.{name}.escalation: unknown escalation chain {contract.escalation!r}"
+            )
+    return problems

@@ -30,6 +30,24 @@ class EngineSettings(ServiceSettings):
         "the input topic's retention (Kafka's default is 7 days).",
     )
 
+    report_tokens: tuple[str, ...] = Field(
+        ("dev-report-token",),
+        min_length=1,
+        description="Bearer tokens that read contracts and compliance reports (GET /v1/contracts, "
+        "/v1/reports/…), as a JSON list in SLAWATCH_REPORT_TOKENS; admin tokens work too.",
+    )
+    availability_refresh_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="How often contracts' availability is evaluated at the latest (sooner when "
+        "an alert arrives or a budget stage is due).",
+    )
+
     @property
     def consumer_group(self) -> str:
         return f"{self.topic_prefix}.engine"
+
+    @property
+    def monitoring_group(self) -> str:
+        return f"{self.topic_prefix}.engine-monitoring"

@@ -9,6 +9,10 @@
   them, published to Kafka afterwards.
 - ``engine_dead_letters``: input records that could not be read or applied, with the
   reason (``slawatch_common.consumer``).
+- ``engine_outages``: the firing interval of each alert of a monitored service
+  (from ``slawatch.monitoring``), the input of availability.
+- ``engine_budget_stages``: the error-budget stages (warnings, breach) already
+  emitted per contract, availability group and period.
 
 Every clock update is guarded by ``version`` (compare-and-set), so a writer
 holding a stale copy changes nothing.
@@ -33,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     and_,
     bindparam,
     delete,
@@ -65,6 +70,10 @@ tickets = Table(
     Column("policy", String(100), nullable=True),
     Column("snapshot", JSON, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=True),
+    Column("rating_percent", Float, nullable=True),
+    Column("rated_at", UtcDateTime, nullable=True),
+    Index("ix_engine_tickets_policy_created", "policy", "created_at"),
 )
 
 clocks = Table(
@@ -93,6 +102,7 @@ clocks = Table(
     Column("next_due_at", UtcDateTime, nullable=True),
     Column("version", Integer, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_entry_at", UtcDateTime, nullable=True),
     Index("ix_engine_clocks_partition_due", "partition", "next_due_at"),
 )
 
@@ -117,6 +127,30 @@ outbox = Table(
 )
 
 dead_letters = dead_letter_table("engine_dead_letters", metadata)
+
+outages = Table(
+    "engine_outages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(200), nullable=False),
+    Column("fingerprint", String(200), nullable=False),
+    Column("starts_at", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime, nullable=True),
+    Column("name", String(500), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("service", "fingerprint", "starts_at", name="uq_engine_outages_alert"),
+    Index("ix_engine_outages_service_starts", "service", "starts_at"),
+)
+
+budget_stages = Table(
+    "engine_budget_stages",
+    metadata,
+    Column("contract", String(200), primary_key=True),
+    Column("grp", String(200), primary_key=True),
+    Column("period", String(40), primary_key=True),
+    Column("stage", String(40), primary_key=True),
+    Column("emitted_at", UtcDateTime, nullable=False),
+)
 
 
 # --- clocks ------------------------------------------------------------------
@@ -171,6 +205,7 @@ def _clock_values(clock: Clock, derived: Derived, now: datetime) -> dict[str, An
         "deadline": view.deadline,
         "next_due_at": derived.next_due_at,
         "updated_at": now,
+        "last_entry_at": clock.timeline[-1].at if clock.timeline else None,
     }
 
 
@@ -238,6 +273,11 @@ class TicketRow:
     priority: str
     policy: str | None
     snapshot: dict[str, Any]
+    created_at: datetime | None = None
+    """When its ``ticket.created`` occurred: the report's population is by this instant."""
+    rating_percent: float | None = None
+    rated_at: datetime | None = None
+    """The latest rating (by when it occurred), as a percent of its scale."""
 
 
 class Workset:
@@ -344,7 +384,13 @@ class Workset:
 
 
 def _ticket_changes(row: TicketRow) -> dict[str, Any]:
-    return {"priority": row.priority, "policy": row.policy, "snapshot": row.snapshot}
+    return {
+        "priority": row.priority,
+        "policy": row.policy,
+        "snapshot": row.snapshot,
+        "rating_percent": row.rating_percent,
+        "rated_at": row.rated_at,
+    }
 
 
 def _ticket_values(row: TicketRow) -> dict[str, Any]:
@@ -353,6 +399,7 @@ def _ticket_values(row: TicketRow) -> dict[str, Any]:
         "source": row.source,
         "ticket_id": row.ticket_id,
         "partition": row.partition,
+        "created_at": row.created_at,
         **_ticket_changes(row),
     }
 
@@ -366,6 +413,9 @@ def _ticket_row(row: RowMapping) -> TicketRow:
         priority=row["priority"],
         policy=row["policy"],
         snapshot=row["snapshot"],
+        created_at=row["created_at"],
+        rating_percent=row["rating_percent"],
+        rated_at=row["rated_at"],
     )
 
 

@@ -1,0 +1,139 @@
+"""The compliance API: contracts and their reports, from the engine's stored ledger.
+
+    GET /v1/contracts
+    GET /v1/reports/{contract}?period=2026-11            (or from=…&to=…)
+        [&as_of=…]          default: now
+        [&format=json|csv]  csv: one row per indicator
+        [&tickets=false]    json without the per-ticket list
+        [&part=tickets]     with format=csv: one row per ticket
+
+Both need a bearer token of ``SLAWATCH_REPORT_TOKENS`` (or of
+``SLAWATCH_ADMIN_TOKENS``). A report spans at most ``MAX_SPAN`` (a year and a
+month), so no request can ask the engine to expand years of maintenance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from slawatch_common.auth import authorised
+from slawatch_engine import compliance
+from slawatch_engine.contracts import Contract
+from slawatch_engine.periods import Period, choose_period, parse_instant
+from slawatch_engine.policy import PolicyBook
+from slawatch_engine.reporting import stored_alerts, stored_facts
+
+log = logging.getLogger(__name__)
+
+DEV_REPORT_TOKEN = "dev-report-token"
+MAX_SPAN = timedelta(days=400)
+
+
+async def stored_report(
+    db: AsyncEngine,
+    book: PolicyBook,
+    name: str,
+    contract: Contract,
+    period: Period,
+    as_of: datetime,
+    *,
+    with_tickets: bool = True,
+) -> compliance.Report:
+    """The report of ``contract`` for ``period`` as of ``as_of``, from the stored ledger."""
+    async with db.connect() as conn:
+        facts = await stored_facts(conn, book, contract.policies, period.start, period.end, as_of)
+        alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
+    return compliance.build(name, contract, period, as_of, facts, alerts, with_tickets=with_tickets)
+
+
+def reports_router(
+    book: PolicyBook,
+    db: Callable[[], AsyncEngine],
+    tokens: Sequence[str],
+    now: Callable[[], datetime],
+) -> APIRouter:
+    if DEV_REPORT_TOKEN in tokens:
+        log.warning(
+            "SLAWATCH_REPORT_TOKENS holds the development token %r: anyone can read the "
+            "compliance reports with it; set your own outside development",
+            DEV_REPORT_TOKEN,
+        )
+
+    def reader(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not authorised(authorization, tokens):
+            raise HTTPException(401, "a bearer token of SLAWATCH_REPORT_TOKENS is required")
+
+    router = APIRouter(prefix="/v1", dependencies=[Depends(reader)])
+
+    @router.get("/contracts")
+    async def contracts() -> dict[str, Any]:
+        """Every configured contract: parties, zone, policies, targets, availability groups."""
+        return {
+            "contracts": [
+                {
+                    "name": name,
+                    "customer": c.customer,
+                    "provider": c.provider,
+                    "time_zone": c.time_zone,
+                    "review": c.review,
+                    "term": c.term.model_dump(mode="json") if c.term else None,
+                    "policies": c.policies,
+                    "targets": c.targets.model_dump(mode="json"),
+                    "availability": {
+                        g: a.model_dump(mode="json") for g, a in c.availability.items()
+                    },
+                }
+                for name, c in book.contracts.items()
+            ]
+        }
+
+    @router.get("/reports/{name}", response_model=None)
+    async def report(
+        name: str,
+        period: Annotated[str | None, Query(max_length=40)] = None,
+        start: Annotated[str | None, Query(alias="from", max_length=60)] = None,
+        end: Annotated[str | None, Query(alias="to", max_length=60)] = None,
+        as_of: Annotated[str | None, Query(max_length=60)] = None,
+        format: Literal["json", "csv"] = "json",
+        tickets: bool = True,
+        part: Literal["indicators", "tickets"] = "indicators",
+    ) -> Any:
+        contract = book.contracts.get(name)
+        if contract is None:
+            raise HTTPException(404, f"no contract {name!r}")
+        try:
+            chosen = choose_period(period, start, end, contract.zone)
+        except ValueError as exc:
+            raise HTTPException(422, f"period/from/to: {exc}") from None
+        if chosen.end - chosen.start > MAX_SPAN:
+            raise HTTPException(422, f"from/to: a report spans at most {MAX_SPAN.days} days")
+        try:
+            at = parse_instant(as_of, contract.zone) if as_of else now()
+        except ValueError as exc:
+            raise HTTPException(422, f"as_of: {exc}") from None
+        listed = tickets if format == "json" else part == "tickets"
+        figures = await stored_report(db(), book, name, contract, chosen, at, with_tickets=listed)
+        if format == "json":
+            return figures.as_json()
+        text = figures.tickets_csv() if part == "tickets" else figures.as_csv()
+        filename = f"{name}-{chosen.label}-{part}.csv".replace("/", "_").replace(":", "")
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{_safe(filename)}"'},
+        )
+
+    return router
+
+
+def _safe(filename: str) -> str:
+    """A header value from configured names: printable ASCII, no quotes."""
+    return "".join(
+        ch if ch.isascii() and ch.isprintable() and ch != '"' else "_" for ch in filename
+    )
