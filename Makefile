@@ -8,13 +8,15 @@ PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifie
 PYTEST_ARGS ?=
 
 .PHONY: help install lint format test test-unit test-integration run bench schemas lock \
-        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager fuzz chaos clean
+        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager prometheus rules-test \
+        fuzz chaos clean
 
 help:
 	@echo "make run     set up and run slawatch locally (Ctrl-C stops everything)"
 	@echo "make test    lint + unit + integration + end-to-end tests (starts Kafka and PostgreSQL)"
 	@echo "make install build .venv with the three services and the dev tools"
 	@echo "make lint    ruff + mypy --strict"
+	@echo "make rules-test  promtool checks and unit tests of the Prometheus rules (deploy/prometheus)"
 	@echo "make bench   benchmarks into bench/results/latest.json"
 	@echo "make fuzz    the long fuzz run (normalisers, HTTP, and schema-drawn events through engine and notifier)"
 	@echo "make chaos   the long chaos run (10,000 tickets, 50 SIGKILLs) and 10-minute provider outages"
@@ -62,7 +64,19 @@ pg-down:
 alertmanager:
 	deploy/alertmanager/install.sh
 
-test: install lint kafka-up pg-up alertmanager
+# Debian's prometheus (server and promtool) for the compliance rules of
+# deploy/prometheus and tests/deploy; installed once, its service never started.
+prometheus:
+	deploy/prometheus/install.sh
+
+# promtool: the rule files, their unit tests (deploy/prometheus/tests) and the
+# example configuration.
+rules-test: prometheus
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	promtool check config deploy/prometheus/prometheus.yml
+
+test: install lint kafka-up pg-up alertmanager prometheus rules-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install

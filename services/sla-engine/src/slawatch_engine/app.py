@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -277,7 +278,9 @@ def _allowances(
             period = period_containing(at, KIND[contract.review], contract.zone)
             report = await stored_report(db, book, name, contract, period, at, with_tickets=False)
             for indicator, allowance in report.allowance.items():
-                gauges.allowance.labels(name, indicator).set(allowance["projected"])
+                projected = allowance["projected"]
+                value = math.nan if projected is None else projected  # nothing to judge yet
+                gauges.allowance.labels(name, indicator).set(value)
 
     return step
 

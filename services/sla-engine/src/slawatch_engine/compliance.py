@@ -451,13 +451,15 @@ def build(
     )
 
 
-def _allowance(rule: Any, target: float, tally: _Tally) -> dict[str, int]:
-    """Further late items tolerated: judged on the items known now, and on every item of
-    the population once the pending ones are judged too (``projected``)."""
+def _allowance(rule: Any, target: float, tally: _Tally) -> dict[str, int | None]:
+    """Further late items tolerated: judged on the items known now (``remaining``), and on
+    every item of the population once the pending ones are judged too (``projected``);
+    null while there is no item to judge."""
+    judged, population = tally.known, tally.known + tally.pending
     return {
-        "remaining": rule(target, tally.known, tally.all_late),
-        "projected": rule(target, tally.known + tally.pending, tally.all_late),
-        "judged": tally.known,
+        "remaining": rule(target, judged, tally.all_late) if judged else None,
+        "projected": rule(target, population, tally.all_late) if population else None,
+        "judged": judged,
         "pending": tally.pending,
     }
 
