@@ -125,9 +125,9 @@ def test_online_report_prometheus_and_an_availability_breach(
     ledger = OfflineLedger(book)
     ledger.run(month, as_of)
     acme = book.contracts["acme"]
-    offline = build(
-        "acme", acme, period_of("2026-11", acme.zone), as_of, ledger.facts(as_of), ledger.alerts()
-    ).as_json()
+    november = period_of("2026-11", acme.zone)
+    facts = ledger.facts(as_of)
+    offline = build("acme", acme, november, as_of, facts, ledger.alerts(), book.calendars).as_json()
 
     async def scenario() -> None:
         engine = system.engine.url.removeprefix("http://")

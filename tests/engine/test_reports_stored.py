@@ -51,7 +51,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def offline(as_of: datetime) -> dict[str, Any]:
     ledger = OfflineLedger(BOOK)
     ledger.run(EVENTS, as_of)
-    return build("acme", CONTRACT, PERIOD, as_of, ledger.facts(as_of), ledger.alerts()).as_json()
+    facts = ledger.facts(as_of)
+    return build("acme", CONTRACT, PERIOD, as_of, facts, ledger.alerts(), BOOK.calendars).as_json()
 
 
 async def test_stored_and_offline_reports_agree(url: str) -> None:

@@ -110,7 +110,7 @@ class Calendar:
         """The instant at which ``seconds`` of business time after ``start`` are used up."""
         if seconds < 0:
             raise ValueError("a business duration cannot be negative")
-        return _from_us(self.add_us(to_us(start), round(seconds * US), _cuts(pauses)))
+        return from_us(self.add_us(to_us(start), round(seconds * US), _cuts(pauses)))
 
     def between(self, start: datetime, end: datetime, pauses: Pauses = ()) -> float:
         """Business seconds in ``[start, end)`` less pauses; zero when ``end <= start``."""
@@ -118,7 +118,7 @@ class Calendar:
 
     def next_open(self, at: datetime, pauses: Pauses = ()) -> datetime:
         """The first business instant at or after ``at``."""
-        return _from_us(self.add_us(to_us(at), 0, _cuts(pauses)))
+        return from_us(self.add_us(to_us(at), 0, _cuts(pauses)))
 
     def is_open(self, at: datetime) -> bool:
         moment = to_us(at)
@@ -152,7 +152,7 @@ class Calendar:
         lost = self.between_us(to_us(start), result, cuts, exclude_pauses=False) - (
             self.between_us(to_us(start), result, cuts)
         )
-        return _from_us(self.add_us(result, lost, cuts) if lost else result)
+        return from_us(self.add_us(result, lost, cuts) if lost else result)
 
     def _working_day(self, day: date, days: int, mode: DayMode) -> date:
         """The ``days``-th working day after ``day`` (see ``add_days`` for day 0)."""
@@ -175,7 +175,7 @@ class Calendar:
     def add_many(self, start: datetime, seconds: Sequence[float]) -> list[datetime]:
         """``add`` for several durations from one start (ascending) in one walk."""
         offsets = [round(value * US) for value in seconds]
-        return [_from_us(moment) for moment in self.add_many_us(to_us(start), offsets)]
+        return [from_us(moment) for moment in self.add_many_us(to_us(start), offsets)]
 
     def add_many_us(
         self, start: int, offsets: Sequence[int], cuts: Sequence[Span] = ()
@@ -293,13 +293,13 @@ class Calendar:
         return self._versions[max(0, bisect_right(self._starts, day) - 1)]
 
     def _date_of(self, moment: int) -> date:
-        return _from_us(moment).astimezone(self.timezone).date()
+        return from_us(moment).astimezone(self.timezone).date()
 
     def _instant(self, day: date, seconds: float) -> int:
         """Microseconds of local ``day`` + ``seconds``; a time in a DST gap is the gap's end."""
         wall = datetime.combine(day, time()) + timedelta(seconds=seconds)
         moment = to_us(wall.replace(tzinfo=self.timezone))
-        if _from_us(moment).astimezone(self.timezone).replace(tzinfo=None) == wall:
+        if from_us(moment).astimezone(self.timezone).replace(tzinfo=None) == wall:
             return moment
         return self._gap_end(to_us(wall.replace(tzinfo=self.timezone, fold=1)), moment)
 
@@ -316,7 +316,7 @@ class Calendar:
         return high * US
 
     def _offset(self, moment: int) -> timedelta | None:
-        return _from_us(moment).astimezone(self.timezone).utcoffset()
+        return from_us(moment).astimezone(self.timezone).utcoffset()
 
 
 # --- helpers over spans -----------------------------------------------------------------
@@ -329,7 +329,8 @@ def to_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _ONE_US
 
 
-def _from_us(moment: int) -> datetime:
+def from_us(moment: int) -> datetime:
+    """µs since the epoch as an aware UTC instant."""
     return _EPOCH + timedelta(microseconds=moment)
 
 

@@ -34,17 +34,18 @@ against "<= 30m" meets.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from slawatch_engine.availability import GroupFigures, ServiceFigures, group_figures
-from slawatch_engine.calendar import Calendar
-from slawatch_engine.clock import BREACH, State, View
+from slawatch_engine.calendar import Calendar, from_us, to_us
+from slawatch_engine.clock import State, View
 from slawatch_engine.contracts import Contract
 from slawatch_engine.periods import Period
 
@@ -53,45 +54,87 @@ Alerts = Mapping[str, Sequence[tuple[datetime, datetime | None]]]
 """service → the firing intervals of its alerts (end None: still firing)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClockFact:
-    """A clock as replayed up to ``as_of``."""
+class ClockFact(NamedTuple):
+    """A clock as replayed up to ``as_of``: a tuple, its instants in µs since the epoch (a
+    month of clocks is read and judged without a datetime each)."""
 
-    state: State
+    state: str
+    """A ``State`` value."""
     target: int
     used: float
-    """Business seconds counted by ``as_of`` (all of them once stopped)."""
-    deadline: datetime | None
-    stopped_at: datetime | None
+    """Business seconds counted up to its last change (all of them once stopped)."""
+    deadline_us: int | None
+    stopped_us: int | None
+    running_us: int | None = None
+    """While running: since when (counted on ``calendar`` up to ``as_of`` on demand)."""
+    calendar: str | None = None
 
     @classmethod
-    def of(cls, view: View, calendar: Calendar, as_of: datetime) -> ClockFact:
+    def at(
+        cls,
+        state: State,
+        target: int,
+        used: float,
+        deadline: datetime | None,
+        stopped_at: datetime | None,
+        running_since: datetime | None = None,
+        calendar: str | None = None,
+    ) -> ClockFact:
+        """A fact from aware instants."""
         return cls(
-            view.state, view.target, view.used_at(as_of, calendar), view.deadline, view.stopped_at
+            state.value,
+            target,
+            used,
+            _us(deadline),
+            _us(stopped_at),
+            _us(running_since),
+            calendar,
         )
 
-    def outcome(self, as_of: datetime) -> Outcome:
-        if self.state is State.CANCELLED:
+    @classmethod
+    def of(cls, view: View, calendar: str) -> ClockFact:
+        running = view.running_since if view.state is State.RUNNING else None
+        return cls.at(
+            view.state, view.target, view.used, view.deadline, view.stopped_at, running, calendar
+        )
+
+    def business_seconds(self, as_of: datetime, calendars: Mapping[str, Calendar]) -> float:
+        """Business seconds counted by ``as_of``."""
+        if self.running_us is None or self.calendar is None:
+            return self.used
+        since = from_us(self.running_us)
+        return self.used + calendars[self.calendar].between(since, max(as_of, since))
+
+    def outcome(self, as_of: int | datetime) -> Outcome:
+        """met, breached, late, pending or cancelled at ``as_of`` (µs since the epoch, or
+        an aware instant)."""
+        as_of_us = as_of if isinstance(as_of, int) else to_us(as_of)
+        state, deadline = self.state, self.deadline_us
+        if state == "stopped":
+            late = deadline is not None and self.stopped_us is not None
+            return "breached" if late and self.stopped_us > deadline else "met"  # type: ignore[operator]
+        if state == "cancelled":
             return "cancelled"
-        if self.state is State.STOPPED:
-            late = self.deadline is not None and self.stopped_at is not None
-            return "breached" if late and self.stopped_at > self.deadline else "met"  # type: ignore[operator]
-        if self.deadline is not None and self.deadline < as_of:
+        if deadline is not None and deadline < as_of_us:
             return "late"
         return "pending"
 
-    def late_by(self, as_of: datetime) -> float | None:
+    def late_by(self, as_of: int | datetime) -> float | None:
         """Seconds past the deadline (to the stop, or to ``as_of`` while open), if late."""
-        if self.deadline is None or self.state is State.CANCELLED:
+        as_of_us = as_of if isinstance(as_of, int) else to_us(as_of)
+        if self.deadline_us is None or self.state == "cancelled":
             return None
-        end = self.stopped_at if self.state is State.STOPPED else as_of
-        if end is None or end <= self.deadline:
+        end = self.stopped_us if self.state == "stopped" else as_of_us
+        if end is None or end <= self.deadline_us:
             return None
-        return (end - self.deadline).total_seconds()
+        return (end - self.deadline_us) / 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class TicketFact:
+def _us(moment: datetime | None) -> int | None:
+    return None if moment is None else to_us(moment)
+
+
+class TicketFact(NamedTuple):
     key: str
     policy: str
     priority: str
@@ -100,21 +143,6 @@ class TicketFact:
     resolution: ClockFact | None
     rating: float | None = None
     """The latest rating by ``as_of``, in percent."""
-
-
-def view_of_stored(
-    state: str,
-    target: int,
-    used: float,
-    running_since: datetime | None,
-    started_at: datetime,
-    stopped_at: datetime | None,
-    deadline: datetime | None,
-) -> View:
-    """The replay the engine stored beside a clock (``store.Derived``), as a ``View``."""
-    return View(
-        State(state), target, used, running_since, started_at, stopped_at, 1, {BREACH: deadline}
-    )
 
 
 # --- the figures ---------------------------------------------------------------
@@ -130,13 +158,14 @@ class _Tally:
     pending: int = 0
     cancelled: int = 0
     none: int = 0
-    seconds: Fraction = Fraction(0)
+    micros: int = 0
+    """Business microseconds of the stopped clocks (exact: clocks count whole µs)."""
 
-    def add(self, fact: ClockFact | None, as_of: datetime) -> Outcome | None:
+    def add(self, fact: ClockFact | None, as_of_us: int) -> Outcome | None:
         if fact is None:
             self.none += 1
             return None
-        outcome = fact.outcome(as_of)
+        outcome = fact.outcome(as_of_us)
         if outcome == "met":
             self.met += 1
         elif outcome == "breached":
@@ -148,7 +177,7 @@ class _Tally:
         else:
             self.cancelled += 1
         if outcome in ("met", "breached"):
-            self.seconds += Fraction(fact.used)
+            self.micros += round(fact.used * 1_000_000)
         return outcome
 
     @property
@@ -164,6 +193,7 @@ class _Tally:
         return self.breached + self.late
 
 
+@functools.lru_cache(maxsize=4096)
 def decimal(number: float) -> Fraction:
     """A configured number as the decimal it was written as (99.9 is 999/10, not the
     nearest binary fraction), so a figure compares with its target exactly."""
@@ -313,17 +343,23 @@ def _interval(start: datetime, end: datetime) -> dict[str, Any]:
     }
 
 
-def _clock_json(fact: ClockFact | None, outcome: Outcome | None, as_of: datetime) -> Any:
+def _clock_json(
+    fact: ClockFact | None,
+    outcome: Outcome | None,
+    as_of: datetime,
+    calendars: Mapping[str, Calendar],
+) -> Any:
     if fact is None:
         return None
+    deadline, stopped = fact.deadline_us, fact.stopped_us
     return {
-        "state": fact.state.value,
+        "state": fact.state,
         "outcome": outcome,
-        "business_seconds": round(fact.used, 3),
+        "business_seconds": round(fact.business_seconds(as_of, calendars), 3),
         "target_seconds": fact.target,
-        "deadline": _iso(fact.deadline) if fact.deadline else None,
-        "stopped_at": _iso(fact.stopped_at) if fact.stopped_at else None,
-        "late_by_seconds": fact.late_by(as_of),
+        "deadline": None if deadline is None else _iso(from_us(deadline)),
+        "stopped_at": None if stopped is None else _iso(from_us(stopped)),
+        "late_by_seconds": fact.late_by(to_us(as_of)),
     }
 
 
@@ -334,6 +370,7 @@ def build(
     as_of: datetime,
     tickets: Iterable[TicketFact],
     alerts: Alerts,
+    calendars: Mapping[str, Calendar] | None = None,
     *,
     with_tickets: bool = True,
 ) -> Report:
@@ -341,9 +378,12 @@ def build(
 
     ``tickets`` may hold tickets of other policies or periods: only the
     population (the contract's policies, created in the period by ``as_of``)
-    is counted.
+    is counted. ``calendars`` (by name) count the business time of clocks
+    still running, for the per-ticket list.
     """
     policies = set(contract.policies)
+    as_of_us = to_us(as_of)
+    calendars = calendars or {}
     response, resolution = _Tally(), _Tally()
     ratings: list[Fraction] = []
     listed: list[dict[str, Any]] = []
@@ -352,10 +392,10 @@ def build(
         if ticket.policy not in policies or not _inside(ticket.created_at, period, as_of):
             continue
         population += 1
-        answered = response.add(ticket.response, as_of)
-        resolved = resolution.add(ticket.resolution, as_of)
+        answered = response.add(ticket.response, as_of_us)
+        resolved = resolution.add(ticket.resolution, as_of_us)
         if ticket.rating is not None:
-            ratings.append(Fraction(ticket.rating))
+            ratings.append(decimal(ticket.rating))
         if with_tickets:
             source, _, ticket_id = ticket.key.partition(":")
             listed.append(
@@ -367,14 +407,14 @@ def build(
                     "priority": ticket.priority,
                     "created_at": _iso(ticket.created_at),
                     "rating": None if ticket.rating is None else round(ticket.rating, 4),
-                    "response": _clock_json(ticket.response, answered, as_of),
-                    "resolution": _clock_json(ticket.resolution, resolved, as_of),
+                    "response": _clock_json(ticket.response, answered, as_of, calendars),
+                    "resolution": _clock_json(ticket.resolution, resolved, as_of, calendars),
                 }
             )
     targets = contract.targets
     exact: dict[str, Fraction | None] = {
         "mean_response_time": (
-            response.seconds / response.stopped / 60 if response.stopped else None
+            Fraction(response.micros, response.stopped * 60_000_000) if response.stopped else None
         ),
         "response_overdue_rate": _ratio(response.all_late, response.known),
         "on_time_resolution_rate": _ratio(resolution.met, resolution.known),

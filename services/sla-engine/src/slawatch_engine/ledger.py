@@ -164,7 +164,7 @@ class Ledger:
         rating = event.data.rating
         if rating is None or (row.rated_at is not None and event.occurred_at < row.rated_at):
             return
-        row.rating_percent = rating.score / rating.scale_max * 100
+        row.rating_percent = rating.score * 100 / rating.scale_max
         row.rated_at = event.occurred_at
         if row.policy is not None:
             changes.rated.append(Rated(row.policy, row.rating_percent))

@@ -112,6 +112,7 @@ def offline_report(args: argparse.Namespace, config: Path) -> int:
         as_of,
         ledger.facts(as_of),
         ledger.alerts(),
+        book.calendars,
         with_tickets=not args.summary,
     )
     if args.format == "csv":

@@ -27,7 +27,7 @@ from slawatch_engine import compliance
 from slawatch_engine.contracts import Contract
 from slawatch_engine.periods import Period, choose_period, parse_instant
 from slawatch_engine.policy import PolicyBook
-from slawatch_engine.reporting import stored_alerts, stored_facts
+from slawatch_engine.reporting import acyclic, stored_alerts, stored_facts
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,10 @@ async def stored_report(
     async with db.connect() as conn:
         facts = await stored_facts(conn, book, contract.policies, period.start, period.end, as_of)
         alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
-    return compliance.build(name, contract, period, as_of, facts, alerts, with_tickets=with_tickets)
+    with acyclic():
+        return compliance.build(
+            name, contract, period, as_of, facts, alerts, book.calendars, with_tickets=with_tickets
+        )
 
 
 def reports_router(
