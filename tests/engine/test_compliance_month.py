@@ -151,6 +151,9 @@ def test_the_population_and_each_tickets_outcome(figures: dict[str, Any]) -> Non
     ]  # fmt: skip
     assert "T8" not in tickets  # created before the period
     assert "T9" not in tickets  # November in UTC, December in Shanghai
+    # the deadline a clock had when it stopped, reached or not
+    assert tickets["T1"]["response"]["deadline"] == "2026-11-02T02:15:00+00:00"
+    assert tickets["T3"]["response"]["deadline"] == "2026-11-09T01:30:00+00:00"
     t3 = tickets["T3"]["response"]
     assert (t3["business_seconds"], t3["outcome"], t3["late_by_seconds"]) == (3600, "met", None)
     t4 = tickets["T4"]["resolution"]

@@ -199,9 +199,18 @@ def test_choose_period_takes_a_label_or_a_range() -> None:
     assert choose_period("2026-11", None, None, SHANGHAI) == period_of("2026-11", SHANGHAI)
     chosen = choose_period(None, "2026-11-01", "2026-11-16", SHANGHAI)
     assert chosen == span(
-        datetime(2026, 11, 1, tzinfo=SHANGHAI), datetime(2026, 11, 16, tzinfo=SHANGHAI)
+        datetime(2026, 11, 1, tzinfo=SHANGHAI).astimezone(UTC),
+        datetime(2026, 11, 16, tzinfo=SHANGHAI).astimezone(UTC),
     )
-    assert chosen.label == "2026-11-01T00:00:00+08:00/2026-11-16T00:00:00+08:00"
+    assert chosen.label == "2026-10-31T16:00:00+00:00/2026-11-15T16:00:00+00:00"
+
+
+def test_an_instant_is_read_in_utc_and_within_the_years_it_may_have() -> None:
+    assert parse_instant("2026-11-01T08:00", SHANGHAI) == datetime(2026, 11, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="no UTC instant"):
+        parse_instant("9999-12-31T23:59:59-23:59", SHANGHAI)
+    with pytest.raises(ValueError, match="outside the years"):
+        parse_instant("0001-01-01T00:00:00Z", SHANGHAI)
 
 
 @pytest.mark.parametrize(

@@ -352,6 +352,8 @@ def _clock_json(
     if fact is None:
         return None
     deadline, stopped = fact.deadline_us, fact.stopped_us
+    if deadline is None and stopped is not None and fact.state == "stopped":
+        deadline = _deadline_when_stopped(fact, stopped, calendars)
     return {
         "state": fact.state,
         "outcome": outcome,
@@ -361,6 +363,17 @@ def _clock_json(
         "stopped_at": None if stopped is None else _iso(from_us(stopped)),
         "late_by_seconds": fact.late_by(to_us(as_of)),
     }
+
+
+def _deadline_when_stopped(
+    fact: ClockFact, stopped_us: int, calendars: Mapping[str, Calendar]
+) -> int | None:
+    """The deadline a clock stopped before its target had when it stopped: the rest of its
+    target counted on from the stop (the replay records only deadlines reached)."""
+    calendar = calendars.get(fact.calendar or "")
+    if calendar is None or fact.used >= fact.target:
+        return None
+    return to_us(calendar.add(from_us(stopped_us), fact.target - fact.used))
 
 
 def build(

@@ -134,7 +134,8 @@ def parse_instant(text: str, zone: ZoneInfo) -> datetime:
     """An instant from ISO 8601 text: with an offset (``2026-11-01T08:00:00+08:00``,
     ``…Z``) it is that instant; without one it is local time in ``zone``
     (``2026-11-01T08:00``), and a date alone is local midnight (``2026-11-01``).
-    A local time is read as ``period_of`` reads midnight (PEP 495, ``fold=0``)."""
+    A local time is read as ``period_of`` reads midnight (PEP 495, ``fold=0``).
+    The instant is returned in UTC, and it must lie in the years 1970-9998."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -142,7 +143,14 @@ def parse_instant(text: str, zone: ZoneInfo) -> datetime:
             f"{text!r} is not an ISO 8601 instant like '2026-11-01T08:00:00+08:00' "
             "or a date like '2026-11-01'"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    local = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    try:
+        instant = local.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} has no UTC instant (out of range)") from None
+    if not FIRST_YEAR <= instant.year <= LAST_YEAR:
+        raise ValueError(f"{text!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
+    return instant
 
 
 def _period(

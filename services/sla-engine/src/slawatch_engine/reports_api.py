@@ -120,6 +120,10 @@ def reports_router(
             at = parse_instant(as_of, contract.zone) if as_of else now()
         except ValueError as exc:
             raise HTTPException(422, f"as_of: {exc}") from None
+        if not chosen.start - MAX_SPAN <= at <= chosen.end + MAX_SPAN:
+            raise HTTPException(
+                422, f"as_of: at most {MAX_SPAN.days} days before or after the period"
+            )
         listed = tickets if format == "json" else part == "tickets"
         figures = await stored_report(db(), book, name, contract, chosen, at, with_tickets=listed)
         if format == "json":
