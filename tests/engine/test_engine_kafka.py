@@ -446,3 +446,60 @@ async def test_poison_records_are_dead_lettered_and_their_neighbours_applied(
     again = [row for row in listed if row["key"] == "jira:Y-1"]
     assert [row["replayed_at"] is not None for row in again] == [True, False]
     assert again[1]["offset"] > again[0]["offset"]
+
+
+async def test_alerts_become_outages_and_unreadable_alert_records_dead_letters(
+    engine_url: str, kafka_bootstrap: str, topics: Topics, database_url: str
+) -> None:
+    """The monitoring consumer: a firing and its resolution become one interval; a null
+    record and invalid JSON between them are dead letters; the consumer goes on."""
+    starts = datetime.now(UTC) - timedelta(minutes=5)
+
+    def alert(kind: str, ends: datetime | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "service": "core-net",
+            "name": "Down",
+            "fingerprint": "fp-1",
+            "starts_at": starts.isoformat(),
+        }
+        if ends is not None:
+            data["ends_at"] = ends.isoformat()
+        return {
+            "event_id": f"alert:{kind}",
+            "type": f"monitor.alert_{kind}",
+            "occurred_at": (ends or starts).isoformat(),
+            "source": "alertmanager",
+            "data": data,
+        }
+
+    await produce(kafka_bootstrap, topics.monitoring, [("core-net", alert("firing"))])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.monitoring, key=b"core-net", value=None)
+        await producer.send_and_wait(topics.monitoring, key=b"core-net", value=b"{not json")
+    finally:
+        await producer.stop()
+    ends = starts + timedelta(minutes=2)
+    await produce(kafka_bootstrap, topics.monitoring, [("core-net", alert("resolved", ends))])
+    db = create_engine(database_url)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            async with db.connect() as conn:
+                rows = (await conn.execute(select(store.outages))).mappings().all()
+                letters = (
+                    await conn.execute(
+                        select(store.dead_letters.c.topic, store.dead_letters.c.reason)
+                    )
+                ).all()
+            if rows and rows[0]["ends_at"] is not None and len(letters) == 2:
+                break
+            assert time.monotonic() < deadline, (rows, letters)
+            await asyncio.sleep(0.2)
+    finally:
+        await db.dispose()
+    assert [(r["service"], r["fingerprint"], r["ends_at"]) for r in rows] == [
+        ("core-net", "fp-1", ends)
+    ]
+    assert sorted(letters) == [(topics.monitoring, "invalid")] * 2
