@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from alembic import command
+from sqlalchemy import func, insert, select, text
 
-from slawatch_common.db import create_engine, upgrade
+from slawatch_common.db import alembic_config, create_engine, upgrade
 from slawatch_engine import store
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -115,3 +117,78 @@ def _row(event_id: str, published: datetime | None) -> dict[str, object]:
         "created_at": NOW - timedelta(days=10),
         "published_at": published,
     }
+
+
+async def test_the_compliance_migration_fills_in_what_stored_rows_already_tell(url: str) -> None:
+    """0003 on a database with tickets and clocks: each ticket's creation is its clocks'
+    first entry, each clock's last entry is its timeline's; a ticket without clocks has
+    none; new tables for outages and budget stages exist."""
+
+    def to(revision: str) -> Any:
+        def run(connection: Any) -> None:
+            cfg = alembic_config(store.MIGRATIONS, store.VERSION_TABLE)
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+
+        return run
+
+    created, answered = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
+    db = create_engine(url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(to("0002"))
+            for key in ("jira:1", "jira:2"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO engine_tickets (key, source, ticket_id, partition, priority,"
+                        " policy, snapshot, updated_at) VALUES (:k, 'jira', :k, 0, 'P1', 'p',"
+                        " '{}', :at)"
+                    ),
+                    {"k": key, "at": NOW},
+                )
+            timelines = {
+                "jira:1:response": [
+                    {"at": created.isoformat(), "kind": "start", "target": 900},
+                    {"at": answered.isoformat(), "kind": "stop"},
+                ],
+                "jira:1:resolution": [
+                    {"at": created.isoformat(), "kind": "start", "target": 3600},
+                ],
+            }
+            for clock_id, timeline in timelines.items():
+                await conn.execute(
+                    insert(store.clocks).values(
+                        id=clock_id,
+                        ticket_key="jira:1",
+                        partition=0,
+                        metric=clock_id.rsplit(":", 1)[1],
+                        policy="p",
+                        calendar="always",
+                        target_seconds=900,
+                        stages=[],
+                        timeline=timeline,
+                        fired=[],
+                        cycle=1,
+                        state="running",
+                        started_at=created,
+                        used_seconds=0.0,
+                        breached=False,
+                        version=0,
+                        updated_at=NOW,
+                    )
+                )
+        async with db.begin() as conn:
+            await conn.run_sync(to("head"))
+        async with db.connect() as conn:
+            tickets = dict(
+                (await conn.execute(select(store.tickets.c.key, store.tickets.c.created_at))).all()
+            )
+            clocks = dict(
+                (await conn.execute(select(store.clocks.c.id, store.clocks.c.last_entry_at))).all()
+            )
+            assert await conn.scalar(select(func.count()).select_from(store.outages)) == 0
+            assert await conn.scalar(select(func.count()).select_from(store.budget_stages)) == 0
+    finally:
+        await db.dispose()
+    assert tickets == {"jira:1": created, "jira:2": None}
+    assert clocks == {"jira:1:response": answered, "jira:1:resolution": created}
