@@ -8,7 +8,7 @@ over the contract's three monitored services. Rows are written by COPY in
 the shape the engine stores them.
 
 - ``seconds``: the report's summary (no per-ticket list) as the engine's
-  ``GET /v1/reports`` builds it (``reports_api.stored_report``), best of 3;
+  ``GET /v1/reports`` builds it (``reporting.stored_report``), best of 3;
 - ``baseline_sql_aggregate_seconds``: one ``GROUP BY`` over the same clock
   rows of the same tickets (count, summed business seconds, late count per
   metric), same run, same driver, best of 3.
@@ -33,7 +33,7 @@ from slawatch_common.db import create_engine, upgrade
 from slawatch_engine import store
 from slawatch_engine.periods import period_of
 from slawatch_engine.policy import load_policies
-from slawatch_engine.reports_api import stored_report
+from slawatch_engine.reporting import stored_report
 
 TICKETS = 100_000
 ALERTS = 10_000
@@ -143,7 +143,8 @@ async def _seed(dsn: str, start: datetime, end: datetime) -> None:
                 json.dumps({"id": str(n), "priority": priority, "service": "network"}),
                 created,
                 created,
-                rng.choice((0.0, 100.0, 80.0, 60.0, 100.0)) if rated else None,
+                rng.choice((0.0, 5.0, 4.0, 3.0, 5.0)) if rated else None,
+                5.0 if rated else None,
                 created + timedelta(days=1) if rated else None,
             )
         )
@@ -203,7 +204,8 @@ async def _seed(dsn: str, start: datetime, end: datetime) -> None:
                 "snapshot",
                 "updated_at",
                 "created_at",
-                "rating_percent",
+                "rating_score",
+                "rating_scale",
                 "rated_at",
             ],
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -19,9 +21,10 @@ from sqlalchemy import select
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.events import Metric, MonitoringEvent, SlaEvent
 from slawatch_engine import store
+from slawatch_engine.availability import group_figures
 from slawatch_engine.budgets import BudgetWatch
 from slawatch_engine.ledger import Changes
-from slawatch_engine.metrics import ComplianceMetrics, EngineMetrics
+from slawatch_engine.metrics import AvailabilityCollector, ComplianceMetrics, EngineMetrics
 from slawatch_engine.monitoring import note_alerts
 from slawatch_engine.policy import load_policies
 from support.prom import metric
@@ -198,3 +201,30 @@ async def test_an_interval_resolved_before_it_began_counts_nothing(
         assert [(e.data.ticket.id, e.data.stage) for e in emitted] == [("shop/web", "breach")]
     finally:
         await db.dispose()
+
+
+def test_the_outage_counter_never_goes_down_within_a_period() -> None:
+    """An alert counted as down up to now, then resolved late and dated earlier: the
+    figures shrink, the counter Prometheus reads does not (a drop would be a reset)."""
+    utc = ZoneInfo("UTC")
+    november = (START.replace(day=1), START.replace(month=12, day=1))
+    december = (november[1], november[1].replace(month=12, day=31))
+
+    def figures(period: tuple[datetime, datetime], ends: datetime | None, now: datetime) -> Any:
+        alerts = {"web": [(period[0], ends)]}
+        return group_figures("web", 99.9, ["web"], *period, now, alerts, [], utc)
+
+    collector = AvailabilityCollector()
+    firing = figures(november, None, november[0] + timedelta(seconds=1200))
+    collector.update("shop", "web", firing)
+    assert collector.outage_seconds("shop", "web", "web") == 1200
+    resolved = figures(
+        november, november[0] + timedelta(seconds=900), november[0] + timedelta(hours=1)
+    )
+    assert resolved.services[0].outage_seconds == 900
+    collector.update("shop", "web", resolved)
+    assert collector.outage_seconds("shop", "web", "web") == 1200
+    collector.update(
+        "shop", "web", figures(december, december[0] + timedelta(seconds=60), december[1])
+    )
+    assert collector.outage_seconds("shop", "web", "web") == 60

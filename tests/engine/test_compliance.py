@@ -977,6 +977,20 @@ def test_a_rating_exactly_at_the_satisfaction_target_meets_it(tmp_path: Path) ->
     assert met(figures, "mean_satisfaction") is True
 
 
+def test_ratings_on_a_seven_point_scale_compare_exactly(tmp_path: Path) -> None:
+    # 7, 7, 6 and 1 of 7: (700 + 700 + 600 + 100) / 7 / 4 = 75 exactly
+    book = load(tmp_path, mean_satisfaction=75)
+    events = []
+    for number, score in enumerate((7, 7, 6, 1), 1):
+        events += [
+            event("created", utc(10, 10), f"T{number}", priority="P2"),
+            event("rated", utc(11), f"T{number}", rating={"score": score, "scale_max": 7}),
+        ]
+    figures = replayed(book, events)
+    assert value(figures, "mean_satisfaction") == 75.0
+    assert met(figures, "mean_satisfaction") is True
+
+
 # --- getting a report ------------------------------------------------------------------
 
 

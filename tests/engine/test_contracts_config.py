@@ -202,6 +202,12 @@ def test_check_config_refuses_a_bad_contract_naming_the_place(
             id="rrule-with-count",
         ),
         pytest.param(
+            ("network: {services: [core-net]", "network: {services: [core-net, core-net]"),
+            "contracts.acme.availability.network",
+            "listed twice: core-net",
+            id="service-listed-twice",
+        ),
+        pytest.param(
             ("duration: 2h", "duration: 8d"),
             "contracts.acme.maintenance.0",
             "longer than the rule's frequency",

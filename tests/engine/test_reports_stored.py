@@ -10,7 +10,7 @@ changed later are replayed up to that moment.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,7 @@ from slawatch_engine.ledger import Ledger
 from slawatch_engine.monitoring import note_alerts
 from slawatch_engine.periods import period_of
 from slawatch_engine.policy import load_policies
-from slawatch_engine.reporting import OfflineLedger, read_events
-from slawatch_engine.reports_api import stored_report
+from slawatch_engine.reporting import OfflineLedger, read_events, stored_report
 
 HERE = Path(__file__).parent / "compliance"
 BOOK = load_policies(HERE / "contract.yaml")
@@ -106,5 +105,25 @@ async def test_alert_intervals_fold_in_any_order_and_repeat(url: str) -> None:
         assert sorted(ends) == ["A", "B", "C", "D", "E", "F"]
         assert ends["E"] is None  # still firing
         assert ends["B"] == datetime(2026, 11, 10, 2, 30, tzinfo=UTC)  # not reopened
+        # a resolution dated before its alert began says nothing: the true one still counts
+        absurd = alerts[0].model_copy(
+            update={
+                "event_id": "absurd",
+                "type": "monitor.alert_resolved",
+                "data": alerts[0].data.model_copy(
+                    update={"ends_at": alerts[0].data.starts_at - timedelta(days=400)}
+                ),
+            }
+        )
+        async with db.begin() as conn:
+            await note_alerts(conn, [absurd], now)
+        async with db.connect() as conn:
+            key = (absurd.data.service, absurd.data.fingerprint)
+            row = await conn.execute(
+                select(store.outages.c.ends_at).where(
+                    store.outages.c.service == key[0], store.outages.c.fingerprint == key[1]
+                )
+            )
+            assert [r.ends_at for r in row] == [ends[key[1]]]
     finally:
         await db.dispose()

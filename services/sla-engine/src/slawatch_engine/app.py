@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.consumer import reachable
+from slawatch_common.consumer import is_fatal, is_transient, reachable
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.deadletter_ops import dead_letter_router
 from slawatch_common.kafka import ensure_topics, start_producer
@@ -42,7 +42,8 @@ from slawatch_engine.outbox import Publisher
 from slawatch_engine.periods import period_containing
 from slawatch_engine.policy import PolicyBook
 from slawatch_engine.preview import Previewer
-from slawatch_engine.reports_api import reports_router, stored_report
+from slawatch_engine.reporting import stored_report
+from slawatch_engine.reports_api import reports_router
 from slawatch_engine.settings import EngineSettings
 from slawatch_engine.status import clock_status
 from slawatch_engine.timer import DueIndex, Timer
@@ -275,8 +276,17 @@ def _allowances(
     async def step() -> None:
         at = now()
         for name, contract in book.contracts.items():
-            period = period_containing(at, KIND[contract.review], contract.zone)
-            report = await stored_report(db, book, name, contract, period, at, with_tickets=False)
+            try:
+                period = period_containing(at, KIND[contract.review], contract.zone)
+                report = await stored_report(
+                    db, book, name, contract, period, at, with_tickets=False
+                )
+            except Exception as exc:
+                if is_fatal(exc) or is_transient(exc):
+                    raise  # waited out (or fatal) by the loop
+                # one contract's fault never leaves the others' gauges stale
+                log.exception("contract %s: allowance not computed", name)
+                continue
             for indicator, allowance in report.allowance.items():
                 projected = allowance["projected"]
                 value = math.nan if projected is None else projected  # nothing to judge yet

@@ -223,9 +223,10 @@ class BudgetWatch:
         highest = max(crossed, key=STAGES.index)
         event = budget_event(name, contract, group, period, figures, highest, now)
         changes = Changes(emitted=[event], partition_of={event.event_id: min(owned)})
+        table = store.budget_stages
         async with self._lock, self._db.begin() as conn:
-            await conn.execute(
-                _insert_ignoring_duplicates(conn),
+            inserted = await conn.execute(
+                _insert_ignoring_duplicates(conn).returning(table.c.stage),
                 [
                     {
                         "contract": name,
@@ -237,6 +238,12 @@ class BudgetWatch:
                     for stage in crossed
                 ],
             )
+            ours = set(inserted.scalars())
+            # read in the same transaction, after the insert: another engine's stages of
+            # this period are committed by now (its rows held ours back until then)
+            known = await self._emitted(conn, name, period)
+            if highest not in ours or max(known.get(group, ()), key=STAGES.index) != highest:
+                return  # another engine emitted this stage, or a later one, first
             await outbox.stage(conn, changes.emitted, changes.partition_of, self._topic, now)
         log.info(
             "contract %s, %s availability %s: %s (%.0f of %.0f budget seconds spent)",

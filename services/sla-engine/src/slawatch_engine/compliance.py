@@ -141,8 +141,16 @@ class TicketFact(NamedTuple):
     created_at: datetime
     response: ClockFact | None
     resolution: ClockFact | None
-    rating: float | None = None
-    """The latest rating by ``as_of``, in percent."""
+    rating: Fraction | float | None = None
+    """The latest rating by ``as_of``, in percent (``percent_of`` makes it exact)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def percent_of(score: float | None, scale_max: float | None) -> Fraction | None:
+    """A rating in percent of its scale, exactly: 57 of 100 is 57, 6 of 7 is 600/7."""
+    if score is None or not scale_max:
+        return None
+    return decimal(score) * 100 / decimal(scale_max)
 
 
 # --- the figures ---------------------------------------------------------------
@@ -277,17 +285,16 @@ class Report:
         rows = [(k, v) for k, v in self.indicators.items() if k != "availability"]
         rows += [(f"availability:{g}", v) for g, v in self.indicators["availability"].items()]
         for key, figure in rows:
-            writer.writerow(
-                [
-                    self.name,
-                    self.period.label,
-                    key,
-                    "" if figure["value"] is None else figure["value"],
-                    figure["operator"],
-                    figure["target"],
-                    "" if figure["met"] is None else str(figure["met"]).lower(),
-                ]
-            )
+            row = [
+                self.name,
+                self.period.label,
+                key,
+                "" if figure["value"] is None else figure["value"],
+                figure["operator"],
+                figure["target"],
+                "" if figure["met"] is None else str(figure["met"]).lower(),
+            ]
+            writer.writerow([_cell(value) for value in row])
         return out.getvalue()
 
     def tickets_csv(self) -> str:
@@ -394,114 +401,153 @@ def build(
     is counted. ``calendars`` (by name) count the business time of clocks
     still running, for the per-ticket list.
     """
-    policies = set(contract.policies)
-    as_of_us = to_us(as_of)
-    calendars = calendars or {}
-    response, resolution = _Tally(), _Tally()
-    ratings: list[Fraction] = []
-    listed: list[dict[str, Any]] = []
-    population = 0
-    for ticket in tickets:
-        if ticket.policy not in policies or not _inside(ticket.created_at, period, as_of):
-            continue
-        population += 1
-        answered = response.add(ticket.response, as_of_us)
-        resolved = resolution.add(ticket.resolution, as_of_us)
-        if ticket.rating is not None:
-            ratings.append(decimal(ticket.rating))
-        if with_tickets:
-            source, _, ticket_id = ticket.key.partition(":")
-            listed.append(
-                {
-                    "ticket": ticket.key,
-                    "source": source,
-                    "id": ticket_id,
-                    "policy": ticket.policy,
-                    "priority": ticket.priority,
-                    "created_at": _iso(ticket.created_at),
-                    "rating": None if ticket.rating is None else round(ticket.rating, 4),
-                    "response": _clock_json(ticket.response, answered, as_of, calendars),
-                    "resolution": _clock_json(ticket.resolution, resolved, as_of, calendars),
-                }
-            )
-    targets = contract.targets
-    exact: dict[str, Fraction | None] = {
-        "mean_response_time": (
-            Fraction(response.micros, response.stopped * 60_000_000) if response.stopped else None
-        ),
-        "response_overdue_rate": _ratio(response.all_late, response.known),
-        "on_time_resolution_rate": _ratio(resolution.met, resolution.known),
-        "mean_satisfaction": sum(ratings, Fraction(0)) / len(ratings) if ratings else None,
-    }
-    indicators: dict[str, Any] = {
-        "mean_response_time_minutes": _indicator(
-            exact["mean_response_time"], Fraction(targets.mean_response_time, 60), "<="
-        ),
-        "response_overdue_rate": _indicator(
-            exact["response_overdue_rate"], targets.response_overdue_rate, "<"
-        ),
-        "on_time_resolution_rate": _indicator(
-            exact["on_time_resolution_rate"], targets.on_time_resolution_rate, ">="
-        ),
-        "mean_satisfaction": _indicator(
-            exact["mean_satisfaction"], targets.mean_satisfaction, ">="
-        ),
-        "availability": {},
-    }
-    groups = availability_of(contract, period, as_of, alerts)
-    for group, figures in groups.items():
-        value = figures.exact_availability
-        exact[f"availability:{group}"] = value
-        indicators["availability"][group] = {
-            **_indicator(value, figures.target, ">="),
-            "services": [s.service for s in figures.services],
+    builder = Builder(name, contract, period, as_of, calendars, with_tickets=with_tickets)
+    builder.add(tickets)
+    return builder.report(alerts)
+
+
+class Builder:
+    """A report built as its tickets come: ``add`` them in any number of parts (a month
+    read in chunks holds one chunk at a time, and only counts), then ``report``."""
+
+    def __init__(
+        self,
+        name: str,
+        contract: Contract,
+        period: Period,
+        as_of: datetime,
+        calendars: Mapping[str, Calendar] | None = None,
+        *,
+        with_tickets: bool = True,
+    ) -> None:
+        self._name, self._contract, self._period, self._as_of = name, contract, period, as_of
+        self._calendars = calendars or {}
+        self._with_tickets = with_tickets
+        self._policies = set(contract.policies)
+        self._as_of_us = to_us(as_of)
+        self._response, self._resolution = _Tally(), _Tally()
+        self._ratings = Fraction(0)
+        self._rated = 0
+        self._listed: list[dict[str, Any]] = []
+        self._population = 0
+
+    def add(self, tickets: Iterable[TicketFact]) -> None:
+        period, as_of, as_of_us = self._period, self._as_of, self._as_of_us
+        calendars, policies = self._calendars, self._policies
+        response, resolution = self._response, self._resolution
+        for ticket in tickets:
+            if ticket.policy not in policies or not _inside(ticket.created_at, period, as_of):
+                continue
+            self._population += 1
+            answered = response.add(ticket.response, as_of_us)
+            resolved = resolution.add(ticket.resolution, as_of_us)
+            rating = ticket.rating
+            if rating is not None:
+                self._ratings += rating if isinstance(rating, Fraction) else decimal(rating)
+                self._rated += 1
+            if self._with_tickets:
+                source, _, ticket_id = ticket.key.partition(":")
+                self._listed.append(
+                    {
+                        "ticket": ticket.key,
+                        "source": source,
+                        "id": ticket_id,
+                        "policy": ticket.policy,
+                        "priority": ticket.priority,
+                        "created_at": _iso(ticket.created_at),
+                        "rating": None if rating is None else round(float(rating), 4),
+                        "response": _clock_json(ticket.response, answered, as_of, calendars),
+                        "resolution": _clock_json(ticket.resolution, resolved, as_of, calendars),
+                    }
+                )
+
+    def report(self, alerts: Alerts) -> Report:
+        """The figures of every ticket added, with the availability of ``alerts``."""
+        contract, period, as_of = self._contract, self._period, self._as_of
+        response, resolution = self._response, self._resolution
+        population, listed = self._population, self._listed
+        targets = contract.targets
+        exact: dict[str, Fraction | None] = {
+            "mean_response_time": (
+                Fraction(response.micros, response.stopped * 60_000_000)
+                if response.stopped
+                else None
+            ),
+            "response_overdue_rate": _ratio(response.all_late, response.known),
+            "on_time_resolution_rate": _ratio(resolution.met, resolution.known),
+            "mean_satisfaction": self._ratings / self._rated if self._rated else None,
         }
-    services = {s.service: s for figures in groups.values() for s in figures.services}
-    credits, credit_percent = _credits(contract, exact)
-    counts = {
-        "tickets": population,
-        "response": {
-            "answered": response.stopped,
-            "on_time": response.met,
-            "late": response.all_late,
-            "open_late": response.late,
-            "pending": response.pending,
-            "known": response.known,
-            "cancelled": response.cancelled,
-            "no_clock": response.none,
-        },
-        "resolution": {
-            "met": resolution.met,
-            "breached": resolution.breached,
-            "open_late": resolution.late,
-            "pending": resolution.pending,
-            "known": resolution.known,
-            "cancelled": resolution.cancelled,
-            "no_clock": resolution.none,
-        },
-        "ratings": len(ratings),
-    }
-    allowance = {
-        "on_time_resolution_rate": _allowance(
-            allowance_ge, targets.on_time_resolution_rate, resolution
-        ),
-        "response_overdue_rate": _allowance(allowance_lt, targets.response_overdue_rate, response),
-    }
-    listed.sort(key=lambda ticket: (ticket["created_at"], ticket["ticket"]))
-    return Report(
-        name,
-        contract,
-        period,
-        as_of,
-        indicators,
-        groups,
-        services,
-        counts,
-        allowance,
-        credits,
-        credit_percent,
-        listed if with_tickets else None,
-    )
+        indicators: dict[str, Any] = {
+            "mean_response_time_minutes": _indicator(
+                exact["mean_response_time"], Fraction(targets.mean_response_time, 60), "<="
+            ),
+            "response_overdue_rate": _indicator(
+                exact["response_overdue_rate"], targets.response_overdue_rate, "<"
+            ),
+            "on_time_resolution_rate": _indicator(
+                exact["on_time_resolution_rate"], targets.on_time_resolution_rate, ">="
+            ),
+            "mean_satisfaction": _indicator(
+                exact["mean_satisfaction"], targets.mean_satisfaction, ">="
+            ),
+            "availability": {},
+        }
+        groups = availability_of(contract, period, as_of, alerts)
+        for group, figures in groups.items():
+            value = figures.exact_availability
+            exact[f"availability:{group}"] = value
+            indicators["availability"][group] = {
+                **_indicator(value, figures.target, ">="),
+                "services": [s.service for s in figures.services],
+            }
+        services = {s.service: s for figures in groups.values() for s in figures.services}
+        credits, credit_percent = _credits(contract, exact)
+        counts = {
+            "tickets": population,
+            "response": {
+                "answered": response.stopped,
+                "on_time": response.met,
+                "late": response.all_late,
+                "open_late": response.late,
+                "pending": response.pending,
+                "known": response.known,
+                "cancelled": response.cancelled,
+                "no_clock": response.none,
+            },
+            "resolution": {
+                "met": resolution.met,
+                "breached": resolution.breached,
+                "open_late": resolution.late,
+                "pending": resolution.pending,
+                "known": resolution.known,
+                "cancelled": resolution.cancelled,
+                "no_clock": resolution.none,
+            },
+            "ratings": self._rated,
+        }
+        allowance = {
+            "on_time_resolution_rate": _allowance(
+                allowance_ge, targets.on_time_resolution_rate, resolution
+            ),
+            "response_overdue_rate": _allowance(
+                allowance_lt, targets.response_overdue_rate, response
+            ),
+        }
+        listed.sort(key=lambda ticket: (ticket["created_at"], ticket["ticket"]))
+        return Report(
+            self._name,
+            contract,
+            period,
+            as_of,
+            indicators,
+            groups,
+            services,
+            counts,
+            allowance,
+            credits,
+            credit_percent,
+            listed if self._with_tickets else None,
+        )
 
 
 def _allowance(rule: Any, target: float, tally: _Tally) -> dict[str, int | None]:

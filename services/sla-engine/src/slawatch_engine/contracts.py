@@ -85,6 +85,13 @@ class AvailabilityGroup(_Strict):
     services: list[Name] = Field(min_length=1)
     target: Percent = Field(description="Met when the group's availability is >= this.")
 
+    @model_validator(mode="after")
+    def _each_once(self) -> AvailabilityGroup:
+        twice = sorted({s for s in self.services if self.services.count(s) > 1})
+        if twice:
+            raise ValueError(f"services: listed twice: {', '.join(twice)}")
+        return self
+
 
 class CreditTier(_Strict):
     """A credit owed when an indicator is worse than a bound: under ``below`` for the

@@ -164,10 +164,10 @@ class Ledger:
         rating = event.data.rating
         if rating is None or (row.rated_at is not None and event.occurred_at < row.rated_at):
             return
-        row.rating_percent = rating.score * 100 / rating.scale_max
+        row.rating_score, row.rating_scale = rating.score, rating.scale_max
         row.rated_at = event.occurred_at
         if row.policy is not None:
-            changes.rated.append(Rated(row.policy, row.rating_percent))
+            changes.rated.append(Rated(row.policy, rating.score * 100 / rating.scale_max))
 
     def _react(
         self, clock: Clock, event: TicketEvent, policy: Policy, priority: Priority, retarget: bool

@@ -10,6 +10,7 @@ import gc
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -239,13 +240,31 @@ class ComplianceMetrics:
 
 
 class AvailabilityCollector(Collector):
-    """The availability series from the latest figures of each contract's groups."""
+    """The availability series from the latest figures of each contract's groups.
+
+    The outage counter never goes down within a period: an alert counts as down up to
+    now while it fires, and its resolution may come later dated earlier (Alertmanager
+    sends it a group interval after ``endsAt``); Prometheus would read the drop as a
+    counter reset and count the whole period's outage again in every window. So each
+    service's counter holds the most it has shown this period, and starts from zero
+    with the next period only.
+    """
 
     def __init__(self) -> None:
         self._figures: dict[tuple[str, str], GroupFigures] = {}
+        self._most: dict[tuple[str, str, str], tuple[datetime, float]] = {}
 
     def update(self, contract: str, group: str, figures: GroupFigures) -> None:
         self._figures[(contract, group)] = figures
+        for service in figures.services:
+            key = (contract, group, service.service)
+            period, most = self._most.get(key, (figures.start, 0.0))
+            if period != figures.start:
+                most = 0.0
+            self._most[key] = (figures.start, max(most, service.outage_seconds))
+
+    def outage_seconds(self, contract: str, group: str, service: str) -> float:
+        return self._most.get((contract, group, service), (None, 0.0))[1]
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
@@ -255,7 +274,7 @@ class AvailabilityCollector(Collector):
         for (contract, group), figures in sorted(self._figures.items()):
             for service in figures.services:
                 labels = [contract, group, service.service]
-                outage.add_metric(labels, service.outage_seconds)
+                outage.add_metric(labels, self.outage_seconds(contract, group, service.service))
                 planned.add_metric(labels, service.planned_seconds)
                 monitored.add_metric(labels, service.period_seconds - service.planned_seconds)
             if figures.availability is not None:

@@ -53,15 +53,13 @@ async def note_alerts(
     keys = {(e.data.service, e.data.fingerprint, e.data.starts_at) for e in events}
     rows = await conn.execute(
         select(o.c.id, o.c.service, o.c.fingerprint, o.c.starts_at, o.c.ends_at)
-        .where(tuple_(o.c.service, o.c.fingerprint).in_({(s, f) for s, f, _ in keys}))
+        .where(tuple_(o.c.service, o.c.fingerprint, o.c.starts_at).in_(sorted(keys)))
         .with_for_update()
     )
     stored: dict[AlertKey, tuple[int, datetime | None]] = {
         (r.service, r.fingerprint, r.starts_at): (r.id, r.ends_at) for r in rows
     }
-    intervals: dict[AlertKey, datetime | None] = {
-        key: ends for key, (_, ends) in stored.items() if key in keys
-    }
+    intervals: dict[AlertKey, datetime | None] = {key: ends for key, (_, ends) in stored.items()}
     names = {}
     for event in events:
         note_alert(intervals, event)

@@ -189,6 +189,7 @@ DEFAULT_STOPS: dict[Metric, tuple[str, ...]] = {
 }
 """What stops each metric unless a policy says otherwise (resolving also answers)."""
 
+_CONTRACT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _LEAD_TEXT = re.compile(r"^\s*(\S+)\s+before\s*$")
 _NAMED = re.compile(r"^warning:([1-9][0-9]?|[0-9]+s-before)$")
 
@@ -288,6 +289,11 @@ class EngineConfig(_Strict):
             if policy.calendar not in self.calendars:
                 raise ValueError(f"policies.{index}.calendar: unknown calendar {policy.calendar!r}")
         for name, contract in self.contracts.items():
+            if not _CONTRACT_NAME.match(name):
+                raise ValueError(
+                    f"contracts.{name[:100]}: a contract's name is 1-100 letters, digits, "
+                    "'.', '_' or '-'"
+                )
             for index, policy_name in enumerate(contract.policies):
                 if policy_name not in names:
                     raise ValueError(

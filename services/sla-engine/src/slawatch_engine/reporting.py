@@ -10,15 +10,17 @@ Either way ``compliance.build`` turns the facts into the report.
 
 Alerts become firing intervals keyed by (service, fingerprint, starts_at): a
 firing event opens one, a resolved event closes it at its ``ends_at`` (or, if
-it has none, when it occurred); repeats and the order of arrival change
-nothing, and a firing that arrives after its resolution does not reopen it.
+it has none, when it occurred; a resolution dated before the alert began is
+ignored); repeats and the order of arrival change nothing, and a firing that
+arrives after its resolution does not reopen it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -26,14 +28,16 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.events import INBOUND_ADAPTER, Metric, MonitoringEvent, TicketEvent
 from slawatch_engine import store
 from slawatch_engine.calendar import Calendar, to_us
 from slawatch_engine.clock import Clock, replay
-from slawatch_engine.compliance import Alerts, ClockFact, TicketFact
+from slawatch_engine.compliance import Alerts, Builder, ClockFact, Report, TicketFact, percent_of
+from slawatch_engine.contracts import Contract
 from slawatch_engine.ledger import Ledger
+from slawatch_engine.periods import Period
 from slawatch_engine.policy import PolicyBook
 from slawatch_engine.store import Workset
 
@@ -50,6 +54,8 @@ def note_alert(intervals: dict[AlertKey, datetime | None], event: MonitoringEven
         intervals.setdefault(key, None)
         return
     end = alert.ends_at or event.occurred_at
+    if end < alert.starts_at:
+        return  # a resolution before the alert began says nothing of when it ended
     known = intervals.get(key)
     intervals[key] = end if known is None else min(known, end)
 
@@ -84,15 +90,20 @@ class OfflineLedger:
         self.rejected: dict[str, int] = defaultdict(int)
 
     def run(self, events: Iterable[TicketEvent | MonitoringEvent], as_of: datetime) -> None:
-        """Apply every event that occurred by ``as_of``, in the order they occurred."""
+        """Apply every ticket event that occurred by ``as_of``, in the order they occurred,
+        and every monitoring event (as the engine stores each alert's interval whenever it
+        arrives; availability counts an interval only up to ``as_of``)."""
         seen: set[str] = set()
         for event in sorted(events, key=lambda e: e.occurred_at):  # stable for equal instants
-            if event.occurred_at > as_of or event.event_id in seen:
+            if event.event_id in seen:
                 continue
-            seen.add(event.event_id)
             if isinstance(event, MonitoringEvent):
+                seen.add(event.event_id)
                 note_alert(self.intervals, event)
                 continue
+            if event.occurred_at > as_of:
+                continue
+            seen.add(event.event_id)
             outcome = self._ledger.apply(self.work, event, 0, as_of)
             if outcome.rejected:
                 self.rejected[outcome.rejected] += 1
@@ -111,7 +122,7 @@ class OfflineLedger:
                     created_at=row.created_at,
                     response=self._fact(clocks.get("response"), as_of),
                     resolution=self._fact(clocks.get("resolution"), as_of),
-                    rating=row.rating_percent,
+                    rating=percent_of(row.rating_score, row.rating_scale),
                 )
             )
         return facts
@@ -128,64 +139,104 @@ class OfflineLedger:
 # --- the stored ledger ---------------------------------------------------------------
 
 
-async def stored_facts(
-    conn: AsyncConnection,
-    book: PolicyBook,
-    policies: Iterable[str],
-    start: datetime,
-    end: datetime,
-    as_of: datetime,
-) -> list[TicketFact]:
-    """The tickets of ``policies`` created in [start, end) by ``as_of``, as of ``as_of``.
+CHUNK = 20_000
+"""Tickets read and counted at a time: a report of any span holds one chunk of rows."""
 
-    One row per ticket with its response and resolution clock: a clock whose
-    timeline has no entry after ``as_of`` is taken from the columns its replay
-    was stored in; the others are read again with their timelines and
-    replayed up to ``as_of``.
+_BUILDING = asyncio.Semaphore(1)
+"""One report is built at a time in a process (reports and the allowance gauge): a second
+waits, so memory stays that of one chunk and the event loop keeps its share."""
+
+
+async def stored_report(
+    db: AsyncEngine,
+    book: PolicyBook,
+    name: str,
+    contract: Contract,
+    period: Period,
+    as_of: datetime,
+    *,
+    with_tickets: bool = True,
+) -> Report:
+    """The report of ``contract`` for ``period`` as of ``as_of``, from the stored ledger.
+
+    Its tickets are read in chunks (one row per ticket with its response and
+    resolution clock) and counted in a worker thread, chunk by chunk, so the
+    event loop (the consumers' heartbeats, the timer) is never held for a
+    whole month. A clock whose timeline has no entry after ``as_of`` is taken
+    from the columns its replay was stored in; a ticket with a clock changed
+    since is held back, its clock read again with its timeline and replayed
+    up to ``as_of``, then counted.
     """
-    rows = await _fact_rows(conn, list(policies), start, end, as_of)
+    builder = Builder(name, contract, period, as_of, book.calendars, with_tickets=with_tickets)
+    held: list[TicketFact] = []
+    later: dict[tuple[str, str], int] = {}
+    async with _BUILDING:
+        async with db.connect() as conn:
+            chunks = _fact_chunks(conn, contract.policies, period.start, period.end, as_of)
+            async for rows in chunks:
+                waiting, changed = await asyncio.to_thread(_chunk, builder, rows)
+                offset = len(held)
+                held += waiting
+                later.update((key, offset + index) for key, index in changed.items())
+        async with db.connect() as conn:
+            if later:
+                for clock, calendar in await _clocks_up_to(conn, book, list(later), as_of):
+                    index = later[(clock.ticket_key, clock.metric.value)]
+                    fact = ClockFact.of(replay(clock, calendar), clock.calendar)
+                    if clock.metric is Metric.RESPONSE:
+                        held[index] = held[index]._replace(response=fact)
+                    else:
+                        held[index] = held[index]._replace(resolution=fact)
+            alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
+        await asyncio.to_thread(builder.add, held)
+        return await asyncio.to_thread(builder.report, alerts)
+
+
+def _chunk(
+    builder: Builder, rows: Sequence[Sequence[Any]]
+) -> tuple[list[TicketFact], dict[tuple[str, str], int]]:
+    """Count a chunk's complete tickets (in a worker thread); return the others, with
+    where their clocks changed after ``as_of`` go."""
     with acyclic():
-        facts, later = _facts_of(rows)
-    if later:
-        for clock, calendar in await _clocks_up_to(conn, book, list(later), as_of):
-            index = later[(clock.ticket_key, clock.metric.value)]
-            fact = ClockFact.of(replay(clock, calendar), clock.calendar)
-            if clock.metric is Metric.RESPONSE:
-                facts[index] = facts[index]._replace(response=fact)
-            else:
-                facts[index] = facts[index]._replace(resolution=fact)
-    return facts
+        ready, waiting, later = _facts_of(rows)
+        builder.add(ready)
+    return waiting, later
 
 
 def _facts_of(
     rows: Sequence[Sequence[Any]],
-) -> tuple[list[TicketFact], dict[tuple[str, str], int]]:
-    """The facts of ``_FACT_ROWS``'s rows, and where each clock changed after ``as_of``
-    goes (its ticket and metric → the index of its ticket's fact)."""
-    facts: list[TicketFact] = []
+) -> tuple[list[TicketFact], list[TicketFact], dict[tuple[str, str], int]]:
+    """The facts of ``_FACT_ROWS``'s rows: those complete, those with a clock changed after
+    ``as_of`` (left out until it is replayed), and where each such clock goes (its ticket
+    and metric → the index of its ticket's fact among the latter)."""
+    ready: list[TicketFact] = []
+    waiting: list[TicketFact] = []
     later: dict[tuple[str, str], int] = {}
     make = ClockFact._make
     for row in rows:
         key = row[0]
         response = resolution = None
-        if row[5] is not None:  # the response clock's state
-            if row[12]:  # changed after as_of: replayed below
-                later[(key, "response")] = len(facts)
+        if row[6] is not None:  # the response clock's state
+            if row[13]:  # changed after as_of: replayed later
+                later[(key, "response")] = len(waiting)
             else:
-                response = make(row[5:12])
-        if row[13] is not None:
-            if row[20]:
-                later[(key, "resolution")] = len(facts)
+                response = make(row[6:13])
+        if row[14] is not None:
+            if row[21]:
+                later[(key, "resolution")] = len(waiting)
             else:
-                resolution = make(row[13:20])
-        facts.append(TicketFact(key, row[1], row[2], row[3], response, resolution, row[4]))
-    return facts, later
+                resolution = make(row[14:21])
+        rating = percent_of(row[4], row[5])
+        fact = TicketFact(key, row[1], row[2], row[3], response, resolution, rating)
+        (waiting if row[13] or row[21] else ready).append(fact)
+    return ready, waiting, later
 
 
 @contextmanager
 def acyclic() -> Iterator[None]:
-    """Build many small acyclic objects (a month of facts) without the cyclic garbage
-    collector walking them again and again meanwhile; nothing is awaited inside."""
+    """Build many small acyclic objects (a chunk of facts) without the cyclic garbage
+    collector walking them again and again meanwhile. The collector is the process's:
+    it rests for the moment a chunk takes, then runs as before."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -215,7 +266,8 @@ def _clock_columns(alias: str) -> str:
 
 _FACT_ROWS = f"""
     SELECT t.key, t.policy, t.priority, t.created_at,
-           CASE WHEN t.rated_at <= $4 THEN t.rating_percent END,
+           CASE WHEN t.rated_at <= $4 THEN t.rating_score END,
+           CASE WHEN t.rated_at <= $4 THEN t.rating_scale END,
            {_clock_columns("r")},
            {_clock_columns("s")}
     FROM {store.tickets.name} t
@@ -224,8 +276,9 @@ _FACT_ROWS = f"""
     WHERE t.policy = ANY($1::text[]) AND t.created_at >= $2 AND t.created_at < $3
       AND t.created_at <= $4
 """
-"""One row per ticket: key, policy, priority, created_at, its rating by ``as_of``; then
-its response and its resolution clock (``_clock_columns``, all null without one)."""
+"""One row per ticket: key, policy, priority, created_at, its rating by ``as_of`` (score,
+scale); then its response and its resolution clock (``_clock_columns``, all null
+without one)."""
 
 _CLOCK_COLUMNS = (
     "state",
@@ -239,16 +292,28 @@ _CLOCK_COLUMNS = (
 )
 
 
-async def _fact_rows(
+async def _fact_chunks(
     conn: AsyncConnection, policies: list[str], start: datetime, end: datetime, as_of: datetime
-) -> Sequence[Sequence[Any]]:
-    """The rows of ``_FACT_ROWS``. On PostgreSQL the driver reads them itself (its records
-    slice like tuples) and the database turns instants into integers: a month of 100,000
-    tickets loads without a datetime per clock. Elsewhere typed rows are reshaped alike."""
+) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    """The rows of ``_FACT_ROWS``, ``CHUNK`` at a time. On PostgreSQL a server-side cursor
+    of the driver reads them (its records slice like tuples) and the database turns
+    instants into integers: no datetime per clock. Elsewhere typed rows are reshaped
+    alike."""
     if conn.dialect.name == "postgresql":
         raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
-        found: Sequence[Sequence[Any]] = await raw.fetch(_FACT_ROWS, policies, start, end, as_of)
-        return found
+        async with raw.transaction(readonly=True):
+            cursor = await raw.cursor(_FACT_ROWS, policies, start, end, as_of)
+            while rows := await cursor.fetch(CHUNK):
+                yield rows
+        return
+    rows = await _typed_rows(conn, policies, start, end, as_of)
+    for first in range(0, len(rows), CHUNK):
+        yield rows[first : first + CHUNK]
+
+
+async def _typed_rows(
+    conn: AsyncConnection, policies: list[str], start: datetime, end: datetime, as_of: datetime
+) -> list[tuple[Any, ...]]:
     t = store.tickets
     response, resolution = store.clocks.alias("r"), store.clocks.alias("s")
     query = (
@@ -257,7 +322,8 @@ async def _fact_rows(
             t.c.policy,
             t.c.priority,
             t.c.created_at,
-            t.c.rating_percent,
+            t.c.rating_score,
+            t.c.rating_scale,
             t.c.rated_at,
             *(response.c[column] for column in _CLOCK_COLUMNS),
             *(resolution.c[column] for column in _CLOCK_COLUMNS),
@@ -278,10 +344,11 @@ async def _fact_rows(
             t.c.created_at <= as_of,
         )
     )
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for row in (await conn.execute(query)).all():
-        rated = row[4] if row[5] is not None and row[5] <= as_of else None
-        rows.append((*row[:4], rated, *_clock(row[6:14], as_of), *_clock(row[14:22], as_of)))
+        rated = row[6] is not None and row[6] <= as_of
+        rating = (row[4], row[5]) if rated else (None, None)
+        rows.append((*row[:4], *rating, *_clock(row[7:15], as_of), *_clock(row[15:23], as_of)))
     return rows
 
 

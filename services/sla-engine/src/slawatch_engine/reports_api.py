@@ -9,11 +9,16 @@
 
 Both need a bearer token of ``SLAWATCH_REPORT_TOKENS`` (or of
 ``SLAWATCH_ADMIN_TOKENS``). A report spans at most ``MAX_SPAN`` (a year and a
-month), so no request can ask the engine to expand years of maintenance.
+month), so no request can ask the engine to expand years of maintenance; it
+is read in chunks and counted, and rendered, in a worker thread, one report
+at a time (``reporting.stored_report``), so the engine's loops run on
+meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -23,36 +28,15 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.auth import authorised
-from slawatch_engine import compliance
-from slawatch_engine.contracts import Contract
-from slawatch_engine.periods import Period, choose_period, parse_instant
+from slawatch_engine.compliance import Report
+from slawatch_engine.periods import choose_period, parse_instant
 from slawatch_engine.policy import PolicyBook
-from slawatch_engine.reporting import acyclic, stored_alerts, stored_facts
+from slawatch_engine.reporting import stored_report
 
 log = logging.getLogger(__name__)
 
 DEV_REPORT_TOKEN = "dev-report-token"
 MAX_SPAN = timedelta(days=400)
-
-
-async def stored_report(
-    db: AsyncEngine,
-    book: PolicyBook,
-    name: str,
-    contract: Contract,
-    period: Period,
-    as_of: datetime,
-    *,
-    with_tickets: bool = True,
-) -> compliance.Report:
-    """The report of ``contract`` for ``period`` as of ``as_of``, from the stored ledger."""
-    async with db.connect() as conn:
-        facts = await stored_facts(conn, book, contract.policies, period.start, period.end, as_of)
-        alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
-    with acyclic():
-        return compliance.build(
-            name, contract, period, as_of, facts, alerts, book.calendars, with_tickets=with_tickets
-        )
 
 
 def reports_router(
@@ -120,15 +104,18 @@ def reports_router(
             at = parse_instant(as_of, contract.zone) if as_of else now()
         except ValueError as exc:
             raise HTTPException(422, f"as_of: {exc}") from None
-        if not chosen.start - MAX_SPAN <= at <= chosen.end + MAX_SPAN:
+        if at - chosen.end > MAX_SPAN or chosen.start - at > MAX_SPAN:
             raise HTTPException(
                 422, f"as_of: at most {MAX_SPAN.days} days before or after the period"
             )
         listed = tickets if format == "json" else part == "tickets"
         figures = await stored_report(db(), book, name, contract, chosen, at, with_tickets=listed)
         if format == "json":
-            return figures.as_json()
-        text = figures.tickets_csv() if part == "tickets" else figures.as_csv()
+            # rendered in a worker thread: a month's ticket list is megabytes of JSON
+            body = await asyncio.to_thread(_json, figures)
+            return Response(body, media_type="application/json")
+        render = figures.tickets_csv if part == "tickets" else figures.as_csv
+        text = await asyncio.to_thread(render)
         filename = f"{name}-{chosen.label}-{part}.csv".replace("/", "_").replace(":", "")
         return Response(
             text,
@@ -137,6 +124,10 @@ def reports_router(
         )
 
     return router
+
+
+def _json(figures: Report) -> bytes:
+    return json.dumps(figures.as_json(), ensure_ascii=False).encode()
 
 
 def _safe(filename: str) -> str:

@@ -71,7 +71,8 @@ tickets = Table(
     Column("snapshot", JSON, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=True),
-    Column("rating_percent", Float, nullable=True),
+    Column("rating_score", Float, nullable=True),
+    Column("rating_scale", Float, nullable=True),
     Column("rated_at", UtcDateTime, nullable=True),
     Index("ix_engine_tickets_policy_created", "policy", "created_at"),
 )
@@ -140,6 +141,7 @@ outages = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("service", "fingerprint", "starts_at", name="uq_engine_outages_alert"),
     Index("ix_engine_outages_service_starts", "service", "starts_at"),
+    Index("ix_engine_outages_service_ends", "service", "ends_at"),
 )
 
 budget_stages = Table(
@@ -275,9 +277,10 @@ class TicketRow:
     snapshot: dict[str, Any]
     created_at: datetime | None = None
     """When its ``ticket.created`` occurred: the report's population is by this instant."""
-    rating_percent: float | None = None
+    rating_score: float | None = None
+    rating_scale: float | None = None
     rated_at: datetime | None = None
-    """The latest rating (by when it occurred), as a percent of its scale."""
+    """The latest rating (by when it occurred): its score and its scale's maximum."""
 
 
 class Workset:
@@ -388,7 +391,8 @@ def _ticket_changes(row: TicketRow) -> dict[str, Any]:
         "priority": row.priority,
         "policy": row.policy,
         "snapshot": row.snapshot,
-        "rating_percent": row.rating_percent,
+        "rating_score": row.rating_score,
+        "rating_scale": row.rating_scale,
         "rated_at": row.rated_at,
     }
 
@@ -414,7 +418,8 @@ def _ticket_row(row: RowMapping) -> TicketRow:
         policy=row["policy"],
         snapshot=row["snapshot"],
         created_at=row["created_at"],
-        rating_percent=row["rating_percent"],
+        rating_score=row["rating_score"],
+        rating_scale=row["rating_scale"],
         rated_at=row["rated_at"],
     )
 

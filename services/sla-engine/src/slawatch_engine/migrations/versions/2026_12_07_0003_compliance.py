@@ -3,7 +3,8 @@
 - ``engine_tickets.created_at`` (the report's population is the tickets created
   in the period), filled for stored tickets from the first entry of their
   clocks' timelines (the instant of their ``ticket.created``);
-  ``rating_percent`` and ``rated_at`` (the latest rating);
+  ``rating_score``, ``rating_scale`` and ``rated_at`` (the latest rating, as
+  given: the report divides them exactly);
 - ``engine_clocks.last_entry_at``: the instant of the timeline's last entry, so
   a report as of an earlier instant knows which clocks to replay up to it;
 - ``engine_outages``: the firing intervals of monitored services' alerts;
@@ -33,7 +34,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("engine_tickets", sa.Column("created_at", UtcDateTime(), nullable=True))
-    op.add_column("engine_tickets", sa.Column("rating_percent", sa.Float(), nullable=True))
+    op.add_column("engine_tickets", sa.Column("rating_score", sa.Float(), nullable=True))
+    op.add_column("engine_tickets", sa.Column("rating_scale", sa.Float(), nullable=True))
     op.add_column("engine_tickets", sa.Column("rated_at", UtcDateTime(), nullable=True))
     op.create_index("ix_engine_tickets_policy_created", "engine_tickets", ["policy", "created_at"])
     op.add_column("engine_clocks", sa.Column("last_entry_at", UtcDateTime(), nullable=True))
@@ -50,6 +52,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("service", "fingerprint", "starts_at", name="uq_engine_outages_alert"),
     )
     op.create_index("ix_engine_outages_service_starts", "engine_outages", ["service", "starts_at"])
+    op.create_index("ix_engine_outages_service_ends", "engine_outages", ["service", "ends_at"])
     op.create_table(
         "engine_budget_stages",
         sa.Column("contract", sa.String(200), primary_key=True),
@@ -99,10 +102,12 @@ def _backfill() -> None:
 
 def downgrade() -> None:
     op.drop_table("engine_budget_stages")
+    op.drop_index("ix_engine_outages_service_ends", "engine_outages")
     op.drop_index("ix_engine_outages_service_starts", "engine_outages")
     op.drop_table("engine_outages")
     op.drop_column("engine_clocks", "last_entry_at")
     op.drop_index("ix_engine_tickets_policy_created", "engine_tickets")
     op.drop_column("engine_tickets", "rated_at")
-    op.drop_column("engine_tickets", "rating_percent")
+    op.drop_column("engine_tickets", "rating_scale")
+    op.drop_column("engine_tickets", "rating_score")
     op.drop_column("engine_tickets", "created_at")
