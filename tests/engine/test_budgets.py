@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.events import Metric, MonitoringEvent, SlaEvent
@@ -26,7 +27,7 @@ from slawatch_engine.budgets import BudgetWatch
 from slawatch_engine.ledger import Changes
 from slawatch_engine.metrics import AvailabilityCollector, ComplianceMetrics, EngineMetrics
 from slawatch_engine.monitoring import note_alerts
-from slawatch_engine.policy import load_policies
+from slawatch_engine.policy import PolicyBook, load_policies
 from support.prom import metric
 
 CONFIG = """
@@ -71,6 +72,28 @@ def url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/engine.db"
 
 
+def watching(
+    db: AsyncEngine,
+    book: PolicyBook,
+    committed: list[Changes],
+    owned: set[int],
+    registry: CollectorRegistry | None = None,
+) -> BudgetWatch:
+    """A budget watch on ``db`` whose committed changes land in ``committed``."""
+    registry = registry or CollectorRegistry()
+    return BudgetWatch(
+        db,
+        book,
+        "slawatch.sla",
+        EngineMetrics(registry),
+        ComplianceMetrics(registry, book),
+        owned=lambda: owned,
+        now=lambda: START,
+        on_committed=committed.append,
+        lock=asyncio.Lock(),
+    )
+
+
 async def test_each_stage_once_and_only_the_highest_new_one(url: str, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG)
@@ -78,17 +101,7 @@ async def test_each_stage_once_and_only_the_highest_new_one(url: str, tmp_path: 
     registry = CollectorRegistry()
     db = create_engine(url)
     committed: list[Changes] = []
-    watch = BudgetWatch(
-        db,
-        book,
-        "slawatch.sla",
-        EngineMetrics(registry),
-        ComplianceMetrics(registry, book),
-        owned=lambda: {1},
-        now=lambda: START,
-        on_committed=committed.append,
-        lock=asyncio.Lock(),
-    )
+    watch = watching(db, book, committed, {1}, registry)
     try:
         await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
         async with db.begin() as conn:
@@ -127,17 +140,7 @@ async def test_each_stage_once_and_only_the_highest_new_one(url: str, tmp_path: 
         assert sorted(stages) == ["breach", "warning:50", "warning:75", "warning:90"]
         # a second engine crossing the same stages stages nothing new
         again: list[Changes] = []
-        other = BudgetWatch(
-            db,
-            book,
-            "slawatch.sla",
-            EngineMetrics(CollectorRegistry()),
-            ComplianceMetrics(CollectorRegistry(), book),
-            owned=lambda: {0},
-            now=lambda: START,
-            on_committed=again.append,
-            lock=asyncio.Lock(),
-        )
+        other = watching(db, book, again, {0})
         await other.evaluate(START + timedelta(seconds=BUDGET + 120))
         assert again == []
         # the figures are on /metrics: spent beyond the budget, availability below target
@@ -170,17 +173,7 @@ async def test_an_interval_resolved_before_it_began_counts_nothing(
     registry = CollectorRegistry()
     db = create_engine(url)
     committed: list[Changes] = []
-    watch = BudgetWatch(
-        db,
-        book,
-        "slawatch.sla",
-        EngineMetrics(registry),
-        ComplianceMetrics(registry, book),
-        owned=lambda: {0},
-        now=lambda: START,
-        on_committed=committed.append,
-        lock=asyncio.Lock(),
-    )
+    watch = watching(db, book, committed, {0}, registry)
     try:
         await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
         async with db.begin() as conn:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from slawatch_common.db import create_engine, upgrade
@@ -36,15 +35,6 @@ CONTRACT = BOOK.contracts["acme"]
 PERIOD = period_of("2026-11", CONTRACT.zone)
 AFTER = datetime(2026, 12, 1, 1, 30, tzinfo=UTC)
 INSIDE = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai: T13 not yet resolved
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/engine.db"
-    request.applymarker(pytest.mark.postgres)
-    pg: str = request.getfixturevalue("pg_url")
-    return pg
 
 
 def offline(as_of: datetime) -> dict[str, Any]:

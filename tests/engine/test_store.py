@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from sqlalchemy import func, insert, select, text
 
@@ -14,15 +12,6 @@ from slawatch_common.db import alembic_config, create_engine, upgrade
 from slawatch_engine import store
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/engine.db"
-    request.applymarker(pytest.mark.postgres)
-    pg: str = request.getfixturevalue("pg_url")
-    return pg
 
 
 async def test_prune_forgets_only_what_no_redelivery_can_bring_back(url: str) -> None:

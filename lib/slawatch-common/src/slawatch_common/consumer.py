@@ -39,10 +39,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DBAPIError,
@@ -85,6 +86,20 @@ class PoisonRecordError(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def decode_record(value: bytes | None, model: type[_Model]) -> _Model:
+    """The ``model`` in a record's value, or ``PoisonRecordError`` (``invalid``) saying why
+    not: a null value, bytes that are not UTF-8 JSON, or JSON that is not a valid ``model``."""
+    if value is None:
+        raise PoisonRecordError("invalid", "the record has no value (null)")
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        raise PoisonRecordError("invalid", str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)

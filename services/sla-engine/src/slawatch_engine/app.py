@@ -85,17 +85,7 @@ def create_app(
         topics = settings.topics
         await ensure_topics(settings.kafka_bootstrap, topics.all(), settings.kafka_partitions)
         producer = await start_producer(settings.kafka_bootstrap)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            # a restarted engine takes over a dead member's partitions once its
-            # session expires: keep that short (the broker's minimum is 6 s)
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.session_timeout_ms // 4,
-        )
+        consumer = _consumer(settings, settings.consumer_group)
         ledger = Ledger(book, topics.sla)
         index = DueIndex()
         metrics.due_index.set_function(lambda: len(index))
@@ -126,16 +116,7 @@ def create_app(
             lock=lock,
             refresh_s=settings.availability_refresh_s,
         )
-        alerts_consumer = AIOKafkaConsumer(
-            topics.monitoring,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.monitoring_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.session_timeout_ms // 4,
-        )
+        alerts_consumer = _consumer(settings, settings.monitoring_group, topics.monitoring)
         await alerts_consumer.start()
         alerts = MonitoringIntake(alerts_consumer, db, metrics, watch.wake, now)
         state["rt"] = Runtime(db, producer, consumer, intake, book)
@@ -266,6 +247,22 @@ def _prune(
             log.info("pruned %d processed event ids and %d published outbox rows", ids, rows)
 
     return step
+
+
+def _consumer(settings: EngineSettings, group: str, *topics: str) -> AIOKafkaConsumer:
+    """A consumer of the engine: offsets committed by hand after the batch's transaction."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        # a restarted engine takes over a dead member's partitions once its
+        # session expires: keep that short (the broker's minimum is 6 s)
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.session_timeout_ms // 4,
+    )
 
 
 def _allowances(

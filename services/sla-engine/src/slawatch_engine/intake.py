@@ -33,11 +33,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.consumer import DeadLetter, Isolator, PoisonRecordError, keep_dead_letters
+from slawatch_common.consumer import (
+    DeadLetter,
+    Isolator,
+    PoisonRecordError,
+    decode_record,
+    keep_dead_letters,
+)
 from slawatch_common.events import TicketEvent
 from slawatch_engine import store
 from slawatch_engine.ledger import Changes, Ledger
@@ -251,14 +256,8 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def decode(value: bytes | None) -> TicketEvent:
-    """The ticket event in a record's value, or ``PoisonRecordError`` saying why not (a null value,
-    bytes that are not UTF-8 JSON, or JSON that is not a valid ticket event)."""
-    if value is None:
-        raise PoisonRecordError("invalid", "the record has no value (null)")
-    try:
-        return TicketEvent.model_validate_json(value)
-    except ValidationError as exc:
-        raise PoisonRecordError("invalid", str(exc)) from exc
+    """The ticket event in a record's value, or ``PoisonRecordError`` saying why not."""
+    return decode_record(value, TicketEvent)
 
 
 def _first_offsets(records: list[Any]) -> dict[TopicPartition, int]:

@@ -19,11 +19,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError
-from pydantic import ValidationError
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from slawatch_common.consumer import DeadLetter, Isolator, PoisonRecordError, keep_dead_letters
+from slawatch_common.consumer import (
+    DeadLetter,
+    Isolator,
+    PoisonRecordError,
+    decode_record,
+    keep_dead_letters,
+)
 from slawatch_common.events import MonitoringEvent
 from slawatch_engine import store
 from slawatch_engine.metrics import EngineMetrics
@@ -35,12 +40,8 @@ MAX_BATCH = 500
 
 
 def decode(value: bytes | None) -> MonitoringEvent:
-    if value is None:
-        raise PoisonRecordError("invalid", "the record has no value (null)")
-    try:
-        return MonitoringEvent.model_validate_json(value)
-    except ValidationError as exc:
-        raise PoisonRecordError("invalid", str(exc)) from exc
+    """The monitoring event in a record's value, or ``PoisonRecordError`` saying why not."""
+    return decode_record(value, MonitoringEvent)
 
 
 async def note_alerts(
