@@ -57,6 +57,7 @@ wait_http notifier http://127.0.0.1:8082/readyz
 wait_http ingest http://127.0.0.1:8080/readyz
 
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+month=$(TZ=Asia/Shanghai date +%Y-%m)
 cat <<TXT
 
 slawatch is running.
@@ -78,6 +79,12 @@ Post a first ticket (P1 network incident: response due in 15 minutes):
 Give "occurred_at" a time 14 minutes in the past and the 90 % warning mail to
 the assignee lands in .data/mail/ at once; a minute later the breach: an SMS
 to the on-call engineer in .data/sms.jsonl and a mail to the supervisor.
+
+The compliance report of the example contract for this month (docs/COMPLIANCE.md):
+
+  curl -s -H 'Authorization: Bearer dev-report-token' \\
+    'http://127.0.0.1:8081/v1/reports/acme?period=$month'
+
 Press Ctrl-C to stop everything.
 TXT
 # wait for any service to exit (a crash) or for Ctrl-C
