@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -142,9 +143,20 @@ class OfflineLedger:
 CHUNK = 20_000
 """Tickets read and counted at a time: a report of any span holds one chunk of rows."""
 
-_BUILDING = asyncio.Semaphore(1)
-"""One report is built at a time in a process (reports and the allowance gauge): a second
-waits, so memory stays that of one chunk and the event loop keeps its share."""
+_BUILDING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _building() -> asyncio.Semaphore:
+    """One report is built at a time in a process (reports and the allowance gauge): a
+    second waits, so memory stays that of one chunk and the event loop keeps its share.
+    One gate per event loop (a gate belongs to the loop it first waited in)."""
+    loop = asyncio.get_running_loop()
+    gate = _BUILDING.get(loop)
+    if gate is None:
+        gate = _BUILDING[loop] = asyncio.Semaphore(1)
+    return gate
 
 
 async def stored_report(
@@ -170,7 +182,7 @@ async def stored_report(
     builder = Builder(name, contract, period, as_of, book.calendars, with_tickets=with_tickets)
     held: list[TicketFact] = []
     later: dict[tuple[str, str], int] = {}
-    async with _BUILDING:
+    async with _building():
         async with db.connect() as conn:
             chunks = _fact_chunks(conn, contract.policies, period.start, period.end, as_of)
             async for rows in chunks:
