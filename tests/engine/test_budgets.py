@@ -67,11 +67,6 @@ def firing(fingerprint: str, at: datetime) -> MonitoringEvent:
     )
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/engine.db"
-
-
 def watching(
     db: AsyncEngine,
     book: PolicyBook,
@@ -221,3 +216,44 @@ def test_the_outage_counter_never_goes_down_within_a_period() -> None:
         "shop", "web", figures(december, december[0] + timedelta(seconds=60), december[1])
     )
     assert collector.outage_seconds("shop", "web", "web") == 60
+
+
+async def test_a_restart_does_not_take_back_outage_counted_while_it_fired(
+    url: str, tmp_path: Path
+) -> None:
+    """Counted down to 20 minutes while it fired, then resolved at 15 minutes, then the
+    engine restarted: the counter Prometheus reads stays at 20 minutes (the report
+    shows 15)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG)
+    book = load_policies(config)
+    db = create_engine(url)
+    try:
+        await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
+        async with db.begin() as conn:
+            await note_alerts(conn, [firing("a", START)], START)
+        before = CollectorRegistry()
+        await watching(db, book, [], {0}, before).evaluate(START + timedelta(minutes=20))
+        resolved = firing("a", START).model_copy(
+            update={
+                "event_id": "resolved-a",
+                "type": "monitor.alert_resolved",
+                "data": firing("a", START).data.model_copy(
+                    update={"ends_at": START + timedelta(minutes=15)}
+                ),
+            }
+        )
+        async with db.begin() as conn:
+            await note_alerts(conn, [resolved], START + timedelta(minutes=21))
+        after = CollectorRegistry()  # a new process
+        watch = watching(db, book, [], {0}, after)
+        await watch.evaluate(START + timedelta(hours=1))
+    finally:
+        await db.dispose()
+    for registry in (before, after):
+        text = generate_latest(registry).decode()
+        assert metric(text, "slawatch_compliance_outage_seconds_total", service="web") == 1200
+    # availability itself is the true figure: 15 minutes of the 25 hours since November 1
+    text = generate_latest(after).decode()
+    ratio = metric(text, "slawatch_compliance_availability_ratio", group="web")
+    assert ratio == pytest.approx(1 - 900 / (25 * 3600))

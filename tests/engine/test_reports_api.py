@@ -153,7 +153,7 @@ async def test_bad_parameters_are_refused_naming_them(
 
 async def test_the_last_years_an_instant_may_have_are_answered(api: str) -> None:
     for params in (
-        {"period": "9998", "as_of": "9998-06-01"},
+        {"period": "9998", "as_of": "9998-06-01", "tickets": "false"},
         {"from": "9998-12-01", "to": "9998-12-31", "as_of": "9998-12-15"},
     ):
         answer = await get(api, "/v1/reports/acme", **params)
@@ -162,7 +162,10 @@ async def test_the_last_years_an_instant_may_have_are_answered(api: str) -> None
 
 
 async def test_a_year_is_one_report(api: str) -> None:
-    year = (await get(api, "/v1/reports/acme", period="2026", as_of=AS_OF)).json()
+    listed = await get(api, "/v1/reports/acme", period="2026", as_of=AS_OF)
+    assert listed.status_code == 422
+    assert "tickets=false" in listed.json()["detail"]
+    year = (await get(api, "/v1/reports/acme", period="2026", as_of=AS_OF, tickets="false")).json()
     assert (year["from"], year["to"]) == ("2025-12-31T16:00:00+00:00", "2026-12-31T16:00:00+00:00")
     assert year["counts"]["tickets"] == 14  # T8 (October) and T9 (December) too
 

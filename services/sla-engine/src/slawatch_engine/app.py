@@ -129,7 +129,7 @@ def create_app(
             start_worker(
                 every(
                     settings.gauge_refresh_s,
-                    _allowances(db, book, now, compliance_metrics),
+                    _allowances(db, book, now, compliance_metrics, metrics),
                     "allowances",
                     metrics.heartbeats,
                 ),
@@ -266,7 +266,11 @@ def _consumer(settings: EngineSettings, group: str, *topics: str) -> AIOKafkaCon
 
 
 def _allowances(
-    db: AsyncEngine, book: PolicyBook, now: Callable[[], datetime], gauges: ComplianceMetrics
+    db: AsyncEngine,
+    book: PolicyBook,
+    now: Callable[[], datetime],
+    gauges: ComplianceMetrics,
+    metrics: EngineMetrics,
 ) -> Callable[[], Awaitable[None]]:
     """How many more late items each contract's current period tolerates (the gauge)."""
 
@@ -283,6 +287,7 @@ def _allowances(
                     raise  # waited out (or fatal) by the loop
                 # one contract's fault never leaves the others' gauges stale
                 log.exception("contract %s: allowance not computed", name)
+                metrics.heartbeats.fault("allowances")
                 continue
             for indicator, allowance in report.allowance.items():
                 projected = allowance["projected"]

@@ -52,7 +52,7 @@ from slawatch_engine.ledger import SOURCE, Changes, sla_event_id
 from slawatch_engine.metrics import ComplianceMetrics, EngineMetrics
 from slawatch_engine.periods import Period, period_containing
 from slawatch_engine.policy import PolicyBook
-from slawatch_engine.reporting import stored_alerts
+from slawatch_engine.reporting import note_counted, stored_alerts
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,18 @@ class BudgetWatch:
 
     async def _evaluate(self, name: str, contract: Contract, now: datetime) -> datetime | None:
         period = period_containing(now, KIND[contract.review], contract.zone)
+        services = contract.services()
         async with self._db.connect() as conn:
-            alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
+            alerts = await stored_alerts(conn, services, period.start, period.end)
+            counted = await stored_alerts(conn, services, period.start, period.end, counted=True)
             emitted = await self._emitted(conn, name, period)
+        if any(end is None for intervals in alerts.values() for _, end in intervals):
+            async with self._db.begin() as conn:
+                await note_counted(conn, services, now)
+        counted_groups = availability_of(contract, period, now, counted)
         due: datetime | None = None
         for group, figures in availability_of(contract, period, now, alerts).items():
-            self._compliance.availability.update(name, group, figures)
+            self._compliance.availability.update(name, group, figures, counted_groups[group])
             crossed = [s for s in figures.stages_crossed() if s not in emitted.get(group, ())]
             if crossed:
                 await self._emit(name, contract, group, period, figures, crossed, now)

@@ -89,7 +89,9 @@ class Schedule:
 
 
 class Calendar:
-    """Business time of one calendar. Thread-unsafe caches; cheap to share in one loop."""
+    """Business time of one calendar; cheap to share. Its caches only ever add
+    immutable values (never evict), so the report's worker thread may read it
+    beside the event loop."""
 
     def __init__(self, name: str, timezone: ZoneInfo, versions: Sequence[Schedule]) -> None:
         if not versions:

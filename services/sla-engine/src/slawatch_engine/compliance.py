@@ -99,11 +99,13 @@ class ClockFact(NamedTuple):
         )
 
     def business_seconds(self, as_of: datetime, calendars: Mapping[str, Calendar]) -> float:
-        """Business seconds counted by ``as_of``."""
-        if self.running_us is None or self.calendar is None:
+        """Business seconds counted by ``as_of`` (up to its last change if its calendar is
+        no longer configured)."""
+        calendar = calendars.get(self.calendar or "")
+        if self.running_us is None or calendar is None:
             return self.used
         since = from_us(self.running_us)
-        return self.used + calendars[self.calendar].between(since, max(as_of, since))
+        return self.used + calendar.between(since, max(as_of, since))
 
     def outcome(self, as_of: int | datetime) -> Outcome:
         """met, breached, late, pending or cancelled at ``as_of`` (µs since the epoch, or

@@ -115,9 +115,13 @@ class Intake(ConsumerRebalanceListener):  # type: ignore[misc]
         self._index.begin_load()
         try:
             async with self._db.connect() as conn:
-                async for chunk in store.due_clocks(conn, partitions):
-                    loaded += self._index.load(chunk)
-                    await asyncio.sleep(0)  # heartbeats and intake run between chunks
+                # closed before the connection goes back to the pool, also when the load
+                # is cancelled (a rebalance): the cursor's read transaction ends with it
+                chunks = store.due_clocks(conn, partitions)
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        loaded += self._index.load(chunk)
+                        await asyncio.sleep(0)  # heartbeats and intake run between chunks
         finally:
             self._index.end_load()
         # The index's objects live as long as the assignment: keep the cyclic

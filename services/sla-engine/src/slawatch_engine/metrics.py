@@ -245,18 +245,25 @@ class AvailabilityCollector(Collector):
     The outage counter never goes down within a period: an alert counts as down up to
     now while it fires, and its resolution may come later dated earlier (Alertmanager
     sends it a group interval after ``endsAt``); Prometheus would read the drop as a
-    counter reset and count the whole period's outage again in every window. So each
-    service's counter holds the most it has shown this period, and starts from zero
-    with the next period only.
+    counter reset and count the whole period's outage again in every window. So the
+    counter is taken from the ``counted`` figures (each interval as far as it was ever
+    counted, kept in the database: the same after a restart and in every engine), and
+    holds the most it has shown this period besides.
     """
 
     def __init__(self) -> None:
         self._figures: dict[tuple[str, str], GroupFigures] = {}
         self._most: dict[tuple[str, str, str], tuple[datetime, float]] = {}
 
-    def update(self, contract: str, group: str, figures: GroupFigures) -> None:
+    def update(
+        self,
+        contract: str,
+        group: str,
+        figures: GroupFigures,
+        counted: GroupFigures | None = None,
+    ) -> None:
         self._figures[(contract, group)] = figures
-        for service in figures.services:
+        for service in (counted or figures).services:
             key = (contract, group, service.service)
             period, most = self._most.get(key, (figures.start, 0.0))
             if period != figures.start:

@@ -18,17 +18,25 @@ arrives after its resolution does not reopen it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.events import INBOUND_ADAPTER, Metric, MonitoringEvent, TicketEvent
@@ -42,6 +50,7 @@ from slawatch_engine.periods import Period
 from slawatch_engine.policy import PolicyBook
 from slawatch_engine.store import Workset
 
+_T = TypeVar("_T")
 AlertKey = tuple[str, str, datetime]
 """(service, fingerprint, starts_at): one firing of one alert."""
 REPORTED = ("response", "resolution")
@@ -184,12 +193,16 @@ async def stored_report(
     later: dict[tuple[str, str], int] = {}
     async with _building():
         async with db.connect() as conn:
+            # closed here, on any exit: its read transaction ends before the connection
+            # goes back to the pool
             chunks = _fact_chunks(conn, contract.policies, period.start, period.end, as_of)
-            async for rows in chunks:
-                waiting, changed = await asyncio.to_thread(_chunk, builder, rows)
-                offset = len(held)
-                held += waiting
-                later.update((key, offset + index) for key, index in changed.items())
+            typed = conn.dialect.name != "postgresql"
+            async with contextlib.aclosing(chunks):
+                async for rows in chunks:
+                    waiting, changed = await _in_thread(_chunk, builder, rows, as_of, typed)
+                    offset = len(held)
+                    held += waiting
+                    later.update((key, offset + index) for key, index in changed.items())
         async with db.connect() as conn:
             if later:
                 for clock, calendar in await _clocks_up_to(conn, book, list(later), as_of):
@@ -200,16 +213,31 @@ async def stored_report(
                     else:
                         held[index] = held[index]._replace(resolution=fact)
             alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
-        await asyncio.to_thread(builder.add, held)
-        return await asyncio.to_thread(builder.report, alerts)
+        await _in_thread(builder.add, held)
+        return await _in_thread(builder.report, alerts)
+
+
+async def _in_thread(work: Callable[..., _T], *args: Any) -> _T:
+    """``work`` in a worker thread. A thread cannot be stopped: cancelled, this waits for
+    it to end before it gives up the report's gate, so reports never overlap."""
+    running = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await running
+        raise
 
 
 def _chunk(
-    builder: Builder, rows: Sequence[Sequence[Any]]
+    builder: Builder, rows: Sequence[Sequence[Any]], as_of: datetime, typed: bool
 ) -> tuple[list[TicketFact], dict[tuple[str, str], int]]:
     """Count a chunk's complete tickets (in a worker thread); return the others, with
-    where their clocks changed after ``as_of`` go."""
+    where their clocks changed after ``as_of`` go. ``typed`` rows (read through
+    SQLAlchemy, not PostgreSQL's driver) are reshaped here first."""
     with acyclic():
+        if typed:
+            rows = [_reshaped(row, as_of) for row in rows]
         ready, waiting, later = _facts_of(rows)
         builder.add(ready)
     return waiting, later
@@ -306,11 +334,13 @@ _CLOCK_COLUMNS = (
 
 async def _fact_chunks(
     conn: AsyncConnection, policies: list[str], start: datetime, end: datetime, as_of: datetime
-) -> AsyncIterator[Sequence[Sequence[Any]]]:
+) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
     """The rows of ``_FACT_ROWS``, ``CHUNK`` at a time. On PostgreSQL a server-side cursor
     of the driver reads them (its records slice like tuples) and the database turns
-    instants into integers: no datetime per clock. Elsewhere typed rows are reshaped
-    alike."""
+    instants into integers: no datetime per clock. Elsewhere typed rows (key, policy,
+    priority, created_at, rating score, scale and instant, then each clock's
+    ``_CLOCK_COLUMNS``) are streamed, to be reshaped alike (``_reshaped``). Close it
+    (``contextlib.aclosing``) before the connection goes back to the pool."""
     if conn.dialect.name == "postgresql":
         raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
         async with raw.transaction(readonly=True):
@@ -318,17 +348,15 @@ async def _fact_chunks(
             while rows := await cursor.fetch(CHUNK):
                 yield rows
         return
-    rows = await _typed_rows(conn, policies, start, end, as_of)
-    for first in range(0, len(rows), CHUNK):
-        yield rows[first : first + CHUNK]
+    result = await conn.stream(_typed_query(policies, start, end, as_of))
+    async for rows in result.partitions(CHUNK):
+        yield rows
 
 
-async def _typed_rows(
-    conn: AsyncConnection, policies: list[str], start: datetime, end: datetime, as_of: datetime
-) -> list[tuple[Any, ...]]:
+def _typed_query(policies: list[str], start: datetime, end: datetime, as_of: datetime) -> Any:
     t = store.tickets
     response, resolution = store.clocks.alias("r"), store.clocks.alias("s")
-    query = (
+    return (
         select(
             t.c.key,
             t.c.policy,
@@ -356,12 +384,13 @@ async def _typed_rows(
             t.c.created_at <= as_of,
         )
     )
-    rows: list[tuple[Any, ...]] = []
-    for row in (await conn.execute(query)).all():
-        rated = row[6] is not None and row[6] <= as_of
-        rating = (row[4], row[5]) if rated else (None, None)
-        rows.append((*row[:4], *rating, *_clock(row[7:15], as_of), *_clock(row[15:23], as_of)))
-    return rows
+
+
+def _reshaped(row: Sequence[Any], as_of: datetime) -> tuple[Any, ...]:
+    """A typed row in the shape of ``_FACT_ROWS``'s."""
+    rated = row[6] is not None and row[6] <= as_of
+    rating = (row[4], row[5]) if rated else (None, None)
+    return (*row[:4], *rating, *_clock(row[7:15], as_of), *_clock(row[15:23], as_of))
 
 
 def _clock(columns: Sequence[Any], as_of: datetime) -> tuple[Any, ...]:
@@ -403,15 +432,46 @@ async def _clocks_up_to(
 
 
 async def stored_alerts(
-    conn: AsyncConnection, services: Iterable[str], start: datetime, end: datetime
+    conn: AsyncConnection,
+    services: Iterable[str],
+    start: datetime,
+    end: datetime,
+    *,
+    counted: bool = False,
 ) -> Alerts:
-    """The firing intervals of ``services`` that overlap [start, end)."""
+    """The firing intervals of ``services`` that overlap [start, end).
+
+    ``counted``: each as far as it was ever counted down, should its resolution
+    have come later dated earlier (``engine_outages.counted_until``): the
+    outage counter on ``/metrics`` never goes back, not even across a restart.
+    """
     o = store.outages
+    overlap = (o.c.ends_at.is_(None)) | (o.c.ends_at > start)
+    if counted:
+        overlap = overlap | (o.c.counted_until > start)
     rows = await conn.execute(
-        select(o.c.service, o.c.fingerprint, o.c.starts_at, o.c.ends_at).where(
-            o.c.service.in_(list(services)),
-            o.c.starts_at < end,
-            (o.c.ends_at.is_(None)) | (o.c.ends_at > start),
+        select(o.c.service, o.c.fingerprint, o.c.starts_at, o.c.ends_at, o.c.counted_until).where(
+            o.c.service.in_(list(services)), o.c.starts_at < end, overlap
         )
     )
-    return by_service({(r.service, r.fingerprint, r.starts_at): r.ends_at for r in rows})
+    found: dict[AlertKey, datetime | None] = {}
+    for r in rows:
+        ends = r.ends_at
+        if counted and ends is not None and r.counted_until is not None:
+            ends = max(ends, r.counted_until)
+        found[(r.service, r.fingerprint, r.starts_at)] = ends
+    return by_service(found)
+
+
+async def note_counted(conn: AsyncConnection, services: Iterable[str], now: datetime) -> None:
+    """Every alert of ``services`` still firing has been counted down up to ``now``."""
+    o = store.outages
+    await conn.execute(
+        update(o)
+        .where(
+            o.c.service.in_(list(services)),
+            o.c.ends_at.is_(None),
+            (o.c.counted_until.is_(None)) | (o.c.counted_until < now),
+        )
+        .values(counted_until=now)
+    )

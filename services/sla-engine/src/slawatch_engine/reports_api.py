@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 DEV_REPORT_TOKEN = "dev-report-token"
 MAX_SPAN = timedelta(days=400)
+MAX_LISTED_SPAN = timedelta(days=100)
+"""The longest span whose tickets a report lists one by one (the list is held until it
+is sent: about 1.4 KB a ticket); longer reports are asked for with ``tickets=false``."""
 
 
 def reports_router(
@@ -109,6 +112,12 @@ def reports_router(
                 422, f"as_of: at most {MAX_SPAN.days} days before or after the period"
             )
         listed = tickets if format == "json" else part == "tickets"
+        if listed and chosen.end - chosen.start > MAX_LISTED_SPAN:
+            raise HTTPException(
+                422,
+                f"tickets: a report lists the tickets of at most {MAX_LISTED_SPAN.days} days; "
+                "ask for tickets=false (or a shorter span)",
+            )
         figures = await stored_report(db(), book, name, contract, chosen, at, with_tickets=listed)
         if format == "json":
             # rendered in a worker thread: a month's ticket list is megabytes of JSON

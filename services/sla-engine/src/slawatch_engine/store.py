@@ -10,7 +10,8 @@
 - ``engine_dead_letters``: input records that could not be read or applied, with the
   reason (``slawatch_common.consumer``).
 - ``engine_outages``: the firing interval of each alert of a monitored service
-  (from ``slawatch.monitoring``), the input of availability.
+  (from ``slawatch.monitoring``), the input of availability; ``counted_until``:
+  how far it was counted down while it fired (the outage counter never goes back).
 - ``engine_budget_stages``: the error-budget stages (warnings, breach) already
   emitted per contract, availability group and period.
 
@@ -20,7 +21,7 @@ holding a stale copy changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -137,6 +138,7 @@ outages = Table(
     Column("fingerprint", String(200), nullable=False),
     Column("starts_at", UtcDateTime, nullable=False),
     Column("ends_at", UtcDateTime, nullable=True),
+    Column("counted_until", UtcDateTime, nullable=True),
     Column("name", String(500), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("service", "fingerprint", "starts_at", name="uq_engine_outages_alert"),
@@ -222,7 +224,7 @@ class StaleClockError(RuntimeError):
 
 async def due_clocks(
     conn: AsyncConnection, partitions: Iterable[int], chunk: int = 20_000
-) -> AsyncIterator[list[tuple[str, int, int]]]:
+) -> AsyncGenerator[list[tuple[str, int, int]], None]:
     """(clock id, partition, next due instant in µs since the epoch) of every clock with a
     stage ahead, streamed in chunks, so a million clocks never sit in memory as rows at once.
 
@@ -253,7 +255,7 @@ _DUE_CLOCKS = f"""
 
 async def _due_clocks_postgresql(
     conn: AsyncConnection, partitions: list[int], chunk: int
-) -> AsyncIterator[list[tuple[str, int, int]]]:
+) -> AsyncGenerator[list[tuple[str, int, int]], None]:
     raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
     async with raw.transaction(readonly=True):
         cursor = await raw.cursor(_DUE_CLOCKS, partitions)

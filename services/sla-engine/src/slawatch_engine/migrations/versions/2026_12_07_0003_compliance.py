@@ -7,7 +7,8 @@
   given: the report divides them exactly);
 - ``engine_clocks.last_entry_at``: the instant of the timeline's last entry, so
   a report as of an earlier instant knows which clocks to replay up to it;
-- ``engine_outages``: the firing intervals of monitored services' alerts;
+- ``engine_outages``: the firing intervals of monitored services' alerts, and
+  how far each has been counted on ``/metrics`` while it fired;
 - ``engine_budget_stages``: the error-budget stages already emitted per
   contract, availability group and period.
 
@@ -47,6 +48,7 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(200), nullable=False),
         sa.Column("starts_at", UtcDateTime(), nullable=False),
         sa.Column("ends_at", UtcDateTime(), nullable=True),
+        sa.Column("counted_until", UtcDateTime(), nullable=True),
         sa.Column("name", sa.String(500), nullable=False),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.UniqueConstraint("service", "fingerprint", "starts_at", name="uq_engine_outages_alert"),
