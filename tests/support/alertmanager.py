@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 import yaml
 
 from support.net import free_port
+from support.processes import until_ready
 
 BINARY = Path("/usr/bin/prometheus-alertmanager")
 
@@ -86,18 +86,7 @@ class Alertmanager:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=self.url, timeout=1) as client:
-            while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    raise RuntimeError(f"alertmanager exited: {self.log_tail()}")
-                try:
-                    if (await client.get("/-/ready")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"alertmanager not ready in {within} s: {self.log_tail()}")
+        await until_ready(self._process, self.url, within, "alertmanager", self.log_tail)
 
     async def post_alert(
         self, labels: dict[str, str], starts_at: datetime, ends_at: datetime

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
@@ -131,3 +132,27 @@ class ServiceProcess:
         if not self._log_path.exists():
             return ""
         return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def until_ready(
+    process: asyncio.subprocess.Process,
+    url: str,
+    within: float,
+    what: str,
+    log_tail: Callable[[], str],
+) -> None:
+    """Wait until ``url`` + ``/-/ready`` answers 200 (Prometheus' and Alertmanager's
+    readiness); ``RuntimeError`` with the log's tail if ``process`` exits or ``within``
+    seconds pass first."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=url, timeout=1) as client:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"{what} exited: {log_tail()}")
+            try:
+                if (await client.get("/-/ready")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} not ready in {within} s: {log_tail()}")

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from support.net import free_port
+from support.processes import until_ready
 
 BINARY = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
@@ -122,18 +123,7 @@ class Prometheus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=self.url, timeout=1) as client:
-            while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    raise RuntimeError(f"prometheus exited: {self.log_tail()}")
-                try:
-                    if (await client.get("/-/ready")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"prometheus not ready in {within} s: {self.log_tail()}")
+        await until_ready(self._process, self.url, within, "prometheus", self.log_tail)
 
     async def query(self, expr: str) -> list[Sample]:
         """The instant vector of ``expr`` now: ``(labels, value)`` per series, sorted by labels.
