@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from slawatch_common.durations import parse_duration
 from slawatch_common.events import Metric, Priority, Ticket
 from slawatch_common.runtime import ConfigError
-from slawatch_engine.durations import parse_duration
 from slawatch_engine.main import main
 from slawatch_engine.policy import load_policies
 

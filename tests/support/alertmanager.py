@@ -18,7 +18,7 @@ import httpx
 import yaml
 
 from support.net import free_port
-from support.processes import until_ready
+from support.processes import Daemon, until_ready
 
 BINARY = Path("/usr/bin/prometheus-alertmanager")
 
@@ -59,7 +59,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-class Alertmanager:
+class Alertmanager(Daemon):
     """One ``prometheus-alertmanager`` process with ``config``, its files under ``workdir``."""
 
     def __init__(self, config: dict[str, Any], workdir: Path) -> None:
@@ -102,19 +102,3 @@ class Alertmanager:
         async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
             response = await client.post("/api/v2/alerts", json=[alert])
         response.raise_for_status()
-
-    async def stop(self) -> None:
-        """Terminate the process (then kill it if it lingers); idempotent."""
-        if self._process is None or self._process.returncode is not None:
-            return
-        self._process.terminate()
-        try:
-            await asyncio.wait_for(self._process.wait(), timeout=10)
-        except TimeoutError:
-            self._process.kill()
-            await self._process.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self._log_path.exists():
-            return ""
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])

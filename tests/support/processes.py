@@ -156,3 +156,27 @@ async def until_ready(
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{what} not ready in {within} s: {log_tail()}")
+
+
+class Daemon:
+    """A server binary a test starts (``_process``) writing to a log (``_log_path``):
+    how it stops and what its log says last."""
+
+    _process: asyncio.subprocess.Process | None
+    _log_path: Path
+
+    async def stop(self) -> None:
+        """Terminate the process (then kill it if it lingers); idempotent."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._process.terminate()
+        try:
+            await asyncio.wait_for(self._process.wait(), timeout=10)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self._log_path.exists():
+            return ""
+        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])

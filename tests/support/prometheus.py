@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from support.net import free_port
-from support.processes import until_ready
+from support.processes import Daemon, until_ready
 
 BINARY = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
@@ -71,7 +71,7 @@ def scrape_config(
     }
 
 
-class Prometheus:
+class Prometheus(Daemon):
     """One ``prometheus`` process scraping ``targets``, its files under ``workdir``.
 
     Use as ``async with Prometheus(targets, tmp_path) as prometheus:``, or call
@@ -173,22 +173,6 @@ class Prometheus:
         response.raise_for_status()
         alerts: list[dict[str, Any]] = response.json()["data"]["alerts"]
         return alerts
-
-    async def stop(self) -> None:
-        """Terminate the process (then kill it if it lingers); idempotent."""
-        if self._process is None or self._process.returncode is not None:
-            return
-        self._process.terminate()
-        try:
-            await asyncio.wait_for(self._process.wait(), timeout=10)
-        except TimeoutError:
-            self._process.kill()
-            await self._process.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self._log_path.exists():
-            return ""
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def one_value(expected: float, *, rel: float = 1e-9) -> Callable[[list[Sample]], bool]:

@@ -49,7 +49,6 @@ The other top-level sections of the file belong to the SLA engine and are ignore
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,6 +64,7 @@ from pydantic import (
     model_validator,
 )
 
+from slawatch_common.durations import Duration, parse_duration
 from slawatch_common.events import Channel, Identifier, Name
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
 from slawatch_notifier.messages import DEFAULT_LOCALE, known_locale
@@ -91,25 +91,9 @@ MEMBER_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
 
 _STAGE_PATTERN = r"^(warning|warning:([1-9][0-9]?|100)|warning:[0-9]+s-before|breach)$"
 _ADDRESS_FIELD = {Channel.EMAIL: "email", Channel.SMS: "phone"}
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 Locale = Annotated[str, AfterValidator(known_locale)]
 """A language the notifications can be worded in (``messages.LANGUAGES``): ``zh-CN`` or ``en``."""
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from an integer or text like ``"90s"``, ``"30m"``, ``"1h30m"``, ``"1d"`` (24 h)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is seconds or text like '30m'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return value
-    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration like '90s', '30m', '4h', '1h30m', '1d'")
-    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def _positive(seconds: int) -> int:
@@ -118,7 +102,6 @@ def _positive(seconds: int) -> int:
     return seconds
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[int, BeforeValidator(parse_duration), AfterValidator(_positive)]
 ChatAddress = Annotated[str, Field(min_length=1, max_length=320)]
 

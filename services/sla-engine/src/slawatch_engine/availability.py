@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 from dateutil import rrule as rfc5545
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from slawatch_engine.durations import Duration
+from slawatch_common.durations import Duration
 
 Interval = tuple[datetime, datetime]
 """``[start, end)`` of two aware instants."""

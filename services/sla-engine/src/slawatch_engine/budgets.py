@@ -52,7 +52,7 @@ from slawatch_engine.ledger import SOURCE, Changes, sla_event_id
 from slawatch_engine.metrics import ComplianceMetrics, EngineMetrics
 from slawatch_engine.periods import Period, period_containing
 from slawatch_engine.policy import PolicyBook
-from slawatch_engine.reporting import note_counted, stored_alerts
+from slawatch_engine.reporting import note_counted, stored_alerts_counted
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,7 @@ class BudgetWatch:
         period = period_containing(now, KIND[contract.review], contract.zone)
         services = contract.services()
         async with self._db.connect() as conn:
-            alerts = await stored_alerts(conn, services, period.start, period.end)
-            counted = await stored_alerts(conn, services, period.start, period.end, counted=True)
+            alerts, counted = await stored_alerts_counted(conn, services, period.start, period.end)
             emitted = await self._emitted(conn, name, period)
         if any(end is None for intervals in alerts.values() for _, end in intervals):
             async with self._db.begin() as conn:

@@ -34,8 +34,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from slawatch_common.durations import Duration
 from slawatch_engine.availability import MaintenanceWindow
-from slawatch_engine.durations import Duration
 
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]

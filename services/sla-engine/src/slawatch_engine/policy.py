@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from slawatch_common.durations import Duration, parse_duration
 from slawatch_common.events import Metric, Priority, Ticket, TicketEventType
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
 from slawatch_engine.calendar import (
@@ -39,7 +40,6 @@ from slawatch_engine.calendar import (
 )
 from slawatch_engine.clock import ReopenMode
 from slawatch_engine.contracts import Contract
-from slawatch_engine.durations import Duration, parse_duration
 from slawatch_engine.holiday_sets import holiday_set
 
 DEFAULT_PRIORITY = Priority.P3

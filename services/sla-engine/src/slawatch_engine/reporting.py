@@ -432,35 +432,38 @@ async def _clocks_up_to(
 
 
 async def stored_alerts(
-    conn: AsyncConnection,
-    services: Iterable[str],
-    start: datetime,
-    end: datetime,
-    *,
-    counted: bool = False,
+    conn: AsyncConnection, services: Iterable[str], start: datetime, end: datetime
 ) -> Alerts:
-    """The firing intervals of ``services`` that overlap [start, end).
+    """The firing intervals of ``services`` that overlap [start, end)."""
+    alerts, _ = await stored_alerts_counted(conn, services, start, end)
+    return alerts
 
-    ``counted``: each as far as it was ever counted down, should its resolution
-    have come later dated earlier (``engine_outages.counted_until``): the
-    outage counter on ``/metrics`` never goes back, not even across a restart.
-    """
+
+async def stored_alerts_counted(
+    conn: AsyncConnection, services: Iterable[str], start: datetime, end: datetime
+) -> tuple[Alerts, Alerts]:
+    """The firing intervals of ``services`` that overlap [start, end), as they are and as
+    far as each was ever counted down (``engine_outages.counted_until``: its resolution
+    may have come later dated earlier): one read. The second is what the outage counter
+    on ``/metrics`` shows, so it never goes back, not even across a restart."""
     o = store.outages
-    overlap = (o.c.ends_at.is_(None)) | (o.c.ends_at > start)
-    if counted:
-        overlap = overlap | (o.c.counted_until > start)
     rows = await conn.execute(
         select(o.c.service, o.c.fingerprint, o.c.starts_at, o.c.ends_at, o.c.counted_until).where(
-            o.c.service.in_(list(services)), o.c.starts_at < end, overlap
+            o.c.service.in_(list(services)),
+            o.c.starts_at < end,
+            (o.c.ends_at.is_(None)) | (o.c.ends_at > start) | (o.c.counted_until > start),
         )
     )
-    found: dict[AlertKey, datetime | None] = {}
+    actual: dict[AlertKey, datetime | None] = {}
+    counted: dict[AlertKey, datetime | None] = {}
     for r in rows:
+        key = (r.service, r.fingerprint, r.starts_at)
+        actual[key] = r.ends_at
         ends = r.ends_at
-        if counted and ends is not None and r.counted_until is not None:
-            ends = max(ends, r.counted_until)
-        found[(r.service, r.fingerprint, r.starts_at)] = ends
-    return by_service(found)
+        counted[key] = (
+            ends if ends is None or r.counted_until is None else max(ends, r.counted_until)
+        )
+    return by_service(actual), by_service(counted)
 
 
 async def note_counted(conn: AsyncConnection, services: Iterable[str], now: datetime) -> None:

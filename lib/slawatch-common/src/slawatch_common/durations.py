@@ -1,4 +1,5 @@
-"""Durations in the configuration: seconds, or text like ``"90s"``, ``"15m"``, ``"1h30m"``."""
+"""Durations in the configuration (engine and notifier alike): seconds, or text like
+``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 def parse_duration(value: Any) -> int:
     """Seconds from an integer or text like ``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``.
 
-    A day is 24 hours of business time.
+    A day is 24 hours (of business time, where a calendar counts it).
     """
     if isinstance(value, bool):
         raise ValueError("a duration is seconds or text like '15m'")
