@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal, NamedTuple
 
+from slawatch_engine.analysis import Details, Tally
 from slawatch_engine.availability import GroupFigures, ServiceFigures, group_figures
 from slawatch_engine.calendar import Calendar, from_us, to_us
 from slawatch_engine.clock import State, View
@@ -145,6 +146,13 @@ class TicketFact(NamedTuple):
     resolution: ClockFact | None
     rating: Fraction | float | None = None
     """The latest rating by ``as_of``, in percent (``percent_of`` makes it exact)."""
+    service: str | None = None
+    category: str | None = None
+    """The ticket's ``type`` (incident, service_request, …)."""
+    title: str | None = None
+    assignee: str | None = None
+    """Its assignee's name (else id), as last known."""
+    group: str | None = None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -156,51 +164,6 @@ def percent_of(score: float | None, scale_max: float | None) -> Fraction | None:
 
 
 # --- the figures ---------------------------------------------------------------
-
-
-@dataclass
-class _Tally:
-    """Counts of one metric's clocks over the population."""
-
-    met: int = 0
-    breached: int = 0
-    late: int = 0
-    pending: int = 0
-    cancelled: int = 0
-    none: int = 0
-    micros: int = 0
-    """Business microseconds of the stopped clocks (exact: clocks count whole µs)."""
-
-    def add(self, fact: ClockFact | None, as_of_us: int) -> Outcome | None:
-        if fact is None:
-            self.none += 1
-            return None
-        outcome = fact.outcome(as_of_us)
-        if outcome == "met":
-            self.met += 1
-        elif outcome == "breached":
-            self.breached += 1
-        elif outcome == "late":
-            self.late += 1
-        elif outcome == "pending":
-            self.pending += 1
-        else:
-            self.cancelled += 1
-        if outcome in ("met", "breached"):
-            self.micros += round(fact.used * 1_000_000)
-        return outcome
-
-    @property
-    def stopped(self) -> int:
-        return self.met + self.breached
-
-    @property
-    def known(self) -> int:
-        return self.met + self.breached + self.late
-
-    @property
-    def all_late(self) -> int:
-        return self.breached + self.late
 
 
 @functools.lru_cache(maxsize=4096)
@@ -257,6 +220,8 @@ class Report:
     credits: list[dict[str, Any]]
     credit_percent: float
     tickets: list[dict[str, Any]] | None
+    details: dict[str, Any]
+    """``analysis.Details``: breakdowns, daily figures, late clocks, common problems."""
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -264,6 +229,8 @@ class Report:
             "customer": self.contract.customer,
             "provider": self.contract.provider,
             "time_zone": self.contract.time_zone,
+            "language": self.contract.language,
+            "review": self.contract.review,
             "period": self.period.label,
             "from": _iso(self.period.start),
             "to": _iso(self.period.end),
@@ -274,6 +241,7 @@ class Report:
             "allowance": self.allowance,
             "credits": self.credits,
             "credit_percent": self.credit_percent,
+            **self.details,
         }
         if self.tickets is not None:
             data["tickets"] = self.tickets
@@ -427,22 +395,25 @@ class Builder:
         self._with_tickets = with_tickets
         self._policies = set(contract.policies)
         self._as_of_us = to_us(as_of)
-        self._response, self._resolution = _Tally(), _Tally()
+        self._response, self._resolution = Tally(), Tally()
         self._ratings = Fraction(0)
         self._rated = 0
         self._listed: list[dict[str, Any]] = []
         self._population = 0
+        self._details = Details(period, contract.zone)
 
     def add(self, tickets: Iterable[TicketFact]) -> None:
         period, as_of, as_of_us = self._period, self._as_of, self._as_of_us
         calendars, policies = self._calendars, self._policies
         response, resolution = self._response, self._resolution
+        note = self._details.note
         for ticket in tickets:
             if ticket.policy not in policies or not _inside(ticket.created_at, period, as_of):
                 continue
             self._population += 1
             answered = response.add(ticket.response, as_of_us)
             resolved = resolution.add(ticket.resolution, as_of_us)
+            note(ticket, answered, resolved, as_of_us)
             rating = ticket.rating
             if rating is not None:
                 self._ratings += rating if isinstance(rating, Fraction) else decimal(rating)
@@ -549,10 +520,11 @@ class Builder:
             credits,
             credit_percent,
             listed if self._with_tickets else None,
+            self._details.as_json(),
         )
 
 
-def _allowance(rule: Any, target: float, tally: _Tally) -> dict[str, int | None]:
+def _allowance(rule: Any, target: float, tally: Tally) -> dict[str, int | None]:
     """Further late items tolerated: judged on the items known now (``remaining``), and on
     every item of the population once the pending ones are judged too (``projected``);
     null while there is no item to judge."""

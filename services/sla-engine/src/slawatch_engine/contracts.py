@@ -40,6 +40,8 @@ from slawatch_engine.availability import MaintenanceWindow
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Review = Literal["monthly", "quarterly", "yearly"]
+Language = Literal["en", "zh-CN"]
+LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
 
 TICKET_INDICATORS = (
     "mean_response_time",
@@ -147,6 +149,12 @@ class Contract(_Strict):
     time_zone: str = "UTC"
     term: Term | None = None
     review: Review = Field(default="monthly", description="When the report is issued.")
+    language: Language = Field(default="en", description="The report's language.")
+    issue_after: Duration = Field(
+        default=3600,
+        description="How long after its period ends the report is issued (late events "
+        "still count).",
+    )
     policies: list[Name] = Field(
         min_length=1, description="The tickets whose clocks these policies govern."
     )
