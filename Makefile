@@ -8,7 +8,7 @@ PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifie
 PYTEST_ARGS ?=
 
 .PHONY: help install lint format test test-unit test-integration run bench schemas lock \
-        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager prometheus rules-test \
+        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager prometheus reports rules-test \
         fuzz chaos clean
 
 help:
@@ -69,6 +69,11 @@ alertmanager:
 prometheus:
 	deploy/prometheus/install.sh
 
+# Debian's CJK fonts and text layout for the PDF reports, poppler-utils and
+# chromium for their tests (deploy/reports/install.sh); installed once.
+reports:
+	deploy/reports/install.sh
+
 # promtool: the rule files, their unit tests (deploy/prometheus/tests) and the
 # example configuration.
 rules-test: prometheus
@@ -76,7 +81,7 @@ rules-test: prometheus
 	promtool test rules deploy/prometheus/tests/*.yml
 	promtool check config deploy/prometheus/prometheus.yml
 
-test: install lint kafka-up pg-up alertmanager prometheus rules-test
+test: install lint kafka-up pg-up alertmanager prometheus reports rules-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -95,7 +100,7 @@ chaos: install kafka-up pg-up
 	SLAWATCH_CHAOS=long SLAWATCH_OUTAGE=long $(BIN)/pytest --timeout=3600 \
 	  tests/e2e/test_chaos.py tests/e2e/test_outage.py $(PYTEST_ARGS)
 
-run: install kafka-up
+run: install reports kafka-up
 	deploy/dev/run.sh
 
 bench: install kafka-up pg-up

@@ -172,3 +172,49 @@ async def test_a_year_is_one_report(api: str) -> None:
 
 async def test_an_unknown_contract_is_404(api: str) -> None:
     assert (await get(api, "/v1/reports/nobody", period="2026-11")).status_code == 404
+
+
+async def test_the_document_as_html_and_pdf(api: str) -> None:
+    month = {"period": "2026-11", "as_of": AS_OF}
+    html = await get(api, "/v1/reports/acme", **month, format="html")
+    assert html.status_code == 200, html.text
+    assert html.headers["content-type"] == "text/html; charset=utf-8"
+    assert "<script" in html.text
+    assert "vegaEmbed" in html.text
+    static = await get(api, "/v1/reports/acme", **month, format="html", charts="static")
+    assert "<script" not in static.text
+    assert "<svg" in static.text
+    chinese = await get(api, "/v1/reports/acme", **month, format="html", lang="zh-CN")
+    assert 'lang="zh-CN"' in chinese.text
+    assert "服务水平报告" in chinese.text
+    pdf = await get(api, "/v1/reports/acme", **month, format="pdf")
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.headers["content-disposition"] == 'inline; filename="acme-2026-11.pdf"'
+    assert pdf.content.startswith(b"%PDF")
+    bad = await get(api, "/v1/reports/acme", **month, format="pdf", lang="fr")
+    assert bad.status_code == 422
+    assert "lang" in bad.text
+
+
+async def test_a_year_carries_its_review(api: str) -> None:
+    year = (await get(api, "/v1/reports/acme", period="2026", tickets="false")).json()
+    assert [m["period"] for m in year["months"]] == [f"2026-{n:02d}" for n in range(1, 13)]
+    november = year["months"][10]
+    assert november["tickets"] == 12
+    alone = (await get(api, "/v1/reports/acme", period="2026-11", tickets="false")).json()
+    assert november["indicators"] == alone["indicators"]  # as of the same instant: now
+    assert november["credit_percent"] == alone["credit_percent"]
+    assert {c["cause"] for c in year["breaches_by_cause"]} == {
+        "response",
+        "resolution",
+        "availability:network",
+        "availability:critical_applications",
+    }
+    assert set(year["reliability"]) == {"core-net", "erp", "mail"}
+    assert year["reliability"]["erp"]["outages"] >= 1
+    # a year with its per-ticket list is refused (more than 100 days)
+    assert (await get(api, "/v1/reports/acme", period="2026")).status_code == 422
+    pdf = await get(api, "/v1/reports/acme", period="2026", format="pdf")
+    assert pdf.status_code == 200
+    assert pdf.content.startswith(b"%PDF")

@@ -361,24 +361,63 @@ class NotificationRecord(Envelope):
         return f"{self.data.ticket_source}:{self.data.ticket_id}"
 
 
+# --- compliance reports ----------------------------------------------------
+
+
+class ReportDue(_Model):
+    """A contract's report for one period, to be sent to the people the contract names."""
+
+    contract: Identifier
+    customer: Name = Field(description="The contract's customer, for the mail's subject.")
+    period: Annotated[str, Field(min_length=4, max_length=40)] = Field(
+        description="The period's label: 2026-11 (a month), 2026-Q4 (a quarter), 2026 (a year)."
+    )
+    start: AwareDatetime = Field(description="The period's first instant.")
+    end: AwareDatetime = Field(description="The instant after the period (half-open).")
+    review: Literal["monthly", "quarterly", "yearly"]
+    language: Literal["en", "zh-CN"]
+    report_to: list[Identifier] = Field(
+        max_length=100,
+        description="People of the notifier's configuration (ids; their addresses are "
+        "the notifier's).",
+    )
+    issue: Identifier = Field(
+        description="Which issue of the period this is: ``scheduled`` (once per contract "
+        "and period), or ``manual:<id>`` for one issued by hand."
+    )
+
+
+class ReportEvent(Envelope):
+    """A report that falls due, emitted by the SLA engine. Kafka key: the contract."""
+
+    type: Literal["report.due"]
+    data: ReportDue
+
+    @property
+    def key(self) -> str:
+        return self.data.contract
+
+
 # --- unions ----------------------------------------------------------------
 
 InboundEvent = Annotated[TicketEvent | MonitoringEvent, Field(discriminator="type")]
 """What ingest accepts on ``POST /v1/events``."""
 
 Event = Annotated[
-    TicketEvent | MonitoringEvent | SlaEvent | NotificationRecord, Field(discriminator="type")
+    TicketEvent | MonitoringEvent | SlaEvent | NotificationRecord | ReportEvent,
+    Field(discriminator="type"),
 ]
 
 INBOUND_ADAPTER: TypeAdapter[TicketEvent | MonitoringEvent] = TypeAdapter(InboundEvent)
-EVENT_ADAPTER: TypeAdapter[TicketEvent | MonitoringEvent | SlaEvent | NotificationRecord] = (
-    TypeAdapter(Event)
-)
+EVENT_ADAPTER: TypeAdapter[
+    TicketEvent | MonitoringEvent | SlaEvent | NotificationRecord | ReportEvent
+] = TypeAdapter(Event)
 
 CONTRACTS: dict[str, type[Envelope]] = {
     "ticket-event": TicketEvent,
     "monitoring-event": MonitoringEvent,
     "sla-event": SlaEvent,
     "notification-record": NotificationRecord,
+    "report-event": ReportEvent,
 }
 """Schema file stem → model; ``schemas/<stem>.schema.json`` is generated from it."""

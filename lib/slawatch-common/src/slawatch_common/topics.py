@@ -6,6 +6,7 @@
 | slawatch.monitoring   | service             | MonitoringEvent     | ingest    |
 | slawatch.sla          | source:ticket_id    | SlaEvent            | sla-engine|
 | slawatch.notifications| source:ticket_id    | NotificationRecord  | notifier  |
+| slawatch.reports      | contract            | ReportEvent         | sla-engine|
 
 A prefix (``SLAWATCH_TOPIC_PREFIX``) lets tests run in isolated topic sets on
 one broker.
@@ -38,5 +39,9 @@ class Topics:
     def notifications(self) -> str:
         return f"{self.prefix}.notifications"
 
+    @property
+    def reports(self) -> str:
+        return f"{self.prefix}.reports"
+
     def all(self) -> tuple[str, ...]:
-        return (self.tickets, self.monitoring, self.sla, self.notifications)
+        return (self.tickets, self.monitoring, self.sla, self.notifications, self.reports)

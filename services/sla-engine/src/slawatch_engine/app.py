@@ -35,6 +35,7 @@ from slawatch_common.runtime import every, start_worker, stop_workers
 from slawatch_engine import store
 from slawatch_engine.budgets import KIND, BudgetWatch
 from slawatch_engine.intake import Intake
+from slawatch_engine.issuing import ReportWatch
 from slawatch_engine.ledger import Changes, Ledger
 from slawatch_engine.metrics import OPEN_STATES, ComplianceMetrics, EngineMetrics
 from slawatch_engine.monitoring import MonitoringIntake
@@ -116,6 +117,15 @@ def create_app(
             lock=lock,
             refresh_s=settings.availability_refresh_s,
         )
+        reports = ReportWatch(
+            db,
+            book,
+            topics.reports,
+            metrics.heartbeats,
+            owned=lambda: owned_partitions(consumer),
+            now=now,
+            published=publisher.wake,
+        )
         alerts_consumer = _consumer(settings, settings.monitoring_group, topics.monitoring)
         await alerts_consumer.start()
         alerts = MonitoringIntake(alerts_consumer, db, metrics, watch.wake, now)
@@ -126,6 +136,7 @@ def create_app(
             start_worker(intake.run(), "intake"),
             start_worker(alerts.run(), "monitoring"),
             start_worker(watch.run(), "budgets"),
+            start_worker(reports.run(), "reports"),
             start_worker(
                 every(
                     settings.gauge_refresh_s,

@@ -27,7 +27,17 @@ if TYPE_CHECKING:
 
 REJECT_REASONS = ("invalid", "failed", "duplicate", "unknown_ticket", "no_policy")
 DEAD_LETTER_REASONS = ("invalid", "failed")
-LOOPS = ("intake", "timer", "publisher", "gauges", "prune", "monitoring", "budgets", "allowances")
+LOOPS = (
+    "intake",
+    "timer",
+    "publisher",
+    "gauges",
+    "prune",
+    "monitoring",
+    "budgets",
+    "allowances",
+    "reports",
+)
 OPEN_STATES = ("running", "paused")
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import Insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from slawatch_common.events import SlaEvent
+from slawatch_common.events import ReportEvent, SlaEvent
 from slawatch_common.runtime import Backoff
 from slawatch_engine.metrics import EngineMetrics
 from slawatch_engine.store import outbox
@@ -38,7 +38,7 @@ def _insert_ignoring_duplicates(conn: AsyncConnection) -> Insert:
 
 async def stage(
     conn: AsyncConnection,
-    events: Sequence[SlaEvent],
+    events: Sequence[SlaEvent | ReportEvent],
     partition_of: Mapping[str, int],
     topic: str,
     now: datetime,

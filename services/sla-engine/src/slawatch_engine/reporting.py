@@ -48,6 +48,7 @@ from slawatch_engine.contracts import Contract
 from slawatch_engine.ledger import Ledger
 from slawatch_engine.periods import Period
 from slawatch_engine.policy import PolicyBook
+from slawatch_engine.review import months_of, review_of
 from slawatch_engine.store import Workset
 
 _T = TypeVar("_T")
@@ -133,6 +134,7 @@ class OfflineLedger:
                     response=self._fact(clocks.get("response"), as_of),
                     resolution=self._fact(clocks.get("resolution"), as_of),
                     rating=percent_of(row.rating_score, row.rating_scale),
+                    **snapshot_fields(row.snapshot),
                 )
             )
         return facts
@@ -157,7 +159,7 @@ _BUILDING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphor
 )
 
 
-def _building() -> asyncio.Semaphore:
+def one_at_a_time() -> asyncio.Semaphore:
     """One report is built at a time in a process (reports and the allowance gauge): a
     second waits, so memory stays that of one chunk and the event loop keeps its share.
     One gate per event loop (a gate belongs to the loop it first waited in)."""
@@ -191,7 +193,7 @@ async def stored_report(
     builder = Builder(name, contract, period, as_of, book.calendars, with_tickets=with_tickets)
     held: list[TicketFact] = []
     later: dict[tuple[str, str], int] = {}
-    async with _building():
+    async with one_at_a_time():
         async with db.connect() as conn:
             # closed here, on any exit: its read transaction ends before the connection
             # goes back to the pool
@@ -199,7 +201,7 @@ async def stored_report(
             typed = conn.dialect.name != "postgresql"
             async with contextlib.aclosing(chunks):
                 async for rows in chunks:
-                    waiting, changed = await _in_thread(_chunk, builder, rows, as_of, typed)
+                    waiting, changed = await in_thread(_chunk, builder, rows, as_of, typed)
                     offset = len(held)
                     held += waiting
                     later.update((key, offset + index) for key, index in changed.items())
@@ -213,14 +215,27 @@ async def stored_report(
                     else:
                         held[index] = held[index]._replace(resolution=fact)
             alerts = await stored_alerts(conn, contract.services(), period.start, period.end)
-        await _in_thread(builder.add, held)
-        return await _in_thread(builder.report, alerts)
+        await in_thread(builder.add, held)
+        return await in_thread(builder.report, alerts)
 
 
-async def _in_thread(work: Callable[..., _T], *args: Any) -> _T:
+async def stored_review(
+    db: AsyncEngine, book: PolicyBook, name: str, contract: Contract, year: Report
+) -> dict[str, Any]:
+    """The yearly review's figures (``review.review_of``) of the year report ``year``: each
+    month that began by its ``as_of`` read and counted like any report, one after another."""
+    months = [
+        await stored_report(db, book, name, contract, month, year.as_of, with_tickets=False)
+        for month in months_of(year.period, contract.zone)
+        if month.start <= year.as_of
+    ]
+    return review_of(year, months)
+
+
+async def in_thread(work: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """``work`` in a worker thread. A thread cannot be stopped: cancelled, this waits for
     it to end before it gives up the report's gate, so reports never overlap."""
-    running = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    running = asyncio.ensure_future(asyncio.to_thread(work, *args, **kwargs))
     try:
         return await asyncio.shield(running)
     except asyncio.CancelledError:
@@ -267,7 +282,7 @@ def _facts_of(
             else:
                 resolution = make(row[14:21])
         rating = percent_of(row[4], row[5])
-        fact = TicketFact(key, row[1], row[2], row[3], response, resolution, rating)
+        fact = TicketFact(key, row[1], row[2], row[3], response, resolution, rating, *row[22:27])
         (waiting if row[13] or row[21] else ready).append(fact)
     return ready, waiting, later
 
@@ -309,7 +324,10 @@ _FACT_ROWS = f"""
            CASE WHEN t.rated_at <= $4 THEN t.rating_score END,
            CASE WHEN t.rated_at <= $4 THEN t.rating_scale END,
            {_clock_columns("r")},
-           {_clock_columns("s")}
+           {_clock_columns("s")},
+           t.snapshot->>'service', t.snapshot->>'type', t.snapshot->>'title',
+           COALESCE(t.snapshot->'assignee'->>'name', t.snapshot->'assignee'->>'id'),
+           t.snapshot->>'group'
     FROM {store.tickets.name} t
     LEFT JOIN {store.clocks.name} r ON r.ticket_key = t.key AND r.metric = 'response'
     LEFT JOIN {store.clocks.name} s ON s.ticket_key = t.key AND s.metric = 'resolution'
@@ -318,7 +336,8 @@ _FACT_ROWS = f"""
 """
 """One row per ticket: key, policy, priority, created_at, its rating by ``as_of`` (score,
 scale); then its response and its resolution clock (``_clock_columns``, all null
-without one)."""
+without one); then from its last snapshot its service, type, title, assignee (name, else
+id) and group (``snapshot_fields``)."""
 
 _CLOCK_COLUMNS = (
     "state",
@@ -367,6 +386,7 @@ def _typed_query(policies: list[str], start: datetime, end: datetime, as_of: dat
             t.c.rated_at,
             *(response.c[column] for column in _CLOCK_COLUMNS),
             *(resolution.c[column] for column in _CLOCK_COLUMNS),
+            t.c.snapshot,
         )
         .select_from(
             t.outerjoin(
@@ -390,7 +410,20 @@ def _reshaped(row: Sequence[Any], as_of: datetime) -> tuple[Any, ...]:
     """A typed row in the shape of ``_FACT_ROWS``'s."""
     rated = row[6] is not None and row[6] <= as_of
     rating = (row[4], row[5]) if rated else (None, None)
-    return (*row[:4], *rating, *_clock(row[7:15], as_of), *_clock(row[15:23], as_of))
+    clocks = (*_clock(row[7:15], as_of), *_clock(row[15:23], as_of))
+    return (*row[:4], *rating, *clocks, *snapshot_fields(row[23] or {}).values())
+
+
+def snapshot_fields(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+    """What a report shows of a ticket's last snapshot, in ``TicketFact``'s order."""
+    assignee = snapshot.get("assignee") or {}
+    return {
+        "service": snapshot.get("service"),
+        "category": snapshot.get("type"),
+        "title": snapshot.get("title"),
+        "assignee": assignee.get("name") or assignee.get("id"),
+        "group": snapshot.get("group"),
+    }
 
 
 def _clock(columns: Sequence[Any], as_of: datetime) -> tuple[Any, ...]:

@@ -3,9 +3,13 @@
     GET /v1/contracts
     GET /v1/reports/{contract}?period=2026-11            (or from=…&to=…)
         [&as_of=…]          default: now
-        [&format=json|csv]  csv: one row per indicator
+        [&format=json|csv|html|pdf]
+                            csv: one row per indicator; html, pdf: the document
+                            (``documents``), a year's with its yearly review
         [&tickets=false]    json without the per-ticket list
         [&part=tickets]     with format=csv: one row per ticket
+        [&lang=en|zh-CN]    html, pdf: the document's language (default: the contract's)
+        [&charts=static]    html: charts drawn as SVG, no script (a mail body)
 
 Both need a bearer token of ``SLAWATCH_REPORT_TOKENS`` (or of
 ``SLAWATCH_ADMIN_TOKENS``). A report spans at most ``MAX_SPAN`` (a year and a
@@ -22,18 +26,20 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slawatch_common.auth import authorised
 from slawatch_engine.compliance import Report
+from slawatch_engine.contracts import Language
 from slawatch_engine.periods import choose_period, parse_instant
 from slawatch_engine.policy import PolicyBook
-from slawatch_engine.reporting import stored_report
+from slawatch_engine.reporting import in_thread, one_at_a_time, stored_report, stored_review
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEV_REPORT_TOKEN = "dev-report-token"
 MAX_SPAN = timedelta(days=400)
@@ -90,9 +96,11 @@ def reports_router(
         start: Annotated[str | None, Query(alias="from", max_length=60)] = None,
         end: Annotated[str | None, Query(alias="to", max_length=60)] = None,
         as_of: Annotated[str | None, Query(max_length=60)] = None,
-        format: Literal["json", "csv"] = "json",
+        format: Literal["json", "csv", "html", "pdf"] = "json",
         tickets: bool = True,
         part: Literal["indicators", "tickets"] = "indicators",
+        lang: Language | None = None,
+        charts: Literal["interactive", "static"] = "interactive",
     ) -> Any:
         contract = book.contracts.get(name)
         if contract is None:
@@ -111,7 +119,8 @@ def reports_router(
             raise HTTPException(
                 422, f"as_of: at most {MAX_SPAN.days} days before or after the period"
             )
-        listed = tickets if format == "json" else part == "tickets"
+        document = format in ("html", "pdf")
+        listed = False if document else tickets if format == "json" else part == "tickets"
         if listed and chosen.end - chosen.start > MAX_LISTED_SPAN:
             raise HTTPException(
                 422,
@@ -119,6 +128,28 @@ def reports_router(
                 "ask for tickets=false (or a shorter span)",
             )
         figures = await stored_report(db(), book, name, contract, chosen, at, with_tickets=listed)
+        review = (
+            await stored_review(db(), book, name, contract, figures)
+            if chosen.kind == "year" and (document or format == "json")
+            else {}
+        )
+        if document:
+            data = {**figures.as_json(), **review}
+            filename = _safe(f"{name}-{chosen.label}".replace("/", "_").replace(":", ""))
+            if format == "pdf":
+                pdf = await rendered(render_pdf, data, language=lang)
+                return Response(
+                    pdf,
+                    media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{filename}.pdf"'},
+                )
+            html = await rendered(
+                render_html, data, language=lang, interactive=charts == "interactive"
+            )
+            return Response(html, media_type="text/html; charset=utf-8")
+        if review:
+            body = await asyncio.to_thread(_json, figures, review)
+            return Response(body, media_type="application/json")
         if format == "json":
             # rendered in a worker thread: a month's ticket list is megabytes of JSON
             body = await asyncio.to_thread(_json, figures)
@@ -135,8 +166,29 @@ def reports_router(
     return router
 
 
-def _json(figures: Report) -> bytes:
-    return json.dumps(figures.as_json(), ensure_ascii=False).encode()
+def _json(figures: Report, extra: dict[str, Any] | None = None) -> bytes:
+    return json.dumps({**figures.as_json(), **(extra or {})}, ensure_ascii=False).encode()
+
+
+async def rendered(render: Callable[..., _T], data: dict[str, Any], **options: Any) -> _T:
+    """A document rendered in a worker thread, one at a time in the process (with the
+    reports: ``reporting.one_at_a_time``)."""
+    async with one_at_a_time():
+        return await in_thread(render, data, **options)
+
+
+def render_html(data: dict[str, Any], **options: Any) -> str:
+    from slawatch_engine import documents  # WeasyPrint and the chart renderer load slowly
+
+    html: str = documents.render_html(data, **options)
+    return html
+
+
+def render_pdf(data: dict[str, Any], **options: Any) -> bytes:
+    from slawatch_engine import documents
+
+    pdf: bytes = documents.render_pdf(data, **options)
+    return pdf
 
 
 def _safe(filename: str) -> str:

@@ -44,6 +44,14 @@ class EngineSettings(ServiceSettings):
         "an alert arrives or a budget stage is due).",
     )
 
+    clock_shift_s: float = Field(
+        0.0,
+        ge=-10 * 366 * 86400,
+        le=10 * 366 * 86400,
+        description="Seconds added to the engine's clock: a test clock, to cross a period's "
+        "end without waiting for it. Leave it 0 outside tests.",
+    )
+
     @property
     def consumer_group(self) -> str:
         return f"{self.topic_prefix}.engine"

@@ -14,6 +14,8 @@
   how far it was counted down while it fired (the outage counter never goes back).
 - ``engine_budget_stages``: the error-budget stages (warnings, breach) already
   emitted per contract, availability group and period.
+- ``engine_report_issues``: the compliance reports issued (``report.due`` staged in
+  the outbox) per contract, period and issue (``scheduled``, or ``manual:<id>``).
 
 Every clock update is guarded by ``version`` (compare-and-set), so a writer
 holding a stale copy changes nothing.
@@ -154,6 +156,16 @@ budget_stages = Table(
     Column("period", String(40), primary_key=True),
     Column("stage", String(40), primary_key=True),
     Column("emitted_at", UtcDateTime, nullable=False),
+)
+
+report_issues = Table(
+    "engine_report_issues",
+    metadata,
+    Column("contract", String(200), primary_key=True),
+    Column("period", String(40), primary_key=True),
+    Column("issue", String(200), primary_key=True),
+    Column("event_id", String(600), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
 )
 
 
