@@ -3,12 +3,14 @@
 The escalation config is read when the app is built (``create_app``; the
 on-call routes need its schedules). Start-up order in the lifespan: migrate
 the database, ensure the topics, start the producer, recover interrupted
-sends, start the consumer and then the four workers (intake, scheduler,
-dispatch, outbox). Shutdown (``shut_down``): intake and scheduler stop, the
-dispatcher drains (sends in flight end and are recorded within
-``SLAWATCH_SHUTDOWN_GRACE_S``), the outbox publishes what ended, then the rest
-stops. A worker that fails ends the process (``start_worker``); transient
-faults of the database or the broker are waited out inside each worker.
+sends (notifications and report mails), start the consumers and then the
+workers: intake, scheduler, dispatch, outbox, and the compliance reports'
+intake, delivery and outbox (``reports.py``). Shutdown (``shut_down``): the
+intakes and the scheduler stop, the dispatcher and the report delivery drain
+(sends in flight end and are recorded within ``SLAWATCH_SHUTDOWN_GRACE_S``),
+the outboxes publish what ended, then the rest stops. A worker that fails
+ends the process (``start_worker``); transient faults of the database or the
+broker are waited out inside each worker.
 
 Routes: ``/healthz``, ``/readyz`` (503 while the database or the broker does
 not answer), ``/metrics``, ``/v1/dead-letters`` (``slawatch_common.deadletter_ops``),
@@ -42,7 +44,7 @@ from slawatch_common.deadletter_ops import dead_letter_router
 from slawatch_common.events import Channel
 from slawatch_common.kafka import ensure_topics, start_producer
 from slawatch_common.runtime import start_worker, stop_workers
-from slawatch_notifier import store
+from slawatch_notifier import reports, store
 from slawatch_notifier.acklink import DEV_SECRET, AckLinks
 from slawatch_notifier.acks import acks_router
 from slawatch_notifier.channels.email import EmailChannel
@@ -175,7 +177,9 @@ async def running(
         await store.migrate(engine)
         topics = settings.topics
         await ensure_topics(
-            settings.kafka_bootstrap, (topics.sla, topics.notifications), settings.kafka_partitions
+            settings.kafka_bootstrap,
+            (topics.sla, topics.notifications, topics.reports),
+            settings.kafka_partitions,
         )
         producer = await start_producer(settings.kafka_bootstrap)
         stack.push_async_callback(producer.stop)
@@ -197,8 +201,26 @@ async def running(
             links=planner.links,
         )
         await dispatcher.recover()
+        engine_api = await stack.enter_async_context(reports.engine_client(settings))
+        report_bell, report_outbox_bell = asyncio.Event(), asyncio.Event()
+        delivery = reports.ReportDelivery(
+            engine,
+            engine_api,
+            settings,
+            metrics,
+            clock=clock,
+            rand=random.Random(),
+            bell=report_bell,
+            outbox_bell=report_outbox_bell,
+        )
+        await delivery.recover()
         consumer = await start_consumer(settings)
         stack.push_async_callback(consumer.stop)
+        report_consumer = await reports.start_consumer(settings)
+        stack.push_async_callback(report_consumer.stop)
+        report_intake = reports.ReportIntake(
+            report_consumer, engine, planner.config, metrics, bell=report_bell, clock=clock
+        )
         intake = Intake(
             consumer,
             engine,
@@ -212,14 +234,31 @@ async def running(
             engine, planner, metrics=metrics, clock=clock, bell=scheduler_bell, doorbell=doorbell
         )
         outbox = Outbox(engine, producer, topics.notifications, metrics=metrics, bell=outbox_bell)
+        report_outbox = Outbox(
+            engine,
+            producer,
+            topics.notifications,
+            metrics=metrics,
+            bell=report_outbox_bell,
+            source=reports.RECORDS,
+            loop="report_outbox",
+        )
         workers.tasks[:] = [
             start_worker(intake.run(), "notifier-intake"),
             start_worker(scheduler.run(), "notifier-scheduler"),
             start_worker(dispatcher.run(), "notifier-dispatch"),
             start_worker(outbox.run(), "notifier-outbox"),
+            start_worker(report_intake.run(), "notifier-report-intake"),
+            start_worker(delivery.run(), "notifier-report-delivery"),
+            start_worker(report_outbox.run(), "notifier-report-outbox"),
         ]
         stack.push_async_callback(
-            shut_down, workers.tasks, dispatcher, outbox, settings.shutdown_grace_s
+            shut_down,
+            workers.tasks,
+            dispatcher,
+            (outbox, report_outbox),
+            settings.shutdown_grace_s,
+            delivery,
         )
         workers.engine, workers.consumer, workers.producer = engine, consumer, producer
         stack.callback(workers.__dict__.update, engine=None, consumer=None, producer=None)
@@ -227,21 +266,27 @@ async def running(
 
 
 async def shut_down(
-    tasks: list[asyncio.Task[None]], dispatcher: Dispatcher, outbox: Outbox, grace_s: float
+    tasks: list[asyncio.Task[None]],
+    dispatcher: Dispatcher,
+    outboxes: tuple[Outbox, Outbox],
+    grace_s: float,
+    delivery: reports.ReportDelivery,
 ) -> None:
-    """Stop taking work (intake, scheduler), let the sends in flight end and be recorded
-    within ``grace_s``, publish the records of what ended, then stop the rest. What is
-    still in flight at the deadline stays ``sending``; the next start resends it."""
-    intake, scheduler, dispatch, publisher = tasks
-    await stop_workers(intake, scheduler)
-    await dispatcher.drain(grace_s)
-    await stop_workers(dispatch)
+    """Stop taking work (the intakes, the scheduler), let the sends in flight (notifications
+    and report mails) end and be recorded within ``grace_s``, publish the records of what
+    ended, then stop the rest. What is still in flight at the deadline stays ``sending``;
+    the next start resends it."""
+    intake, scheduler, dispatch, publisher, report_intake, report_delivery, report_publisher = tasks
+    await stop_workers(intake, scheduler, report_intake)
+    await asyncio.gather(dispatcher.drain(grace_s), delivery.drain(grace_s))
+    await stop_workers(dispatch, report_delivery)
     try:
         async with asyncio.timeout(max(1.0, grace_s / 2)):
-            await outbox.flush_all()
+            for outbox in outboxes:
+                await outbox.flush_all()
     except Exception:  # the next start publishes them
         log.warning("records left unpublished at shutdown", exc_info=True)
-    await stop_workers(publisher)
+    await stop_workers(publisher, report_publisher)
 
 
 def _started(producer: AIOKafkaProducer | None) -> AIOKafkaProducer:

@@ -3,25 +3,29 @@
 Built against a registry passed in (``create_app`` makes one per app), with
 every label combination initialised so that each series exists from start-up.
 
-| metric                                        | labels                   |
-|-----------------------------------------------|--------------------------|
-| slawatch_notifier_sla_events_total            | outcome                  |
-| slawatch_notifier_dead_letters_total          | reason                   |
-| slawatch_notifier_skipped_targets_total       | reason                   |
-| slawatch_notifier_planned_total               | channel, result          |
-| slawatch_notifier_notifications_total         | channel, outcome, reason |
-| slawatch_notifier_attempts_total              | channel, outcome         |
-| slawatch_notifier_retries_total               | channel                  |
-| slawatch_notifier_send_duration_seconds       | channel                  |
-| slawatch_notifier_delivery_seconds            | channel                  |
-| slawatch_notifier_sends_in_flight             | channel                  |
-| slawatch_notifier_deferred_total              | channel                  |
-| slawatch_notifier_fallbacks_total             | channel                  |
-| slawatch_notifier_digests_total               | channel                  |
-| slawatch_notifier_records_published_total     | type                     |
-| slawatch_notifier_records_unpublishable_total |                          |
-| slawatch_notifier_escalation_steps_total      | outcome                  |
-| slawatch_notifier_acks_total                  | method                   |
+| metric                                            | labels                   |
+|---------------------------------------------------|--------------------------|
+| slawatch_notifier_sla_events_total                | outcome                  |
+| slawatch_notifier_dead_letters_total              | reason                   |
+| slawatch_notifier_skipped_targets_total           | reason                   |
+| slawatch_notifier_planned_total                   | channel, result          |
+| slawatch_notifier_notifications_total             | channel, outcome, reason |
+| slawatch_notifier_attempts_total                  | channel, outcome         |
+| slawatch_notifier_retries_total                   | channel                  |
+| slawatch_notifier_send_duration_seconds           | channel                  |
+| slawatch_notifier_delivery_seconds                | channel                  |
+| slawatch_notifier_sends_in_flight                 | channel                  |
+| slawatch_notifier_deferred_total                  | channel                  |
+| slawatch_notifier_fallbacks_total                 | channel                  |
+| slawatch_notifier_digests_total                   | channel                  |
+| slawatch_notifier_records_published_total         | type                     |
+| slawatch_notifier_records_unpublishable_total     |                          |
+| slawatch_notifier_escalation_steps_total          | outcome                  |
+| slawatch_notifier_acks_total                      | method                   |
+| slawatch_notifier_report_recipients_skipped_total | reason                   |
+| slawatch_report_sent_total                        | contract                 |
+| slawatch_report_failed_total                      | contract                 |
+| slawatch_report_last_sent_timestamp_seconds       | contract                 |
 
 ``notifications_total`` counts notifications in their final state, with the
 class of reason (``FINAL_REASONS``): sent (delivered); failed (permanent: the
@@ -46,6 +50,15 @@ link (``link``). ``dead_letters_total`` counts SLA records that could not be use
 ``records_unpublishable_total`` counts finished notifications whose record
 could not be built: each is logged and marked published (its note says why),
 and the outbox goes on with the rest.
+
+Compliance reports (``reports.py``): ``report_recipients_skipped_total``
+counts people a ``report.due`` names who get no mail (``unknown_person``: not
+in the configuration; ``no_email``: no address); ``slawatch_report_sent_total``
+and ``slawatch_report_failed_total`` count report mails (one per recipient) in
+their final state, and ``slawatch_report_last_sent_timestamp_seconds`` is when
+a contract's last report mail went out (read back from the database at start,
+so a restart does not make a contract look as if it never had one): an alert
+on its age catches a report that never came.
 """
 
 from __future__ import annotations
@@ -76,7 +89,22 @@ class DeadLetterReason(StrEnum):
     FAILED = "failed"  # recording it raised
 
 
-LOOPS = ("intake", "dispatcher", "scheduler", "outbox")
+LOOPS = (
+    "intake",
+    "dispatcher",
+    "scheduler",
+    "outbox",
+    "report_intake",
+    "report_delivery",
+    "report_outbox",
+)
+
+
+class ReportSkip(StrEnum):
+    """Why a person a report names gets no mail."""
+
+    UNKNOWN_PERSON = "unknown_person"
+    NO_EMAIL = "no_email"
 
 
 class PlanResult(StrEnum):
@@ -188,6 +216,29 @@ class NotifierMetrics:
             "escalation_steps", "Scheduled escalation steps fired or cancelled.", ("outcome",)
         )
         self.acks = counter("acks", "Escalations acknowledged, by method.", ("method",))
+        self.report_skipped = counter(
+            "report_recipients_skipped",
+            "People a due report names who get no mail, by reason.",
+            ("reason",),
+        )
+        self.reports_sent = Counter(
+            "slawatch_report_sent_total",
+            "Compliance-report mails sent (one per recipient), by contract.",
+            ("contract",),
+            registry=registry,
+        )
+        self.reports_failed = Counter(
+            "slawatch_report_failed_total",
+            "Compliance-report mails failed for good (one per recipient), by contract.",
+            ("contract",),
+            registry=registry,
+        )
+        self.report_last_sent = Gauge(
+            "slawatch_report_last_sent_timestamp_seconds",
+            "Unix time a contract's last compliance-report mail was sent.",
+            ("contract",),
+            registry=registry,
+        )
         self.heartbeats = Heartbeats(registry, "slawatch_notifier", LOOPS)
         self.send_seconds = Histogram(
             "slawatch_notifier_send_duration_seconds",
@@ -209,6 +260,8 @@ class NotifierMetrics:
             self.escalation_steps.labels(step_result)
         for method in AckMethod:
             self.acks.labels(method)
+        for skip_reason in ReportSkip:
+            self.report_skipped.labels(skip_reason)
         for kind in RECORD_TYPES:
             self.records_published.labels(kind)
         for channel in Channel:

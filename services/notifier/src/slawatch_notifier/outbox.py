@@ -18,6 +18,10 @@ fits, else its head and a hash). A row whose record still cannot be built is
 logged, counted (``records_unpublishable``) and marked published with the
 reason in its note, and the outbox goes on with the rest.
 
+The rows come from a ``RecordSource``: the notifications (``NOTIFICATIONS``,
+the default), or another table whose rows end as notifications do, published
+by an outbox of its own (``reports.RECORDS``: compliance-report mails).
+
 A pass starts ``GATHER_S`` after the bell, so that under load one pass reads,
 publishes and marks many records (each pass costs a read, a write and the
 producer's round trip however few it carries); a record waits that much longer.
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.events import Notification, NotificationRecord, bounded_id
 from slawatch_common.runtime import Backoff
@@ -52,6 +58,20 @@ _KINDS = {
     Status.FAILED: "notification.failed",
     Status.FOLDED: "notification.folded",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSource:
+    """Where an outbox reads finished rows whose record is unpublished (oldest first, at
+    most a given number), and how it marks them published, or unpublishable with a reason
+    by id; each in the caller's transaction."""
+
+    unpublished: Callable[[AsyncConnection, int], Awaitable[list[store.Finished]]]
+    mark_published: Callable[[AsyncConnection, Sequence[str]], Awaitable[None]]
+    mark_unpublishable: Callable[[AsyncConnection, Mapping[str, str]], Awaitable[None]]
+
+
+NOTIFICATIONS = RecordSource(store.unpublished, store.mark_published, store.mark_unpublishable)
 
 
 def event_id(finished: store.Finished) -> str:
@@ -100,7 +120,10 @@ class Outbox:
         bell: asyncio.Event,
         interval_s: float = 5.0,
         gather_s: float = GATHER_S,
+        source: RecordSource = NOTIFICATIONS,
+        loop: str = "outbox",
     ) -> None:
+        """``loop``: the name its heartbeat and transient faults are shown under."""
         self._engine = engine
         self._producer = producer
         self._topic = topic
@@ -108,9 +131,11 @@ class Outbox:
         self._bell = bell
         self._interval_s = interval_s
         self._gather_s = gather_s
+        self._source = source
+        self._loop = loop
 
     async def run(self) -> None:
-        backoff = Backoff("outbox", self._metrics.heartbeats)
+        backoff = Backoff(self._loop, self._metrics.heartbeats)
         while True:
             self._bell.clear()
             try:
@@ -138,7 +163,7 @@ class Outbox:
         to the producer in order before any acknowledgement is awaited, so they travel
         in batches."""
         async with self._engine.connect() as conn:
-            finished = await store.unpublished(conn, BATCH)
+            finished = await self._source.unpublished(conn, BATCH)
         sending: list[tuple[str, NotificationRecord, asyncio.Future[Any]]] = []
         unpublishable: dict[str, str] = {}
         try:
@@ -167,7 +192,7 @@ class Outbox:
         if published or unpublishable:
             async with self._engine.begin() as conn:
                 if published:
-                    await store.mark_published(conn, published)
-                await store.mark_unpublishable(conn, unpublishable)
+                    await self._source.mark_published(conn, published)
+                await self._source.mark_unpublishable(conn, unpublishable)
             self._metrics.records_unpublishable.inc(len(unpublishable))
         return len(published) + len(unpublishable)

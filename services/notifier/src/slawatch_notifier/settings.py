@@ -117,6 +117,25 @@ class NotifierSettings(ServiceSettings):
         "e.g. SLAWATCH_CHANNEL_CONCURRENCY='{\"sms\": 2}'.",
     )
 
+    engine_url: str = Field(
+        "http://127.0.0.1:8081",
+        description="Base URL of the SLA engine, which serves the compliance reports the "
+        "notifier mails (GET /v1/reports/{contract}).",
+    )
+    engine_report_token: SecretStr = Field(
+        SecretStr("dev-report-token"),
+        description="Bearer token the notifier reads reports from the engine with: one of "
+        "the engine's SLAWATCH_REPORT_TOKENS.",
+    )
+    report_retry_budget_s: float = Field(
+        86400.0,
+        gt=0,
+        le=YEAR_S,
+        allow_inf_nan=False,
+        description="How long a report mail is retried, from its first attempt, while the "
+        "engine or the mail server fails (a day), before it is failed.",
+    )
+
     def concurrency(self) -> dict[Channel, int]:
         """The slots of every channel."""
         return {c: self.channel_concurrency.get(c, self.send_concurrency) for c in Channel}
@@ -129,6 +148,15 @@ class NotifierSettings(ServiceSettings):
             budget_s=self.retry_budget_s,
             channel_budget_s=dict(self.channel_retry_budget_s),
             fallback_after_s=self.fallback_after_s,
+            max_interrupted=self.max_interrupted,
+        )
+
+    def report_retry_policy(self) -> RetryPolicy:
+        """The backoff of notifications with the reports' own budget; the same cap on crashes."""
+        return RetryPolicy(
+            base_s=self.retry_base_s,
+            cap_s=self.retry_cap_s,
+            budget_s=self.report_retry_budget_s,
             max_interrupted=self.max_interrupted,
         )
 

@@ -22,7 +22,9 @@ reason. ``notifier_escalations`` and ``notifier_scheduled_steps`` are defined
 here too (one metadata, one migration history); their statements are in
 ``escalation_store.py``; ``notifier_rate_windows`` (one row per recipient and
 channel: the current window of its rate limit) has its statements in
-``folding.py``.
+``folding.py``; ``notifier_reports`` (one row per compliance-report mail: the
+contract, period, issue and recipient of a ``report.due`` event, its delivery
+state and outbox flag) has its statements in ``reports.py``.
 
 Every state change is a guarded update on the state it expects (``status`` and
 ``attempts``), so a stale or repeated step changes nothing. Functions take a
@@ -181,6 +183,33 @@ rate_windows = sa.Table(
     sa.Column("held", sa.Integer, nullable=False),
     sa.Column("digest_id", sa.String(1000), nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+reports = sa.Table(
+    "notifier_reports",
+    metadata,
+    sa.Column("id", sa.String(1000), primary_key=True),
+    sa.Column("event_id", sa.String(200), nullable=False),
+    sa.Column("contract", sa.String(200), nullable=False),
+    sa.Column("customer", sa.String(500), nullable=False),
+    sa.Column("period", sa.String(40), nullable=False),
+    sa.Column("issue", sa.String(200), nullable=False),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("recipient", sa.String(200), nullable=False),
+    sa.Column("recipient_name", sa.String(500), nullable=True),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("retry_from", UtcDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("interrupted", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("published", sa.Boolean, nullable=False),
+    sa.Index("ix_notifier_reports_due", "status", "next_attempt_at"),
+    sa.Index("ix_notifier_reports_outbox", "published", "status"),
 )
 
 

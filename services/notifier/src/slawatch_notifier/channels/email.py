@@ -78,21 +78,21 @@ def _digest(text: str) -> str:
 
 def sender_domain(sender: str) -> str:
     """``slawatch <slawatch@example.com>`` → ``example.com`` (``localhost`` if none)."""
-    return _sender(sender).domain
+    return parse_sender(sender).domain
 
 
 @dataclass(frozen=True, slots=True)
-class _Sender:
+class Sender:
     header: str
     address: str
     domain: str
 
 
 @lru_cache(maxsize=16)
-def _sender(sender: str) -> _Sender:
+def parse_sender(sender: str) -> Sender:
     """The configured sender, parsed once: its From header, envelope address and domain."""
     name, address = parseaddr(sender)
-    return _Sender(_address(name, address), address, address.rpartition("@")[2] or "localhost")
+    return Sender(address_header(name, address), address, address.rpartition("@")[2] or "localhost")
 
 
 def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
@@ -110,7 +110,7 @@ def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
     """
     if not usable_address(outbound.address):
         raise UnusableAddressError(f"not a usable email address: {outbound.address!r}")
-    origin = _sender(sender)
+    origin = parse_sender(sender)
     domain = origin.domain
     root = thread_id(outbound.ticket_source, outbound.ticket_id, domain)
     content = outbound.content
@@ -122,25 +122,25 @@ def build_message(outbound: Outbound, *, sender: str, now: datetime) -> Message:
         message.attach(text)
         message.attach(MIMEText(content.html, "html", "utf-8"))
     message["From"] = origin.header
-    message["To"] = _address(outbound.recipient_name or "", outbound.address)
-    message["Subject"] = _header(content.subject, "Subject", SUBJECT_MAX_CHARS)
+    message["To"] = address_header(outbound.recipient_name or "", outbound.address)
+    message["Subject"] = mail_header(content.subject, "Subject", SUBJECT_MAX_CHARS)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id(outbound.notification_id, domain)
     message["In-Reply-To"] = root
     message["References"] = root
-    message["X-Slawatch-Notification-Id"] = _header(
+    message["X-Slawatch-Notification-Id"] = mail_header(
         outbound.notification_id, "X-Slawatch-Notification-Id"
     )
     return message
 
 
-def _address(name: str, address: str) -> str:
+def address_header(name: str, address: str) -> str:
     """``Name <address>`` (the name quoted or RFC 2047-encoded as needed), or the address."""
     name = header_value(name, NAME_MAX_CHARS)
     return formataddr((name, address), charset="utf-8") if name else address
 
 
-def _header(text: str, name: str, limit: int | None = None) -> str:
+def mail_header(text: str, name: str, limit: int | None = None) -> str:
     """A header value from untrusted ``text``: one line, clipped, encoded if not ASCII."""
     value = header_value(text, limit)
     if value.isascii():
@@ -233,7 +233,7 @@ class EmailChannel:
 
     async def _send_on(self, smtp: aiosmtplib.SMTP, message: Message, recipient: str) -> None:
         """Send with the envelope given, not read back from the headers."""
-        envelope = _sender(self._settings.smtp_sender).address
+        envelope = parse_sender(self._settings.smtp_sender).address
         try:
             await smtp.send_message(message, sender=envelope, recipients=[recipient])
         except BaseException:

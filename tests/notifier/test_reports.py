@@ -1,0 +1,588 @@
+"""Compliance reports by mail: real Kafka, PostgreSQL (or SQLite), SMTP and an engine over HTTP.
+
+Each service test runs the notifier's app in-process with fresh topics and a
+fresh database, produces ``report.due`` events and watches the SMTP sink, the
+notifications topic, the notifier's tables and its metrics. The engine is the
+engine's own report API (``reports_router``) over an empty engine database,
+served on loopback, with each request it answered noted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.factories import CONFIG
+from notifier.harness import SettingsMaker, eventually, migrated, rewind_group, running_notifier
+from slawatch_common.db import create_engine, upgrade
+from slawatch_common.events import ReportEvent
+from slawatch_engine import store as engine_store
+from slawatch_engine.policy import load_policies
+from slawatch_engine.reports_api import reports_router
+from slawatch_notifier import reports, store
+from slawatch_notifier.channels.email import message_id
+from slawatch_notifier.config import parse_config
+from slawatch_notifier.metrics import ReportSkip
+from slawatch_notifier.retry import Status
+from slawatch_notifier.settings import NotifierSettings
+from support.kafka import TopicReader, produce
+from support.prom import metric
+from support.serving import serving
+from support.smtp import SmtpSink
+
+REPORT_TOKEN = "dev-report-token"
+BOOK = load_policies(Path(__file__).parents[1] / "engine" / "compliance" / "contract.yaml")
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+PEOPLE: dict[str, Any] = {
+    **CONFIG["people"],
+    "wang-li": {"name": "王丽", "email": "wang.li@example.com"},
+    "chen.jie": {"name": "Chen Jie", "email": "chen.jie@example.com"},
+    "sms.only": {"name": "SMS Only", "phone": "+8613800000099"},
+}
+NOTIFIER = {**CONFIG, "people": PEOPLE}
+
+WANG_LI = "report:acme:2026-11:scheduled:wang-li:email"
+CHEN_JIE = "report:acme:2026-11:scheduled:chen.jie:email"
+
+
+def report_event(
+    report_to: Sequence[str] = ("wang-li", "chen.jie"),
+    *,
+    contract: str = "acme",
+    issue: str = "scheduled",
+    language: str = "zh-CN",
+) -> ReportEvent:
+    """The engine's ``report.due`` of ``contract`` for November 2026 (Asia/Shanghai)."""
+    return ReportEvent.model_validate(
+        {
+            "event_id": f"report:{contract}:2026-11:{issue}",
+            "type": "report.due",
+            "occurred_at": "2026-11-30T17:00:00Z",
+            "source": "slawatch-engine",
+            "data": {
+                "contract": contract,
+                "customer": "ACME Ltd",
+                "period": "2026-11",
+                "start": "2026-10-31T16:00:00Z",
+                "end": "2026-11-30T16:00:00Z",
+                "review": "monthly",
+                "language": language,
+                "report_to": list(report_to),
+                "issue": issue,
+            },
+        }
+    )
+
+
+def record(event: ReportEvent) -> tuple[str, Any]:
+    return event.key, event.model_dump(mode="json")
+
+
+# --- the engine -----------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    """The engine's report API over ``db``, and every request it answered (auth passed)."""
+
+    db: AsyncEngine
+    requests: list[dict[str, str | None]] = field(default_factory=list)
+
+    def fetches(self) -> list[tuple[str | None, ...]]:
+        return sorted(
+            (r["contract"], r["period"], r["format"], r["lang"], r["charts"]) for r in self.requests
+        )
+
+
+def engine_app(engine: Engine) -> FastAPI:
+    """The engine's ``GET /v1/reports/{contract}`` (contract ``acme`` of the worked month's
+    configuration), noting each request that passed the token check."""
+    app = FastAPI()
+    app.include_router(reports_router(BOOK, lambda: engine.db, (REPORT_TOKEN,), lambda: NOW))
+
+    @app.middleware("http")
+    async def note(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if response.status_code != 401 and request.url.path.startswith("/v1/reports/"):
+            query = request.query_params
+            engine.requests.append(
+                {
+                    "contract": request.url.path.removeprefix("/v1/reports/"),
+                    "period": query.get("period"),
+                    "format": query.get("format", "json"),
+                    "lang": query.get("lang"),
+                    "charts": query.get("charts", "interactive"),
+                }
+            )
+        return response
+
+    return app
+
+
+@pytest.fixture
+async def engine_db(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine database with its schema and nothing in it."""
+    db = create_engine(f"sqlite+aiosqlite:///{tmp_path}/engine.db")
+    await upgrade(db, engine_store.MIGRATIONS, engine_store.VERSION_TABLE)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def engine(engine_db: AsyncEngine) -> AsyncIterator[tuple[Engine, str]]:
+    """The engine's report API, served, and its URL."""
+    served = Engine(engine_db)
+    async with serving(engine_app(served)) as url:
+        yield served, url
+
+
+@pytest.fixture
+def reserved() -> Iterator[socket.socket]:
+    """A loopback socket bound but not listening: connections to its port are refused
+    until an app is served on it (``serving_on``)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@asynccontextmanager
+async def serving_on(app: FastAPI, sock: socket.socket) -> AsyncIterator[None]:
+    """``app`` served on ``sock`` (``support.serving`` picks a port of its own)."""
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                raise RuntimeError("the app did not start") from task.exception()
+            await asyncio.sleep(0.02)
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _settings(
+    make_settings: SettingsMaker, engine_url: str, database_url: str | None = None
+) -> NotifierSettings:
+    """Quick retries, the test's engine and, if given, a database instead of SQLite."""
+    settings = make_settings(
+        notifier=NOTIFIER, retry_base_s=0.05, retry_cap_s=0.2, engine_url=engine_url
+    )
+    if database_url is None:
+        return settings
+    return settings.model_copy(update={"database_url": database_url})
+
+
+# --- looking at what happened ----------------------------------------------------
+
+
+def _mails(sink: SmtpSink) -> dict[str, tuple[list[str], EmailMessage]]:
+    """Every mail by its To address: the envelope's recipients and the parsed message."""
+    found: dict[str, tuple[list[str], EmailMessage]] = {}
+    for received in sink.received_snapshot():
+        message = email.message_from_bytes(received.raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        found[message["To"].addresses[0].addr_spec] = (received.recipients, message)
+    return found
+
+
+async def _rows(database_url: str) -> dict[str, sa.RowMapping]:
+    db = create_engine(database_url)
+    try:
+        async with db.connect() as conn:
+            return {
+                row["id"]: row for row in (await conn.execute(sa.select(store.reports))).mappings()
+            }
+    finally:
+        await db.dispose()
+
+
+async def _until_rows(database_url: str, check: Any, wait_s: float = 30.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        rows = await _rows(database_url)
+        if check(rows):
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true after {wait_s}s: {rows}")
+        await asyncio.sleep(0.05)
+
+
+async def _dead_letters(database_url: str) -> list[tuple[str, str, bytes, int]]:
+    db = create_engine(database_url)
+    try:
+        async with db.connect() as conn:
+            table = store.dead_letters
+            query = sa.select(table.c.topic, table.c.reason, table.c.value, table.c.count)
+            rows = (await conn.execute(query)).all()
+    finally:
+        await db.dispose()
+    return [(row.topic, row.reason, row.value, row[3]) for row in rows]
+
+
+SKIPPED = "slawatch_notifier_report_recipients_skipped_total"
+
+
+async def _until_metric(
+    client: httpx.AsyncClient, name: str, value: float, wait_s: float = 30.0
+) -> None:
+    """Poll the notifier's ``/metrics`` until ``name`` (summed) reaches ``value``."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while metric((await client.get("/metrics")).text, name) < value:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{name} below {value} after {wait_s}s")
+        await asyncio.sleep(0.05)
+
+
+def _assert_report_mail(message: EmailMessage, row_id: str, name: str, address: str) -> None:
+    assert message.get_content_type() == "multipart/mixed"
+    assert message["Subject"] == "服务水平报告：ACME Ltd 2026-11"
+    assert message["Message-ID"] == message_id(row_id, "localhost")
+    assert (message["To"].addresses[0].display_name, message["To"].addresses[0].addr_spec) == (
+        name,
+        address,
+    )
+    body = message.get_body(preferencelist=("html",))
+    assert body is not None
+    html = body.get_content()
+    assert "ACME Ltd" in html
+    assert "2026-11" in html
+    assert "服务水平报告" in html
+    assert "<script" not in html
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert "acme-2026-11.pdf" in text.get_content()
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_filename() == "acme-2026-11.pdf"
+    pdf = attachment.get_content()
+    assert isinstance(pdf, bytes)
+    assert len(pdf) > 100
+    assert pdf.startswith(b"%PDF")
+
+
+# --- the service -----------------------------------------------------------------
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+@pytest.mark.postgres
+async def test_a_due_report_mails_each_configured_recipient_once_with_its_pdf(
+    make_settings: SettingsMaker, pg_url: str, engine: tuple[Engine, str], smtp_sink: SmtpSink
+) -> None:
+    fake, url = engine
+    settings = _settings(make_settings, url, database_url=pg_url)
+    due = report_event(["wang-li", "ghost", "chen.jie", "sms.only", "wang-li"])
+    async with (
+        TopicReader(settings.kafka_bootstrap, settings.topics.notifications) as notifications,
+        running_notifier(settings) as client,
+    ):
+        await produce(settings.kafka_bootstrap, settings.topics.reports, [record(due)])
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 2)
+        records = await notifications.wait_for(lambda values: len(values) >= 2)
+        await asyncio.sleep(0.3)  # time for any (wrong) further mail
+        exposition = (await client.get("/metrics")).text
+
+    mails = _mails(smtp_sink)
+    assert sorted(mails) == ["chen.jie@example.com", "wang.li@example.com"]
+    for address, (envelope, _) in mails.items():
+        assert envelope == [address]
+    _assert_report_mail(mails["wang.li@example.com"][1], WANG_LI, "王丽", "wang.li@example.com")
+    _assert_report_mail(
+        mails["chen.jie@example.com"][1], CHEN_JIE, "Chen Jie", "chen.jie@example.com"
+    )
+    # one fetch of each document for both mails, with the token, in the report's language
+    assert fake.fetches() == [
+        ("acme", "2026-11", "html", "zh-CN", "static"),
+        ("acme", "2026-11", "pdf", "zh-CN", "interactive"),
+    ]
+
+    keys = {key for key, _, _ in notifications.records}
+    assert keys == {"contract:acme"}
+    by_id = {value["data"]["notification_id"]: value for value in records}
+    assert sorted(by_id) == [CHEN_JIE, WANG_LI]
+    sent = by_id[WANG_LI]
+    assert sent["type"] == "notification.sent"
+    assert sent["event_id"] == f"notification:{WANG_LI}:sent"
+    assert sent["data"] == {
+        "notification_id": WANG_LI,
+        "sla_event_id": "report:acme:2026-11:scheduled",
+        "clock_id": "report:acme:2026-11",
+        "stage": "report",
+        "ticket_source": "contract",
+        "ticket_id": "acme",
+        "recipient": "wang-li",
+        "channel": "email",
+        "address": "wang.li@example.com",
+        "attempts": 1,
+        "error": None,
+        "digest_id": None,
+    }
+
+    assert metric(exposition, SKIPPED, reason="unknown_person") == 1
+    assert metric(exposition, SKIPPED, reason="no_email") == 1
+    assert metric(exposition, "slawatch_report_sent_total", contract="acme") == 2
+    last = metric(exposition, "slawatch_report_last_sent_timestamp_seconds", contract="acme")
+    assert abs(last - datetime.now(UTC).timestamp()) < 60
+    rows = await _rows(pg_url)
+    assert {row["status"] for row in rows.values()} == {Status.SENT}
+    assert all(row["published"] and row["sent_at"] for row in rows.values())
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+@pytest.mark.postgres
+async def test_a_report_read_again_and_again_and_after_a_restart_is_mailed_once(
+    make_settings: SettingsMaker, pg_url: str, engine: tuple[Engine, str], smtp_sink: SmtpSink
+) -> None:
+    _, url = engine
+    settings = _settings(make_settings, url, database_url=pg_url)
+    due = report_event(["wang-li", "ghost"])
+    by_hand = report_event(["wang-li"], issue="manual:7")
+    sent: list[tuple[str, Any]] = [("acme", b"{not json"), record(due), record(due)]
+    async with running_notifier(settings) as client:
+        await produce(settings.kafka_bootstrap, settings.topics.reports, sent)
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 1)
+        await produce(settings.kafka_bootstrap, settings.topics.reports, [record(due)])
+        await _until_metric(client, SKIPPED, 3)
+        await _until_rows(pg_url, lambda rows: rows[WANG_LI]["published"])
+        exposition = (await client.get("/metrics")).text
+    assert metric(exposition, "slawatch_notifier_dead_letters_total", reason="invalid_json") == 1
+
+    # Redelivery: the group starts over from offset 0 in a second notifier instance.
+    group = reports.consumer_group(settings)
+    await rewind_group(settings.kafka_bootstrap, group, settings.topics.reports)
+    async with running_notifier(settings) as client:
+        await produce(settings.kafka_bootstrap, settings.topics.reports, [record(by_hand)])
+        await _until_metric(client, SKIPPED, 3)
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 2)
+        await asyncio.sleep(0.5)  # time for any (wrong) send to happen
+        assert metric((await client.get("/metrics")).text, SKIPPED) == 3
+
+    # the scheduled report once, and the one issued by hand (a distinct issue) once
+    message_ids = sorted(str(message["Message-ID"]) for _, _, message in smtp_sink.snapshot())
+    manual = "report:acme:2026-11:manual:7:wang-li:email"
+    assert message_ids == sorted(
+        [message_id(WANG_LI, "localhost"), message_id(manual, "localhost")]
+    )
+    assert await _dead_letters(pg_url) == [
+        (settings.topics.reports, "invalid_json", b"{not json", 2)
+    ]
+    rows = await _rows(pg_url)
+    assert sorted(rows) == [manual, WANG_LI]
+    assert [rows[WANG_LI]["attempts"], rows[manual]["attempts"]] == [1, 1]
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+@pytest.mark.postgres
+async def test_a_report_waits_for_an_engine_that_is_down_and_goes_out_once_it_is_up(
+    make_settings: SettingsMaker,
+    pg_url: str,
+    engine_db: AsyncEngine,
+    reserved: socket.socket,
+    smtp_sink: SmtpSink,
+) -> None:
+    port = reserved.getsockname()[1]
+    settings = _settings(make_settings, f"http://127.0.0.1:{port}", database_url=pg_url)
+    async with (
+        TopicReader(settings.kafka_bootstrap, settings.topics.notifications) as notifications,
+        running_notifier(settings),
+    ):
+        await produce(settings.kafka_bootstrap, settings.topics.reports, [record(report_event())])
+        rows = await _until_rows(
+            pg_url,
+            lambda rows: len(rows) == 2 and all(row["attempts"] >= 3 for row in rows.values()),
+        )
+        assert {row["status"] for row in rows.values()} <= {Status.PENDING, Status.SENDING}
+        assert "ConnectError" in (rows[WANG_LI]["last_error"] or "")
+        assert smtp_sink.snapshot() == []
+        fake = Engine(engine_db)
+        async with serving_on(engine_app(fake), reserved):
+            await eventually(lambda: len(smtp_sink.snapshot()) >= 2)
+            records = await notifications.wait_for(lambda values: len(values) >= 2)
+            await asyncio.sleep(0.3)
+    assert len(smtp_sink.snapshot()) == 2
+    assert {value["type"] for value in records} == {"notification.sent"}
+    assert all(value["data"]["attempts"] >= 3 for value in records)
+    # the two mails failed together, so they fell due together and shared one fetch
+    assert [(r["format"], r["lang"]) for r in fake.requests] == [
+        ("pdf", "zh-CN"),
+        ("html", "zh-CN"),
+    ]
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+async def test_a_report_the_engine_does_not_have_fails_at_once_and_says_why(
+    make_settings: SettingsMaker, engine: tuple[Engine, str], smtp_sink: SmtpSink
+) -> None:
+    _, url = engine
+    settings = _settings(make_settings, url)
+    gone = report_event(["chen.jie"], contract="gone", language="en")
+    async with (
+        TopicReader(settings.kafka_bootstrap, settings.topics.notifications) as notifications,
+        running_notifier(settings) as client,
+    ):
+        await produce(settings.kafka_bootstrap, settings.topics.reports, [record(gone)])
+        (failed,) = await notifications.wait_for(lambda values: len(values) >= 1)
+        exposition = (await client.get("/metrics")).text
+    assert smtp_sink.snapshot() == []
+    assert failed["type"] == "notification.failed"
+    assert failed["data"]["attempts"] == 1
+    assert failed["data"]["error"].startswith("engine: pdf: HTTP 404")
+    assert metric(exposition, "slawatch_report_failed_total", contract="gone") == 1
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+async def test_a_mail_a_crash_interrupted_is_sent_again_with_its_message_id(
+    make_settings: SettingsMaker, engine: tuple[Engine, str], smtp_sink: SmtpSink
+) -> None:
+    _, url = engine
+    settings = _settings(make_settings, url)
+    now = datetime.now(UTC)
+    rows, _ = reports.plan(report_event(["chen.jie"], language="en"), parse_config(NOTIFIER), now)
+    async with migrated(settings.database_url) as db, db.begin() as conn:
+        await reports.insert_new(conn, rows)
+        await conn.execute(
+            sa.update(store.reports).values(status=Status.SENDING, attempts=1, retry_from=now)
+        )
+    async with running_notifier(settings):
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 1)
+        stored = await _until_rows(settings.database_url, lambda rows: rows[CHEN_JIE]["published"])
+    ((_, message),) = _mails(smtp_sink).values()
+    assert message["Message-ID"] == message_id(CHEN_JIE, "localhost")
+    assert message["Subject"] == "SLA compliance report: ACME Ltd, 2026-11"
+    row = stored[CHEN_JIE]
+    assert (row["status"], row["attempts"], row["interrupted"]) == (Status.SENT, 2, 1)
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+async def test_a_stop_ends_the_mail_in_flight_gives_back_the_rest_and_a_restart_sends_them(
+    make_settings: SettingsMaker, engine: tuple[Engine, str], smtp_sink: SmtpSink
+) -> None:
+    _, url = engine
+    settings = _settings(make_settings, url)
+    smtp_sink.delay_s = 0.5
+    due = report_event(["wang-li", "chen.jie", "supervisor"])
+    async with running_notifier(settings):
+        await produce(settings.kafka_bootstrap, settings.topics.reports, [record(due)])
+        await eventually(lambda: smtp_sink.in_progress() == 1)
+    # the stop waited for the mail in flight and recorded it; the others were given back
+    rows = await _rows(settings.database_url)
+    assert sorted((row["status"], row["attempts"]) for row in rows.values()) == [
+        (Status.PENDING, 0),
+        (Status.PENDING, 0),
+        (Status.SENT, 1),
+    ]
+    assert len(smtp_sink.snapshot()) == 1
+    smtp_sink.delay_s = 0.0
+    async with running_notifier(settings):
+        await _until_rows(
+            settings.database_url,
+            lambda rows: all(row["status"] == Status.SENT for row in rows.values()),
+        )
+        await asyncio.sleep(0.3)
+    recipients = sorted(r for _, recipients, _ in smtp_sink.snapshot() for r in recipients)
+    assert recipients == ["chen.jie@example.com", "supervisor@example.com", "wang.li@example.com"]
+
+
+# --- the mail, pure ----------------------------------------------------------------
+
+
+def _claimed(**fields: Any) -> reports.ClaimedReport:
+    values: dict[str, Any] = {
+        "id": WANG_LI,
+        "event_id": "report:acme:2026-11:scheduled",
+        "contract": "acme",
+        "customer": "ACME Ltd",
+        "period": "2026-11",
+        "language": "zh-CN",
+        "recipient": "wang-li",
+        "recipient_name": "王丽",
+        "address": "wang.li@example.com",
+        "attempts": 1,
+        "retry_from": None,
+    }
+    return reports.ClaimedReport(**{**values, **fields})
+
+
+def test_event_text_cannot_add_a_header_or_a_path() -> None:
+    claimed = _claimed(
+        contract="../../etc/passwd\r\nBcc: x@evil.example",
+        customer="ACME\r\nBcc: evil@example.com",
+        recipient_name="Wang\nBcc: evil@example.com",
+    )
+    message = reports.build_message(
+        claimed, reports.Documents(b"%PDF-1.7", "<p>hi</p>"), sender="slawatch <s@x.cn>", now=NOW
+    )
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert parsed["Bcc"] is None
+    assert "\n" not in str(parsed["Subject"])
+    (attachment,) = list(parsed.iter_attachments())
+    filename = attachment.get_filename() or ""
+    assert filename.endswith(".pdf")
+    assert "/" not in filename
+    assert not filename.startswith(".")
+
+
+def test_an_unusable_address_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a usable email address"):
+        reports.build_message(
+            _claimed(address="a@b.cn, c@d.cn"),
+            reports.Documents(b"%PDF-1.7", "<p>hi</p>"),
+            sender="slawatch <s@x.cn>",
+            now=NOW,
+        )
+
+
+def test_attachment_names_keep_letters_and_lose_the_rest() -> None:
+    assert reports.attachment_name("acme", "2026-Q4") == "acme-2026-Q4.pdf"
+    assert reports.attachment_name("华东 数据", "2026") == "华东_数据-2026.pdf"
+    assert reports.attachment_name('a"b;c', "2026-11") == "a_b_c-2026-11.pdf"
+
+
+NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+def test_a_group_in_report_to_reaches_each_member_with_an_email_address_once() -> None:
+    config = parse_config(
+        {
+            **NOTIFIER,
+            "groups": {
+                **NOTIFIER.get("groups", {}),
+                "managers": {"members": ["wang-li", "chen.jie", "sms.only"]},
+            },
+        }
+    )
+    due = report_event(["group:managers", "wang-li", "group:nobody"])
+    rows, skipped = reports.plan(due, config, datetime(2026, 11, 30, 17, tzinfo=UTC))
+    assert [row["recipient"] for row in rows] == ["wang-li", "chen.jie"]
+    assert [(s.person, s.reason) for s in skipped] == [
+        ("sms.only", ReportSkip.NO_EMAIL),
+        ("group:nobody", ReportSkip.UNKNOWN_PERSON),
+    ]
