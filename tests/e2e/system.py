@@ -110,6 +110,7 @@ def services_env(
 ) -> dict[str, str]:
     """The settings the three services run with: this test's topics, database and sinks,
     fresh ports, the rig's tokens; ``extra_env`` adds or overrides."""
+    engine_port = free_port()
     return {
         "SLAWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "SLAWATCH_TOPIC_PREFIX": topics.prefix,
@@ -122,7 +123,8 @@ def services_env(
         "SLAWATCH_INGEST_TOKENS": TOKEN,
         "SLAWATCH_ADMIN_TOKENS": f'["{ADMIN_TOKEN}"]',
         "SLAWATCH_INGEST_PORT": str(free_port()),
-        "SLAWATCH_ENGINE_PORT": str(free_port()),
+        "SLAWATCH_ENGINE_PORT": str(engine_port),
+        "SLAWATCH_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
         "SLAWATCH_NOTIFIER_PORT": str(free_port()),
         **(extra_env or {}),
     }
