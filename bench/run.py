@@ -308,6 +308,11 @@ def render(results: dict[str, Any]) -> str:
             f"{report['ratio_to_baseline']}×",
             f"≤ 20×: {_at_most(report['ratio_to_baseline'], 20)}",
         ),
+        (
+            "the month's PDF document from that report (s)",
+            f"{report.get('document_pdf_seconds', '—')}",
+            "",
+        ),
     ]
     table = "\n".join(f"| {name} | {value} | {target} |" for name, value, target in rows)
     return f"""# Benchmarks

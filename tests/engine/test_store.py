@@ -181,3 +181,47 @@ async def test_the_compliance_migration_fills_in_what_stored_rows_already_tell(u
         await db.dispose()
     assert tickets == {"jira:1": created, "jira:2": None}
     assert clocks == {"jira:1:response": answered, "jira:1:resolution": created}
+
+
+async def test_the_ticket_facts_migration_copies_them_out_of_each_snapshot(url: str) -> None:
+    """0005 on a database with tickets: the service, type, title, assignee (name, else id)
+    and group of each stored snapshot land in their columns; a new snapshot writes them."""
+
+    def to(revision: str) -> Any:
+        def run(connection: Any) -> None:
+            cfg = alembic_config(store.MIGRATIONS, store.VERSION_TABLE)
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+
+        return run
+
+    snapshots = {
+        "jira:1": '{"id": "1", "service": "mail", "type": "incident", "title": "VPN down",'
+        ' "assignee": {"id": "a7", "name": "Wang Li"}, "group": "l2"}',
+        "jira:2": '{"id": "2", "assignee": {"id": "a8"}}',
+    }
+    db = create_engine(url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(to("0004"))
+            for key, snapshot in snapshots.items():
+                await conn.execute(
+                    text(
+                        "INSERT INTO engine_tickets (key, source, ticket_id, partition, priority,"
+                        " policy, snapshot, updated_at) VALUES (:k, 'jira', :k, 0, 'P1', 'p',"
+                        " :s, :at)"
+                    ),
+                    {"k": key, "s": snapshot, "at": NOW},
+                )
+        async with db.begin() as conn:
+            await conn.run_sync(to("head"))
+        t = store.tickets
+        columns = (t.c.key, t.c.service, t.c.category, t.c.title, t.c.assignee, t.c.grp)
+        async with db.connect() as conn:
+            rows = {row[0]: tuple(row[1:]) for row in await conn.execute(select(*columns))}
+        assert rows == {
+            "jira:1": ("mail", "incident", "VPN down", "Wang Li", "l2"),
+            "jira:2": (None, None, None, "a8", None),
+        }
+    finally:
+        await db.dispose()

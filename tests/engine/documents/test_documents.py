@@ -322,3 +322,34 @@ def _pdfinfo(pdf: bytes, tmp_path: Path) -> str:
     path = tmp_path / "info.pdf"
     path.write_bytes(pdf)
     return subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True).stdout
+
+
+def test_thousands_of_outages_are_drawn_few_and_listed_longest_first(report: Report) -> None:
+    from datetime import datetime, timedelta
+
+    from slawatch_engine import documents
+
+    data = report("month")
+    start = datetime.fromisoformat(data["from"])
+    flapping = [
+        {
+            "start": (start + timedelta(minutes=14 * n)).isoformat(),
+            "end": (start + timedelta(minutes=14 * n + 3)).isoformat(),
+            "minutes": 3.0,
+        }
+        for n in range(3000)
+    ]
+    flapping[777]["end"] = (start + timedelta(minutes=14 * 777 + 10)).isoformat()
+    flapping[777]["minutes"] = 10.0
+    drawn = documents.drawn_intervals(flapping)
+    assert len(drawn) <= documents.CHART_INTERVALS
+    assert sum(i["minutes"] for i in drawn) == pytest.approx(3 * 2999 + 10)
+    assert (drawn[0]["start"], drawn[-1]["end"]) == (flapping[0]["start"], flapping[-1]["end"])
+    service = next(iter(data["services"]))
+    data["services"][service]["outages"] = flapping
+    total = sum(len(figures["outages"]) for figures in data["services"].values())
+    html = documents.render_html(data, language="en", interactive=False)
+    assert f"{total} outages in the period; the 30 longest are listed." in html
+    listed = html.split("the 30 longest are listed.")[1].split("</table>")[0]
+    assert listed.count("<tr>") == documents.LISTED_OUTAGES + 1  # and the heading
+    assert "10 min" in listed  # the longest of the flapping ones

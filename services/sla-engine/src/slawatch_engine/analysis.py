@@ -135,6 +135,18 @@ class _Slice:
     resolution: Tally = field(default_factory=lambda: Tally())
     tickets: int = 0
 
+    def add(
+        self, answered: Outcome | None, resolved: Outcome | None, tickets: int, micros: int
+    ) -> None:
+        """Count ``tickets`` tickets whose clocks ended so, ``micros`` their responses'
+        business microseconds."""
+        self.tickets += tickets
+        for tally, outcome in ((self.response, answered), (self.resolution, resolved)):
+            name = "none" if outcome is None else outcome
+            setattr(tally, name, getattr(tally, name) + tickets)
+        if answered in ("met", "breached"):
+            self.response.micros += micros
+
     def figures(self) -> dict[str, Any]:
         response, resolution = self.response, self.resolution
         mean = (
@@ -164,9 +176,10 @@ class Details:
 
     period: Period
     zone: ZoneInfo
-    priorities: dict[str, _Slice] = field(default_factory=dict)
-    services: dict[str | None, _Slice] = field(default_factory=dict)
-    days: dict[date, _Slice] = field(default_factory=dict)
+    cells: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
+    """(priority, service, local day, response outcome, resolution outcome) → [tickets,
+    business µs of their responses]: one count per ticket, folded into rows at the end."""
+    services: set[str | None] = field(default_factory=set)
     late_count: int = 0
     _late: list[tuple[float, int, str, TicketFact, ClockFact, Outcome]] = field(
         default_factory=list
@@ -175,12 +188,6 @@ class Details:
     common_services: Frequent = field(default_factory=Frequent)
     categories: Frequent = field(default_factory=Frequent)
     titles: Frequent = field(default_factory=Frequent)
-
-    def _slice(self, table: dict[Any, _Slice], key: Any) -> _Slice:
-        found = table.get(key)
-        if found is None:
-            found = table[key] = _Slice()
-        return found
 
     def note(
         self,
@@ -191,30 +198,44 @@ class Details:
     ) -> None:
         """Count one ticket of the population with its clocks' outcomes."""
         response, resolution = ticket.response, ticket.resolution
-        used_response = response.used if response is not None else 0.0
-        used_resolution = resolution.used if resolution is not None else 0.0
         service = ticket.service
-        if service not in self.services and len(self.services) >= MAX_SLICES:
-            service = OTHER
+        if service not in self.services:
+            if len(self.services) >= MAX_SLICES:
+                service = OTHER
+            else:
+                self.services.add(service)
         day = ticket.created_at.astimezone(self.zone).date()
-        for row in (
-            self._slice(self.priorities, ticket.priority),
-            self._slice(self.services, service),
-            self._slice(self.days, day),
-        ):
-            row.tickets += 1
-            row.response.record(answered, used_response)
-            row.resolution.record(resolved, used_resolution)
-        for metric, fact, outcome in (
-            ("response", response, answered),
-            ("resolution", resolution, resolved),
-        ):
-            if fact is not None and outcome in ("breached", "late"):
-                self._note_late(ticket, metric, fact, outcome, as_of_us)
+        key = (ticket.priority, service, day, answered, resolved)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = [0, 0]
+        cell[0] += 1
+        if response is not None and answered in ("met", "breached"):
+            cell[1] += round(response.used * 1_000_000)
+        if answered in ("breached", "late") or resolved in ("breached", "late"):
+            for metric, fact, outcome in (
+                ("response", response, answered),
+                ("resolution", resolution, resolved),
+            ):
+                if fact is not None and outcome in ("breached", "late"):
+                    self._note_late(ticket, metric, fact, outcome, as_of_us)
         self.common_services.add(ticket.service)
         self.categories.add(ticket.category)
         if ticket.title:
             self.titles.add(" ".join(ticket.title.split())[:TITLE_CHARS])
+
+    def _rows(self) -> tuple[dict[str, _Slice], dict[str | None, _Slice], dict[date, _Slice]]:
+        """The cells folded into the rows per priority, per service and per day."""
+        priorities: dict[str, _Slice] = {}
+        services: dict[str | None, _Slice] = {}
+        days: dict[date, _Slice] = {}
+        for (priority, service, day, answered, resolved), (tickets, micros) in self.cells.items():
+            for table, key in ((priorities, priority), (services, service), (days, day)):
+                row = table.get(key)
+                if row is None:
+                    row = table[key] = _Slice()
+                row.add(answered, resolved, tickets, micros)
+        return priorities, services, days
 
     def _note_late(
         self, ticket: TicketFact, metric: str, fact: ClockFact, outcome: Outcome, as_of_us: int
@@ -229,20 +250,21 @@ class Details:
             heapq.heapreplace(self._late, entry)
 
     def as_json(self) -> dict[str, Any]:
+        priorities, services, days = self._rows()
         return {
             "breakdown": {
                 "priority": [
-                    {"key": key, **row.figures()} for key, row in sorted(self.priorities.items())
+                    {"key": key, **row.figures()} for key, row in sorted(priorities.items())
                 ],
                 "service": [
                     {"key": key, **row.figures()}
                     for key, row in sorted(
-                        self.services.items(),
+                        services.items(),
                         key=lambda item: (-item[1].tickets, item[0] is None, item[0] or ""),
                     )
                 ],
             },
-            "daily": list(self._daily()),
+            "daily": list(self._daily(days)),
             "late": {"total": self.late_count, "listed": self._late_rows()},
             "common_problems": {
                 "services": self.common_services.top(),
@@ -252,14 +274,14 @@ class Details:
             },
         }
 
-    def _daily(self) -> Iterable[dict[str, Any]]:
+    def _daily(self, days: dict[date, _Slice]) -> Iterable[dict[str, Any]]:
         first = self.period.start.astimezone(self.zone).date()
         last = (self.period.end - timedelta(microseconds=1)).astimezone(self.zone).date()
         day = first
         for _ in range(MAX_DAYS):
             if day > last:
                 break
-            row = self.days.get(day)
+            row = days.get(day)
             figures = (row or _Slice()).figures()
             yield {
                 "date": day.isoformat(),

@@ -51,10 +51,11 @@ from any thread.
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -75,6 +76,11 @@ TICKET_INDICATORS = (
 CHART_WIDTH = 600
 """The plot width of every chart in pixels (with its axes it fits A4 portrait)."""
 DASH = "—"
+LISTED_OUTAGES = 30
+"""Outages listed in the table at most (the longest); the JSON report has them all."""
+CHART_INTERVALS = 200
+"""Bars per service and kind on the availability chart at most: closer ones are drawn as
+one (a month of flapping alerts would otherwise be thousands of marks for one line)."""
 
 _SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 _CHART_FONT = "Noto Sans CJK SC, Noto Sans CJK, sans-serif"
@@ -175,6 +181,7 @@ WORDS: dict[str, dict[str, str]] = {
         "end": "End",
         "duration": "Duration",
         "no_outage": "No outage in the period.",
+        "outages_listed": "{total} outages in the period; the {listed} longest are listed.",
         "credits": "Service credits",
         "tier": "Tier",
         "credit": "Credit",
@@ -304,6 +311,7 @@ WORDS: dict[str, dict[str, str]] = {
         "end": "结束",
         "duration": "时长",
         "no_outage": "本期无故障。",
+        "outages_listed": "本期共 {total} 次故障，以下列出时长最长的 {listed} 次。",
         "credits": "服务抵扣",
         "tier": "抵扣条件",
         "credit": "抵扣比例",
@@ -634,7 +642,7 @@ def availability_chart(report: Mapping[str, Any], f: Formats) -> dict[str, Any]:
         }
         for name, figures in services.items()
         for kind, intervals in zip(kinds, (figures["outages"], figures["planned"]), strict=True)
-        for interval in intervals
+        for interval in drawn_intervals(intervals)
     ]
     colour: dict[str, Any] = {
         "field": "kind",
@@ -670,6 +678,35 @@ def availability_chart(report: Mapping[str, Any], f: Formats) -> dict[str, Any]:
             ],
         },
     )
+
+
+def drawn_intervals(
+    intervals: Sequence[Mapping[str, Any]], most: int = CHART_INTERVALS
+) -> list[Mapping[str, Any]]:
+    """``intervals`` (in time order, apart) as the chart draws them: at most ``most``, the
+    nearest neighbours joined (the gap that joins them doubled until few enough remain;
+    a joined bar's minutes are the outage in it, not its span)."""
+    if len(intervals) <= most:
+        return list(intervals)
+    spans = sorted(
+        ((_instant(i["start"]), _instant(i["end"]), float(i["minutes"])) for i in intervals),
+        key=lambda span: span[0],
+    )
+    gap = timedelta(seconds=1)
+    while True:
+        joined: list[list[Any]] = []
+        for start, end, minutes in spans:
+            if joined and start - joined[-1][1] <= gap:
+                joined[-1][1] = max(joined[-1][1], end)
+                joined[-1][2] += minutes
+            else:
+                joined.append([start, end, minutes])
+        if len(joined) <= most:
+            return [
+                {"start": a.isoformat(), "end": b.isoformat(), "minutes": round(m, 4)}
+                for a, b, m in joined
+            ]
+        gap *= 2
 
 
 def common_services_chart(report: Mapping[str, Any], f: Formats) -> dict[str, Any]:
@@ -884,6 +921,9 @@ def render_html(
     owed = sum(float(c.get("percent") or 0) for c in credits)
     services: Mapping[str, Any] = report.get("services") or {}
     outages = [(name, o) for name, figures in services.items() for o in figures["outages"]]
+    total_outages = len(outages)
+    if total_outages > LISTED_OUTAGES:
+        outages = heapq.nlargest(LISTED_OUTAGES, outages, key=lambda item: item[1]["minutes"])
     outages.sort(key=lambda item: (_instant(item[1]["start"]), item[0]))
     template = _environment().get_template("report.html.j2")
     return template.render(
@@ -898,6 +938,7 @@ def render_html(
         period_name=f.period_name(report),
         indicators=_indicator_rows(report["indicators"], f),
         outages=outages,
+        total_outages=total_outages,
         credits_total=owed,
         capped=not math.isclose(owed, float(report.get("credit_percent") or 0)),
         review=_review(report, f),

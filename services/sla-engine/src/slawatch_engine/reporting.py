@@ -134,7 +134,7 @@ class OfflineLedger:
                     response=self._fact(clocks.get("response"), as_of),
                     resolution=self._fact(clocks.get("resolution"), as_of),
                     rating=percent_of(row.rating_score, row.rating_scale),
-                    **snapshot_fields(row.snapshot),
+                    **_fact_fields(store.shown_fields(row.snapshot)),
                 )
             )
         return facts
@@ -325,9 +325,7 @@ _FACT_ROWS = f"""
            CASE WHEN t.rated_at <= $4 THEN t.rating_scale END,
            {_clock_columns("r")},
            {_clock_columns("s")},
-           t.snapshot->>'service', t.snapshot->>'type', t.snapshot->>'title',
-           COALESCE(t.snapshot->'assignee'->>'name', t.snapshot->'assignee'->>'id'),
-           t.snapshot->>'group'
+           t.service, t.category, t.title, t.assignee, t.grp
     FROM {store.tickets.name} t
     LEFT JOIN {store.clocks.name} r ON r.ticket_key = t.key AND r.metric = 'response'
     LEFT JOIN {store.clocks.name} s ON s.ticket_key = t.key AND s.metric = 'resolution'
@@ -336,8 +334,8 @@ _FACT_ROWS = f"""
 """
 """One row per ticket: key, policy, priority, created_at, its rating by ``as_of`` (score,
 scale); then its response and its resolution clock (``_clock_columns``, all null
-without one); then from its last snapshot its service, type, title, assignee (name, else
-id) and group (``snapshot_fields``)."""
+without one); then what the report shows of it: its service, type, title, assignee and
+group (``store.shown_fields``)."""
 
 _CLOCK_COLUMNS = (
     "state",
@@ -386,7 +384,11 @@ def _typed_query(policies: list[str], start: datetime, end: datetime, as_of: dat
             t.c.rated_at,
             *(response.c[column] for column in _CLOCK_COLUMNS),
             *(resolution.c[column] for column in _CLOCK_COLUMNS),
-            t.c.snapshot,
+            t.c.service,
+            t.c.category,
+            t.c.title,
+            t.c.assignee,
+            t.c.grp,
         )
         .select_from(
             t.outerjoin(
@@ -411,19 +413,12 @@ def _reshaped(row: Sequence[Any], as_of: datetime) -> tuple[Any, ...]:
     rated = row[6] is not None and row[6] <= as_of
     rating = (row[4], row[5]) if rated else (None, None)
     clocks = (*_clock(row[7:15], as_of), *_clock(row[15:23], as_of))
-    return (*row[:4], *rating, *clocks, *snapshot_fields(row[23] or {}).values())
+    return (*row[:4], *rating, *clocks, *row[23:28])
 
 
-def snapshot_fields(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
-    """What a report shows of a ticket's last snapshot, in ``TicketFact``'s order."""
-    assignee = snapshot.get("assignee") or {}
-    return {
-        "service": snapshot.get("service"),
-        "category": snapshot.get("type"),
-        "title": snapshot.get("title"),
-        "assignee": assignee.get("name") or assignee.get("id"),
-        "group": snapshot.get("group"),
-    }
+def _fact_fields(shown: Mapping[str, str | None]) -> dict[str, str | None]:
+    """``store.shown_fields`` under ``TicketFact``'s names."""
+    return {("group" if name == "grp" else name): value for name, value in shown.items()}
 
 
 def _clock(columns: Sequence[Any], as_of: datetime) -> tuple[Any, ...]:

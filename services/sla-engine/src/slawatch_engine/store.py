@@ -1,7 +1,8 @@
 """The engine's tables (it owns every ``engine_*`` table) and the row ↔ clock mapping.
 
 - ``engine_tickets``: the last known snapshot of each ticket (for the SLA
-  events the notifier renders), with its policy.
+  events the notifier renders), with its policy; what a report shows of it
+  (service, type, title, assignee, group) also in columns of their own.
 - ``engine_clocks``: one row per clock; ``next_due_at`` is the indexed instant
   of its next stage, from which the timer index is rebuilt.
 - ``engine_processed_events``: event ids already applied (redelivery dedup).
@@ -23,7 +24,7 @@ holding a stale copy changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +78,11 @@ tickets = Table(
     Column("rating_score", Float, nullable=True),
     Column("rating_scale", Float, nullable=True),
     Column("rated_at", UtcDateTime, nullable=True),
+    Column("service", String(200), nullable=True),
+    Column("category", String(200), nullable=True),
+    Column("title", String(500), nullable=True),
+    Column("assignee", String(500), nullable=True),
+    Column("grp", String(200), nullable=True),
     Index("ix_engine_tickets_policy_created", "policy", "created_at"),
 )
 
@@ -408,6 +414,20 @@ def _ticket_changes(row: TicketRow) -> dict[str, Any]:
         "rating_score": row.rating_score,
         "rating_scale": row.rating_scale,
         "rated_at": row.rated_at,
+        **shown_fields(row.snapshot),
+    }
+
+
+def shown_fields(snapshot: Mapping[str, Any]) -> dict[str, str | None]:
+    """What a report shows of a ticket's snapshot, by column: its service, type, title,
+    assignee (name, else id) and group."""
+    assignee = snapshot.get("assignee") or {}
+    return {
+        "service": snapshot.get("service"),
+        "category": snapshot.get("type"),
+        "title": snapshot.get("title"),
+        "assignee": assignee.get("name") or assignee.get("id"),
+        "grp": snapshot.get("group"),
     }
 
 
