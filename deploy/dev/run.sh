@@ -85,6 +85,14 @@ The compliance report of the example contract for this month (docs/COMPLIANCE.md
   curl -s -H 'Authorization: Bearer dev-report-token' \\
     'http://127.0.0.1:8081/v1/reports/acme?period=$month'
 
+and as the document a service manager sends the customer (or format=html, lang=zh-CN):
+
+  curl -s -H 'Authorization: Bearer dev-report-token' -o acme-$month.pdf \\
+    'http://127.0.0.1:8081/v1/reports/acme?period=$month&format=pdf'
+
+Last month's report has been mailed to the contract's report_to, the PDF
+attached: see .data/mail/.
+
 Press Ctrl-C to stop everything.
 TXT
 # wait for any service to exit (a crash) or for Ctrl-C
