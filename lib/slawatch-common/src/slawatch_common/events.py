@@ -374,12 +374,16 @@ class ReportDue(_Model):
     )
     start: AwareDatetime = Field(description="The period's first instant.")
     end: AwareDatetime = Field(description="The instant after the period (half-open).")
+    as_of: AwareDatetime = Field(
+        description="The instant the report is judged at (when it was issued): every fetch of "
+        "its documents asks for this instant, so each mail of it shows the same figures."
+    )
     review: Literal["monthly", "quarterly", "yearly"]
     language: Literal["en", "zh-CN"]
     report_to: list[Identifier] = Field(
         max_length=100,
-        description="People of the notifier's configuration (ids; their addresses are "
-        "the notifier's).",
+        description="The contract's report_to when it was issued, for the record: the "
+        "notifier mails the people its own configuration names for the contract.",
     )
     issue: Identifier = Field(
         description="Which issue of the period this is: ``scheduled`` (once per contract "

@@ -91,6 +91,7 @@ def report_event(
             period=period.label,
             start=period.start,
             end=period.end,
+            as_of=now,
             review=contract.review,
             language=contract.language,
             report_to=list(contract.report_to),
