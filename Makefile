@@ -8,7 +8,7 @@ PKGS := lib/slawatch-common services/ingest services/sla-engine services/notifie
 PYTEST_ARGS ?=
 
 .PHONY: help install lint format test test-unit test-integration run bench schemas lock \
-        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager prometheus reports rules-test \
+        kafka-up kafka-down kafka-reset pg-up pg-down alertmanager prometheus reports reports-runtime rules-test \
         fuzz chaos clean
 
 help:
@@ -69,10 +69,14 @@ alertmanager:
 prometheus:
 	deploy/prometheus/install.sh
 
-# Debian's CJK fonts and text layout for the PDF reports, poppler-utils and
-# chromium for their tests (deploy/reports/install.sh); installed once.
+# Debian's CJK fonts and text layout for the PDF reports (reports-runtime),
+# and poppler-utils and chromium for their tests (deploy/reports/install.sh);
+# installed once.
 reports:
 	deploy/reports/install.sh
+
+reports-runtime:
+	deploy/reports/install.sh runtime
 
 # promtool: the rule files, their unit tests (deploy/prometheus/tests) and the
 # example configuration.
@@ -100,7 +104,7 @@ chaos: install kafka-up pg-up
 	SLAWATCH_CHAOS=long SLAWATCH_OUTAGE=long $(BIN)/pytest --timeout=3600 \
 	  tests/e2e/test_chaos.py tests/e2e/test_outage.py $(PYTEST_ARGS)
 
-run: install reports kafka-up
+run: install reports-runtime kafka-up
 	deploy/dev/run.sh
 
 bench: install kafka-up pg-up

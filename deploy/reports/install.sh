@@ -7,13 +7,17 @@
 #   poppler-utils    pdftotext and pdffonts, which the tests read the PDFs with
 #   chromium         the browser the tests open the HTML report in (Playwright)
 #
-#   deploy/reports/install.sh
+#   deploy/reports/install.sh            everything (make test)
+#   deploy/reports/install.sh runtime    only what the engine renders with (make run)
 #
 # Idempotent: does nothing when every package is installed. Needs root (or sudo).
 # None of these packages runs a service.
 set -euo pipefail
 
-packages=(fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 poppler-utils chromium)
+packages=(fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0)
+if [ "${1:-}" != runtime ]; then
+  packages+=(poppler-utils chromium)
+fi
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -31,4 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "reports: $(fc-list ':lang=zh-cn' family | head -1) / $(pdftotext -v 2>&1 | head -1) / $(chromium --version 2>/dev/null || echo 'no chromium')"
+echo "reports: $(fc-list ':lang=zh-cn' family | head -1)"
+if [ "${1:-}" != runtime ]; then
+  echo "reports: $(pdftotext -v 2>&1 | head -1); $(chromium --version 2>/dev/null)"
+fi

@@ -188,3 +188,46 @@ def test_the_issue_command(
     assert "2026-14" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["report", "issue", "--contract", "acme"])  # no period
+
+
+def test_issue_after_and_report_to_are_bounded() -> None:
+    from pydantic import ValidationError
+
+    from slawatch_engine.contracts import Contract
+
+    base = {"customer": "C", "provider": "P", "policies": ["any"]}
+    assert Contract.model_validate({**base, "issue_after": "31d"}).issue_after == 31 * 86400
+    with pytest.raises(ValidationError, match="issue_after"):
+        Contract.model_validate({**base, "issue_after": "32d"})
+    with pytest.raises(ValidationError, match="report_to"):
+        Contract.model_validate({**base, "report_to": [f"p{n}" for n in range(101)]})
+
+
+async def test_a_contract_whose_period_cannot_be_named_keeps_no_other_back(
+    url: str, book: PolicyBook
+) -> None:
+    """At the start of 1970 in Shanghai the period before is 1969: no label names it. The
+    contract is skipped (logged, counted on the loop) and the watch goes on."""
+    db = create_engine(url)
+    registry = CollectorRegistry()
+    heartbeats = EngineMetrics(registry).heartbeats
+    try:
+        await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
+        early = datetime(1970, 1, 1, 0, 30, tzinfo=UTC)
+        watch = ReportWatch(
+            db,
+            book,
+            "slawatch.reports",
+            heartbeats,
+            owned=lambda: {0},
+            now=lambda: early,
+            published=lambda: None,
+        )
+        assert await watch.check() > 0
+        assert await staged(db) == []
+        faults = registry.get_sample_value(
+            "slawatch_engine_transient_faults_total", {"loop": "reports"}
+        )
+        assert faults == 2  # acme and yearly
+    finally:
+        await db.dispose()

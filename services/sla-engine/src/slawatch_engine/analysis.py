@@ -8,7 +8,7 @@ over once, with its clocks' outcomes):
   any further one in a row keyed ``OTHER``);
 - ``daily``: per local day of the period (the contract's zone; a ticket counts
   on the day it was created), every day listed, empty days with null figures;
-- ``late``: every late clock counted, the ``MAX_LATE`` latest listed (the
+- ``late``: every late clock counted, the ``MAX_LATE`` most overdue listed (the
   largest lateness first) with who held the ticket as last known;
 - ``common_problems``: the most frequent services, categories (the ticket's
   ``type``) and titles (whitespace collapsed, clipped to ``TITLE_CHARS``).
@@ -176,9 +176,13 @@ class Details:
 
     period: Period
     zone: ZoneInfo
-    cells: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
-    """(priority, service, local day, response outcome, resolution outcome) → [tickets,
-    business µs of their responses]: one count per ticket, folded into rows at the end."""
+    cells: tuple[dict[tuple[Any, ...], list[int]], ...] = field(
+        default_factory=lambda: ({}, {}, {})
+    )
+    """Per priority, per service and per local day: (key, response outcome, resolution
+    outcome) → [tickets, business µs of their responses]. A few counts per ticket, folded
+    into rows at the end; each bounded by its keys (5 priorities, ``MAX_SLICES`` + 1
+    services, ``MAX_DAYS`` days) times the 36 pairs of outcomes."""
     services: set[str | None] = field(default_factory=set)
     late_count: int = 0
     _late: list[tuple[float, int, str, TicketFact, ClockFact, Outcome]] = field(
@@ -205,13 +209,17 @@ class Details:
             else:
                 self.services.add(service)
         day = ticket.created_at.astimezone(self.zone).date()
-        key = (ticket.priority, service, day, answered, resolved)
-        cell = self.cells.get(key)
-        if cell is None:
-            cell = self.cells[key] = [0, 0]
-        cell[0] += 1
-        if response is not None and answered in ("met", "breached"):
-            cell[1] += round(response.used * 1_000_000)
+        micros = (
+            round(response.used * 1_000_000)
+            if response is not None and answered in ("met", "breached")
+            else 0
+        )
+        for cells, key in zip(self.cells, (ticket.priority, service, day), strict=True):
+            cell = cells.get((key, answered, resolved))
+            if cell is None:
+                cell = cells[(key, answered, resolved)] = [0, 0]
+            cell[0] += 1
+            cell[1] += micros
         if answered in ("breached", "late") or resolved in ("breached", "late"):
             for metric, fact, outcome in (
                 ("response", response, answered),
@@ -229,8 +237,9 @@ class Details:
         priorities: dict[str, _Slice] = {}
         services: dict[str | None, _Slice] = {}
         days: dict[date, _Slice] = {}
-        for (priority, service, day, answered, resolved), (tickets, micros) in self.cells.items():
-            for table, key in ((priorities, priority), (services, service), (days, day)):
+        tables: tuple[dict[Any, _Slice], ...] = (priorities, services, days)
+        for cells, table in zip(self.cells, tables, strict=True):
+            for (key, answered, resolved), (tickets, micros) in cells.items():
                 row = table.get(key)
                 if row is None:
                     row = table[key] = _Slice()

@@ -42,6 +42,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Review = Literal["monthly", "quarterly", "yearly"]
 Language = Literal["en", "zh-CN"]
 LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
+MAX_ISSUE_AFTER = 31 * 86400
 
 TICKET_INDICATORS = (
     "mean_response_time",
@@ -152,8 +153,10 @@ class Contract(_Strict):
     language: Language = Field(default="en", description="The report's language.")
     issue_after: Duration = Field(
         default=3600,
+        ge=0,
+        le=MAX_ISSUE_AFTER,
         description="How long after its period ends the report is issued (late events "
-        "still count).",
+        "still count); at most 31 days.",
     )
     policies: list[Name] = Field(
         min_length=1, description="The tickets whose clocks these policies govern."
@@ -163,7 +166,9 @@ class Contract(_Strict):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     credits: Credits | None = None
     report_to: list[Name] = Field(
-        default_factory=list, description="People of the notifier's configuration."
+        default_factory=list,
+        max_length=100,
+        description="People (or group:<id>) of the notifier's configuration.",
     )
     escalation: Name | None = Field(
         default=None,

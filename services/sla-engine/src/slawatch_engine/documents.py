@@ -13,7 +13,7 @@ contract's language or the one asked for (``LANGUAGES``). In order:
 3. the breakdown by priority and by service;
 4. the daily trends: mean response time and on-time resolution rate per day,
    each against its target;
-5. the late tickets (the latest listed, the total stated);
+5. the late tickets (the most overdue listed, the total stated);
 6. each monitored service's availability: outages and maintenance on a time
    line, and the outages listed;
 7. the service credits owed and why; 8. the allowance left; 9. the common
@@ -157,7 +157,7 @@ WORDS: dict[str, dict[str, str]] = {
         "minutes": "Minutes",
         "percent": "Percent",
         "late": "Late tickets",
-        "late_line": "{total} late clocks in the period; the {listed} latest are listed.",
+        "late_line": "{total} late clocks in the period; the {listed} most overdue are listed.",
         "no_late": "No clock was late in the period.",
         "ticket": "Ticket",
         "ticket_title": "Title",

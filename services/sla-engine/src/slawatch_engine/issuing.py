@@ -205,11 +205,11 @@ class ReportWatch:
         for name, contract in self._book.contracts.items():
             if not contract.report_to:
                 continue
-            wait = min(wait, (next_issue(contract, now) - now).total_seconds())
-            period = last_ended(contract, now)
-            if not owned or not in_term(contract, period):
-                continue  # an engine that owns partitions issues it
             try:
+                wait = min(wait, (next_issue(contract, now) - now).total_seconds())
+                period = last_ended(contract, now)
+                if not owned or not in_term(contract, period):
+                    continue  # an engine that owns partitions issues it
                 async with self._db.begin() as conn:
                     event = await issue(
                         conn, name, contract, period, SCHEDULED, min(owned), self._topic, now
@@ -217,7 +217,8 @@ class ReportWatch:
             except Exception as exc:
                 if is_fatal(exc) or is_transient(exc):
                     raise
-                log.exception("contract %s: report %s not issued", name, period.label)
+                # one contract's fault never keeps the others' reports back
+                log.exception("contract %s: report not issued", name)
                 self._heartbeats.fault(LOOP)
                 continue
             if event is not None:
