@@ -93,9 +93,16 @@ def sla_event(
     )
 
 
-def write_config(folder: Path, notifier: dict[str, Any] | None = None) -> Path:
-    """A slawatch.yaml with an engine section to ignore and the given notifier section."""
-    document = {"calendars": {"always": {"timezone": "UTC", "always_open": True}}}
+def write_config(
+    folder: Path,
+    notifier: dict[str, Any] | None = None,
+    contracts: dict[str, Any] | None = None,
+) -> Path:
+    """A slawatch.yaml with an engine section to ignore, the engine's ``contracts`` section if
+    given (the notifier reads each contract's ``report_to``) and the given notifier section."""
+    document: dict[str, Any] = {"calendars": {"always": {"timezone": "UTC", "always_open": True}}}
+    if contracts is not None:
+        document["contracts"] = contracts
     document["notifier"] = notifier if notifier is not None else CONFIG
     path = folder / "slawatch.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

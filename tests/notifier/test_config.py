@@ -213,3 +213,93 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     broken["escalations"]["standard"][0]["notify"][0]["to"] = "ghost"
     assert main(["check-config", str(write_config(tmp_path, broken))]) == 1
     assert "notifier.escalations.standard.0.notify.0.to" in capsys.readouterr().err
+
+
+# --- report recipients: each contract's report_to in the engine's contracts section -------
+
+
+def _contract(report_to: Any) -> dict[str, Any]:
+    """A contract of the engine's section: keys the notifier ignores, and ``report_to``."""
+    return {
+        "customer": "ACME Ltd",
+        "time_zone": "Asia/Shanghai",
+        "policies": ["network-critical"],
+        "targets": {"mean_response_time": "30m", "unheard_of": True},
+        "report_to": report_to,
+    }
+
+
+def _report_errors(report_to: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_lines(), contracts={"acme": _contract(report_to)})
+    return str(caught.value)
+
+
+def test_report_recipients_come_from_each_contracts_report_to(tmp_path: Path) -> None:
+    contracts = {
+        "acme": _contract(["li.wei", "group:l2"]),
+        "quiet": {"customer": "Quiet Ltd", "policies": ["default"]},
+    }
+    config = load_config(write_config(tmp_path, _lines(), contracts))
+    assert config.reports == {"acme": ("li.wei", "group:l2"), "quiet": ()}
+
+
+def test_a_file_without_contracts_has_no_report_recipients(tmp_path: Path) -> None:
+    assert load_config(write_config(tmp_path, _lines())).reports == {}
+    assert parse_config(_lines(), contracts=None).reports == {}
+    assert parse_config(_lines(), contracts={}).reports == {}
+
+
+def test_the_shipped_examples_contract_reports_to_its_supervisor() -> None:
+    config = load_config(REPO / "deploy/config/slawatch.yaml")
+    assert config.reports == {"acme": ("supervisor",)}
+
+
+def test_an_unknown_person_in_report_to_is_named_by_path() -> None:
+    message = _report_errors(["li.wei", "nobody"])
+    assert "contracts.acme.report_to.1: unknown person 'nobody'" in message
+
+
+def test_an_unknown_group_in_report_to_is_named_by_path() -> None:
+    message = _report_errors(["group:l9", "li.wei"])
+    assert "contracts.acme.report_to.0: unknown group 'l9' (known: l2)" in message
+
+
+@pytest.mark.parametrize(
+    ("report_to", "path"),
+    [
+        ("li.wei", "contracts.acme.report_to:"),
+        ({"li.wei": True}, "contracts.acme.report_to:"),
+        (None, "contracts.acme.report_to:"),
+        (["li.wei", 7], "contracts.acme.report_to.1:"),
+        (["li.wei", ["group:l2"]], "contracts.acme.report_to.1:"),
+    ],
+)
+def test_a_report_to_that_is_not_a_list_of_text_is_named_by_path(report_to: Any, path: str) -> None:
+    assert path in _report_errors(report_to)
+
+
+def test_contracts_that_cannot_be_read_are_named_by_path() -> None:
+    with pytest.raises(ConfigError, match=r"contracts: must be a mapping"):
+        parse_config(_lines(), contracts=["acme"])
+    with pytest.raises(ConfigError, match=r"contracts\.acme: must be a mapping"):
+        parse_config(_lines(), contracts={"acme": "ACME Ltd"})
+
+
+def test_report_recipients_are_not_taken_from_the_notifier_section() -> None:
+    message = _errors(_lines(reports={"acme": ["li.wei"]}))
+    assert "notifier.reports: not a key of this section" in message
+
+
+def test_check_config_reports_report_to_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contracts = {"acme": _contract(["li.wei"]), "beta": _contract(["ghost", "group:l9"])}
+    assert main(["check-config", str(write_config(tmp_path, _lines(), contracts))]) == 1
+    err = capsys.readouterr().err
+    assert "contracts.beta.report_to.0: unknown person 'ghost'" in err
+    assert "contracts.beta.report_to.1: unknown group 'l9'" in err
+    assert "contracts.acme" not in err
+    contracts["beta"] = _contract(["group:l2"])
+    assert main(["check-config", str(write_config(tmp_path, _lines(), contracts))]) == 0
+    assert capsys.readouterr().out.strip() == "ok"

@@ -4,7 +4,9 @@ Each service test runs the notifier's app in-process with fresh topics and a
 fresh database, produces ``report.due`` events and watches the SMTP sink, the
 notifications topic, the notifier's tables and its metrics. The engine is the
 engine's own report API (``reports_router``) over an empty engine database,
-served on loopback, with each request it answered noted.
+served on loopback, with each request it answered noted. The notifier's
+configuration file has a ``contracts:`` section (``CONTRACTS``): who gets a
+report is its contract's ``report_to`` there, whatever the event says.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.factories import CONFIG
+from notifier.factories import CONFIG, write_config
 from notifier.harness import SettingsMaker, eventually, migrated, rewind_group, running_notifier
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.events import ReportEvent
@@ -55,21 +57,51 @@ PEOPLE: dict[str, Any] = {
     "wang-li": {"name": "王丽", "email": "wang.li@example.com"},
     "chen.jie": {"name": "Chen Jie", "email": "chen.jie@example.com"},
     "sms.only": {"name": "SMS Only", "phone": "+8613800000099"},
+    "zhao.lei": {"name": "Zhao Lei", "email": "zhao.lei@example.com"},
 }
-NOTIFIER = {**CONFIG, "people": PEOPLE}
+NOTIFIER = {
+    **CONFIG,
+    "people": PEOPLE,
+    "groups": {"managers": {"members": ["chen.jie", "supervisor"]}},
+}
+
+CONTRACTS: dict[str, Any] = {
+    # the engine's keys, which the notifier does not read, and report_to, which it does
+    "acme": {
+        "customer": "ACME Ltd",
+        "time_zone": "Asia/Shanghai",
+        "policies": ["net", "office"],
+        "review": "monthly",
+        "report_to": ["wang-li", "chen.jie", "sms.only", "group:managers"],
+    },
+    "gone": {"customer": "Gone Ltd", "policies": ["net"], "report_to": ["chen.jie"]},
+}
+"""The configuration's contracts: acme's report goes to wang-li, chen.jie and supervisor
+(chen.jie once; sms.only has no address); the engine does not know ``gone``."""
+
+ACME_ADDRESSES = ["chen.jie@example.com", "supervisor@example.com", "wang.li@example.com"]
 
 WANG_LI = "report:acme:2026-11:scheduled:wang-li:email"
 CHEN_JIE = "report:acme:2026-11:scheduled:chen.jie:email"
+SUPERVISOR = "report:acme:2026-11:scheduled:supervisor:email"
+
+AS_OF = "2026-12-01T00:30:00+08:00"
+"""The instant the engine judged November's report at (in its zone) ..."""
+AS_OF_UTC = "2026-11-30T16:30:00Z"
+"""... and as the notifier asks the engine for it."""
 
 
 def report_event(
-    report_to: Sequence[str] = ("wang-li", "chen.jie"),
+    report_to: Sequence[str] = ("zhao.lei",),
     *,
     contract: str = "acme",
     issue: str = "scheduled",
     language: str = "zh-CN",
+    as_of: str = AS_OF,
 ) -> ReportEvent:
-    """The engine's ``report.due`` of ``contract`` for November 2026 (Asia/Shanghai)."""
+    """The engine's ``report.due`` of ``contract`` for November 2026 (Asia/Shanghai); its
+    ``report_to`` (by default someone the configuration does not name for the contract) is
+    for the record only."""
     return ReportEvent.model_validate(
         {
             "event_id": f"report:{contract}:2026-11:{issue}",
@@ -82,6 +114,7 @@ def report_event(
                 "period": "2026-11",
                 "start": "2026-10-31T16:00:00Z",
                 "end": "2026-11-30T16:00:00Z",
+                "as_of": as_of,
                 "review": "monthly",
                 "language": language,
                 "report_to": list(report_to),
@@ -107,7 +140,8 @@ class Engine:
 
     def fetches(self) -> list[tuple[str | None, ...]]:
         return sorted(
-            (r["contract"], r["period"], r["format"], r["lang"], r["charts"]) for r in self.requests
+            (r["contract"], r["period"], r["format"], r["lang"], r["charts"], r["as_of"])
+            for r in self.requests
         )
 
 
@@ -129,6 +163,7 @@ def engine_app(engine: Engine) -> FastAPI:
                     "format": query.get("format", "json"),
                     "lang": query.get("lang"),
                     "charts": query.get("charts", "interactive"),
+                    "as_of": query.get("as_of"),
                 }
             )
         return response
@@ -186,10 +221,12 @@ async def serving_on(app: FastAPI, sock: socket.socket) -> AsyncIterator[None]:
 def _settings(
     make_settings: SettingsMaker, engine_url: str, database_url: str | None = None
 ) -> NotifierSettings:
-    """Quick retries, the test's engine and, if given, a database instead of SQLite."""
+    """Quick retries, the test's engine, ``CONTRACTS`` in the configuration file and, if
+    given, a database instead of SQLite."""
     settings = make_settings(
         notifier=NOTIFIER, retry_base_s=0.05, retry_cap_s=0.2, engine_url=engine_url
     )
+    assert write_config(settings.config_file.parent, NOTIFIER, CONTRACTS) == settings.config_file
     if database_url is None:
         return settings
     return settings.model_copy(update={"database_url": database_url})
@@ -294,35 +331,38 @@ async def test_a_due_report_mails_each_configured_recipient_once_with_its_pdf(
 ) -> None:
     fake, url = engine
     settings = _settings(make_settings, url, database_url=pg_url)
-    due = report_event(["wang-li", "ghost", "chen.jie", "sms.only", "wang-li"])
+    # the event names zhao.lei (and a stranger): the configuration's acme people get it
+    due = report_event(["zhao.lei", "ghost", "zhao.lei"])
     async with (
         TopicReader(settings.kafka_bootstrap, settings.topics.notifications) as notifications,
         running_notifier(settings) as client,
     ):
         await produce(settings.kafka_bootstrap, settings.topics.reports, [record(due)])
-        await eventually(lambda: len(smtp_sink.snapshot()) >= 2)
-        records = await notifications.wait_for(lambda values: len(values) >= 2)
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 3)
+        records = await notifications.wait_for(lambda values: len(values) >= 3)
         await asyncio.sleep(0.3)  # time for any (wrong) further mail
         exposition = (await client.get("/metrics")).text
 
     mails = _mails(smtp_sink)
-    assert sorted(mails) == ["chen.jie@example.com", "wang.li@example.com"]
+    assert sorted(mails) == ACME_ADDRESSES
+    assert len(smtp_sink.snapshot()) == 3
     for address, (envelope, _) in mails.items():
         assert envelope == [address]
     _assert_report_mail(mails["wang.li@example.com"][1], WANG_LI, "王丽", "wang.li@example.com")
     _assert_report_mail(
         mails["chen.jie@example.com"][1], CHEN_JIE, "Chen Jie", "chen.jie@example.com"
     )
-    # one fetch of each document for both mails, with the token, in the report's language
+    # one fetch of each document for all mails, in the report's language, both as of the
+    # instant the event names
     assert fake.fetches() == [
-        ("acme", "2026-11", "html", "zh-CN", "static"),
-        ("acme", "2026-11", "pdf", "zh-CN", "interactive"),
+        ("acme", "2026-11", "html", "zh-CN", "static", AS_OF_UTC),
+        ("acme", "2026-11", "pdf", "zh-CN", "interactive", AS_OF_UTC),
     ]
 
     keys = {key for key, _, _ in notifications.records}
     assert keys == {"contract:acme"}
     by_id = {value["data"]["notification_id"]: value for value in records}
-    assert sorted(by_id) == [CHEN_JIE, WANG_LI]
+    assert sorted(by_id) == [CHEN_JIE, SUPERVISOR, WANG_LI]
     sent = by_id[WANG_LI]
     assert sent["type"] == "notification.sent"
     assert sent["event_id"] == f"notification:{WANG_LI}:sent"
@@ -341,14 +381,56 @@ async def test_a_due_report_mails_each_configured_recipient_once_with_its_pdf(
         "digest_id": None,
     }
 
-    assert metric(exposition, SKIPPED, reason="unknown_person") == 1
+    assert metric(exposition, SKIPPED, reason="unknown_person") == 0
     assert metric(exposition, SKIPPED, reason="no_email") == 1
-    assert metric(exposition, "slawatch_report_sent_total", contract="acme") == 2
+    assert metric(exposition, SKIPPED, reason="unknown_contract") == 0
+    assert metric(exposition, "slawatch_report_sent_total", contract="acme") == 3
+    assert metric(exposition, "slawatch_report_failed_total", contract="gone") == 0
     last = metric(exposition, "slawatch_report_last_sent_timestamp_seconds", contract="acme")
     assert abs(last - datetime.now(UTC).timestamp()) < 60
     rows = await _rows(pg_url)
+    assert sorted(rows) == [CHEN_JIE, SUPERVISOR, WANG_LI]
     assert {row["status"] for row in rows.values()} == {Status.SENT}
     assert all(row["published"] and row["sent_at"] for row in rows.values())
+    assert {row["as_of"] for row in rows.values()} == {datetime.fromisoformat(AS_OF)}
+
+
+@pytest.mark.kafka
+@pytest.mark.smtp
+async def test_a_report_of_a_contract_the_configuration_lacks_mails_nobody_and_is_counted(
+    make_settings: SettingsMaker, engine: tuple[Engine, str], smtp_sink: SmtpSink
+) -> None:
+    fake, url = engine
+    settings = _settings(make_settings, url)
+    # a forged or wrong event: a contract the notifier's configuration does not have,
+    # naming people it knows
+    stranger = report_event(["wang-li", "chen.jie"], contract="stranger")
+    then = report_event(issue="manual:1", language="en")
+    async with running_notifier(settings) as client:
+        await produce(
+            settings.kafka_bootstrap, settings.topics.reports, [record(stranger), record(then)]
+        )
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 3)
+        await _until_rows(
+            settings.database_url,
+            lambda rows: len(rows) == 3 and all(row["published"] for row in rows.values()),
+        )
+        await asyncio.sleep(0.3)  # time for any (wrong) further mail
+        exposition = (await client.get("/metrics")).text
+
+    # the consumer went on: the next event's mails went out, to acme's people only
+    assert sorted(_mails(smtp_sink)) == ACME_ADDRESSES
+    assert len(smtp_sink.snapshot()) == 3
+    rows = await _rows(settings.database_url)
+    assert {row["contract"] for row in rows.values()} == {"acme"}
+    assert {row["issue"] for row in rows.values()} == {"manual:1"}
+    assert {request["contract"] for request in fake.requests} == {"acme"}
+    assert metric(exposition, SKIPPED, reason="unknown_contract") == 1
+    assert metric(exposition, SKIPPED, reason="no_email") == 1
+    assert await _dead_letters(settings.database_url) == []
+    # no series is labelled with a contract the configuration does not have
+    assert 'contract="stranger"' not in exposition
+    assert metric(exposition, "slawatch_report_sent_total", contract="acme") == 3
 
 
 @pytest.mark.kafka
@@ -357,17 +439,19 @@ async def test_a_due_report_mails_each_configured_recipient_once_with_its_pdf(
 async def test_a_report_read_again_and_again_and_after_a_restart_is_mailed_once(
     make_settings: SettingsMaker, pg_url: str, engine: tuple[Engine, str], smtp_sink: SmtpSink
 ) -> None:
-    _, url = engine
+    fake, url = engine
     settings = _settings(make_settings, url, database_url=pg_url)
     due = report_event(["wang-li", "ghost"])
-    by_hand = report_event(["wang-li"], issue="manual:7")
+    by_hand = report_event(["wang-li"], issue="manual:7", as_of="2026-12-07T09:15:00+08:00")
     sent: list[tuple[str, Any]] = [("acme", b"{not json"), record(due), record(due)]
     async with running_notifier(settings) as client:
         await produce(settings.kafka_bootstrap, settings.topics.reports, sent)
         await eventually(lambda: len(smtp_sink.snapshot()) >= 1)
         await produce(settings.kafka_bootstrap, settings.topics.reports, [record(due)])
-        await _until_metric(client, SKIPPED, 3)
-        await _until_rows(pg_url, lambda rows: rows[WANG_LI]["published"])
+        await _until_metric(client, SKIPPED, 3)  # sms.only (no address), per event read
+        await _until_rows(
+            pg_url, lambda rows: len(rows) == 3 and all(r["published"] for r in rows.values())
+        )
         exposition = (await client.get("/metrics")).text
     assert metric(exposition, "slawatch_notifier_dead_letters_total", reason="invalid_json") == 1
 
@@ -376,23 +460,29 @@ async def test_a_report_read_again_and_again_and_after_a_restart_is_mailed_once(
     await rewind_group(settings.kafka_bootstrap, group, settings.topics.reports)
     async with running_notifier(settings) as client:
         await produce(settings.kafka_bootstrap, settings.topics.reports, [record(by_hand)])
-        await _until_metric(client, SKIPPED, 3)
-        await eventually(lambda: len(smtp_sink.snapshot()) >= 2)
+        await _until_metric(client, SKIPPED, 4)
+        await eventually(lambda: len(smtp_sink.snapshot()) >= 6)
         await asyncio.sleep(0.5)  # time for any (wrong) send to happen
-        assert metric((await client.get("/metrics")).text, SKIPPED) == 3
+        assert metric((await client.get("/metrics")).text, SKIPPED) == 4
 
-    # the scheduled report once, and the one issued by hand (a distinct issue) once
+    # the scheduled report once, and the one issued by hand (a distinct issue) once, to
+    # each of acme's people
+    people = ("wang-li", "chen.jie", "supervisor")
+    expected = [
+        f"report:acme:2026-11:{issue}:{person}:email"
+        for issue in ("scheduled", "manual:7")
+        for person in people
+    ]
     message_ids = sorted(str(message["Message-ID"]) for _, _, message in smtp_sink.snapshot())
-    manual = "report:acme:2026-11:manual:7:wang-li:email"
-    assert message_ids == sorted(
-        [message_id(WANG_LI, "localhost"), message_id(manual, "localhost")]
-    )
+    assert message_ids == sorted(message_id(row_id, "localhost") for row_id in expected)
     assert await _dead_letters(pg_url) == [
         (settings.topics.reports, "invalid_json", b"{not json", 2)
     ]
     rows = await _rows(pg_url)
-    assert sorted(rows) == [manual, WANG_LI]
-    assert [rows[WANG_LI]["attempts"], rows[manual]["attempts"]] == [1, 1]
+    assert sorted(rows) == sorted(expected)
+    assert {row["attempts"] for row in rows.values()} == {1}
+    # each issue fetched as of its own instant
+    assert {r["as_of"] for r in fake.requests} == {AS_OF_UTC, "2026-12-07T01:15:00Z"}
 
 
 @pytest.mark.kafka
@@ -414,23 +504,24 @@ async def test_a_report_waits_for_an_engine_that_is_down_and_goes_out_once_it_is
         await produce(settings.kafka_bootstrap, settings.topics.reports, [record(report_event())])
         rows = await _until_rows(
             pg_url,
-            lambda rows: len(rows) == 2 and all(row["attempts"] >= 3 for row in rows.values()),
+            lambda rows: len(rows) == 3 and all(row["attempts"] >= 3 for row in rows.values()),
         )
         assert {row["status"] for row in rows.values()} <= {Status.PENDING, Status.SENDING}
         assert "ConnectError" in (rows[WANG_LI]["last_error"] or "")
         assert smtp_sink.snapshot() == []
         fake = Engine(engine_db)
         async with serving_on(engine_app(fake), reserved):
-            await eventually(lambda: len(smtp_sink.snapshot()) >= 2)
-            records = await notifications.wait_for(lambda values: len(values) >= 2)
+            await eventually(lambda: len(smtp_sink.snapshot()) >= 3)
+            records = await notifications.wait_for(lambda values: len(values) >= 3)
             await asyncio.sleep(0.3)
-    assert len(smtp_sink.snapshot()) == 2
+    assert len(smtp_sink.snapshot()) == 3
     assert {value["type"] for value in records} == {"notification.sent"}
     assert all(value["data"]["attempts"] >= 3 for value in records)
-    # the two mails failed together, so they fell due together and shared one fetch
-    assert [(r["format"], r["lang"]) for r in fake.requests] == [
-        ("pdf", "zh-CN"),
-        ("html", "zh-CN"),
+    # the mails failed together, so they fell due together and shared one fetch, which
+    # asked for the report as of the event's instant, not as of the (later) day it ran
+    assert [(r["format"], r["lang"], r["as_of"]) for r in fake.requests] == [
+        ("pdf", "zh-CN", AS_OF_UTC),
+        ("html", "zh-CN", AS_OF_UTC),
     ]
 
 
@@ -441,7 +532,7 @@ async def test_a_report_the_engine_does_not_have_fails_at_once_and_says_why(
 ) -> None:
     _, url = engine
     settings = _settings(make_settings, url)
-    gone = report_event(["chen.jie"], contract="gone", language="en")
+    gone = report_event(["wang-li"], contract="gone", language="en")
     async with (
         TopicReader(settings.kafka_bootstrap, settings.topics.notifications) as notifications,
         running_notifier(settings) as client,
@@ -451,6 +542,7 @@ async def test_a_report_the_engine_does_not_have_fails_at_once_and_says_why(
         exposition = (await client.get("/metrics")).text
     assert smtp_sink.snapshot() == []
     assert failed["type"] == "notification.failed"
+    assert failed["data"]["recipient"] == "chen.jie"  # gone's, not the event's
     assert failed["data"]["attempts"] == 1
     assert failed["data"]["error"].startswith("engine: pdf: HTTP 404")
     assert metric(exposition, "slawatch_report_failed_total", contract="gone") == 1
@@ -461,10 +553,11 @@ async def test_a_report_the_engine_does_not_have_fails_at_once_and_says_why(
 async def test_a_mail_a_crash_interrupted_is_sent_again_with_its_message_id(
     make_settings: SettingsMaker, engine: tuple[Engine, str], smtp_sink: SmtpSink
 ) -> None:
-    _, url = engine
+    fake, url = engine
     settings = _settings(make_settings, url)
     now = datetime.now(UTC)
-    rows, _ = reports.plan(report_event(["chen.jie"], language="en"), parse_config(NOTIFIER), now)
+    config = parse_config(NOTIFIER, contracts={"acme": {"report_to": ["chen.jie"]}})
+    rows, _ = reports.plan(report_event(language="en"), config, now)
     async with migrated(settings.database_url) as db, db.begin() as conn:
         await reports.insert_new(conn, rows)
         await conn.execute(
@@ -478,6 +571,11 @@ async def test_a_mail_a_crash_interrupted_is_sent_again_with_its_message_id(
     assert message["Subject"] == "SLA compliance report: ACME Ltd, 2026-11"
     row = stored[CHEN_JIE]
     assert (row["status"], row["attempts"], row["interrupted"]) == (Status.SENT, 2, 1)
+    # the resend fetched the report as of the stored instant: the same figures
+    assert fake.fetches() == [
+        ("acme", "2026-11", "html", "en", "static", AS_OF_UTC),
+        ("acme", "2026-11", "pdf", "en", "interactive", AS_OF_UTC),
+    ]
 
 
 @pytest.mark.kafka
@@ -485,10 +583,10 @@ async def test_a_mail_a_crash_interrupted_is_sent_again_with_its_message_id(
 async def test_a_stop_ends_the_mail_in_flight_gives_back_the_rest_and_a_restart_sends_them(
     make_settings: SettingsMaker, engine: tuple[Engine, str], smtp_sink: SmtpSink
 ) -> None:
-    _, url = engine
+    fake, url = engine
     settings = _settings(make_settings, url)
     smtp_sink.delay_s = 0.5
-    due = report_event(["wang-li", "chen.jie", "supervisor"])
+    due = report_event()
     async with running_notifier(settings):
         await produce(settings.kafka_bootstrap, settings.topics.reports, [record(due)])
         await eventually(lambda: smtp_sink.in_progress() == 1)
@@ -508,7 +606,10 @@ async def test_a_stop_ends_the_mail_in_flight_gives_back_the_rest_and_a_restart_
         )
         await asyncio.sleep(0.3)
     recipients = sorted(r for _, recipients, _ in smtp_sink.snapshot() for r in recipients)
-    assert recipients == ["chen.jie@example.com", "supervisor@example.com", "wang.li@example.com"]
+    assert recipients == ACME_ADDRESSES
+    # a batch after the restart fetched the same document as the first
+    assert {r["as_of"] for r in fake.requests} == {AS_OF_UTC}
+    assert len(fake.requests) == 4
 
 
 # --- the mail, pure ----------------------------------------------------------------
@@ -521,6 +622,7 @@ def _claimed(**fields: Any) -> reports.ClaimedReport:
         "contract": "acme",
         "customer": "ACME Ltd",
         "period": "2026-11",
+        "as_of": datetime.fromisoformat(AS_OF),
         "language": "zh-CN",
         "recipient": "wang-li",
         "recipient_name": "王丽",
@@ -569,20 +671,40 @@ def test_attachment_names_keep_letters_and_lose_the_rest() -> None:
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 
 
-def test_a_group_in_report_to_reaches_each_member_with_an_email_address_once() -> None:
+def test_the_configured_report_to_chooses_the_recipients_and_the_event_does_not() -> None:
     config = parse_config(
-        {
-            **NOTIFIER,
-            "groups": {
-                **NOTIFIER.get("groups", {}),
-                "managers": {"members": ["wang-li", "chen.jie", "sms.only"]},
-            },
-        }
+        NOTIFIER,
+        contracts={
+            "acme": {"report_to": ["group:managers", "wang-li", "chen.jie", "sms.only"]},
+            "quiet": {"customer": "Quiet Ltd"},
+        },
     )
-    due = report_event(["group:managers", "wang-li", "group:nobody"])
+    due = report_event(["zhao.lei", "oncall", "group:managers"])
     rows, skipped = reports.plan(due, config, datetime(2026, 11, 30, 17, tzinfo=UTC))
-    assert [row["recipient"] for row in rows] == ["wang-li", "chen.jie"]
-    assert [(s.person, s.reason) for s in skipped] == [
-        ("sms.only", ReportSkip.NO_EMAIL),
-        ("group:nobody", ReportSkip.UNKNOWN_PERSON),
+    # each member of the group with an email address, each person once
+    assert [row["recipient"] for row in rows] == ["chen.jie", "supervisor", "wang-li"]
+    assert {row["as_of"] for row in rows} == {datetime.fromisoformat(AS_OF)}
+    assert [(s.person, s.reason) for s in skipped] == [("sms.only", ReportSkip.NO_EMAIL)]
+    # a contract configured without report_to mails nobody
+    assert reports.plan(report_event(contract="quiet"), config, NOW) == ([], [])
+
+
+def test_a_contract_the_configuration_lacks_gets_no_row_and_one_skip() -> None:
+    config = parse_config(NOTIFIER, contracts={"acme": {"report_to": ["wang-li"]}})
+    stranger = report_event(["wang-li"], contract="stranger")
+    rows, skipped = reports.plan(stranger, config, NOW)
+    assert rows == []
+    assert skipped == [
+        reports.Skipped(
+            "report:stranger:2026-11:scheduled", "stranger", ReportSkip.UNKNOWN_CONTRACT
+        )
     ]
+    # without a contracts section the notifier mails no report at all
+    assert reports.plan(report_event(["wang-li"]), parse_config(NOTIFIER), NOW)[0] == []
+
+
+def test_the_document_of_a_mail_is_asked_for_as_of_its_instant_in_utc() -> None:
+    assert _claimed().document == ("acme", "2026-11", "zh-CN", AS_OF_UTC)
+    later = datetime(2026, 12, 7, 1, 15, 0, 250000, tzinfo=UTC)
+    assert _claimed(as_of=later).document[3] == "2026-12-07T01:15:00.250000Z"
+    assert datetime.fromisoformat(reports.iso_utc(later)) == later

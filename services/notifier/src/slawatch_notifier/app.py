@@ -1,7 +1,9 @@
 """The notifier's FastAPI app: probes, metrics, acks and on-call, with the workers in its lifespan.
 
 The escalation config is read when the app is built (``create_app``; the
-on-call routes need its schedules). Start-up order in the lifespan: migrate
+on-call routes need its schedules), with the report recipients of each
+contract (``contracts.<name>.report_to``; ``config.py``), whose report
+counters start there. Start-up order in the lifespan: migrate
 the database, ensure the topics, start the producer, recover interrupted
 sends (notifications and report mails), start the consumers and then the
 workers: intake, scheduler, dispatch, outbox, and the compliance reports'
@@ -102,6 +104,7 @@ def create_app(
     workers = Workers()
     clock = clock or SystemClock()
     config = config if config is not None else load_config(settings.config_file)
+    metrics.initialise_contracts(config.reports)
     providers = parse_channels(config.channels, os.environ if env is None else env)
     links = ack_links(settings)
 

@@ -42,9 +42,18 @@ the notification on the one before ends ``failed`` (``routing.py``). A group
 target's list is all member channels (email, sms) or all chat robots, so each
 channel reaches the same recipients.
 
+Who gets a contract's compliance report is read from the same file, from the
+SLA engine's ``contracts:`` section: each contract's ``report_to`` (person ids
+of ``notifier.people``, or ``group:<id>`` of ``notifier.groups``) becomes
+``NotifierConfig.reports[<contract>]``. That is the only place recipients of a
+report come from: the ``report_to`` a ``report.due`` event carries is for the
+record and chooses nothing (``reports.py``). A contract's other keys are the
+engine's and are not read here.
+
 Read once at start-up and passed in (``load_config``). Every error names the
-dotted path of the offending value, e.g. ``notifier.escalations.standard.1.notify.0.to``.
-The other top-level sections of the file belong to the SLA engine and are ignored.
+dotted path of the offending value, e.g. ``notifier.escalations.standard.1.notify.0.to``
+or ``contracts.acme.report_to.1``. The other top-level sections of the file belong
+to the SLA engine and are ignored.
 """
 
 from __future__ import annotations
@@ -84,7 +93,12 @@ from slawatch_notifier.targets import (
 )
 
 SECTION = "notifier"
+CONTRACTS = "contracts"
+"""The engine's section of the file; only each contract's ``report_to`` is read from it."""
+REPORTS = "reports"
+"""``NotifierConfig``'s field of report recipients: from ``contracts``, never from ``notifier``."""
 BREACH = "breach"
+GROUP_PREFIX = "group:"
 
 MEMBER_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
 """Channels that reach a group member by member; every other one posts to the group's robot."""
@@ -250,6 +264,11 @@ class NotifierConfig(_Model):
     channels: dict[str, Any] = Field(default_factory=dict)
     """Providers and robots per channel, validated with their secrets at start-up
     (``channels/setup.py``); here only the robot names are checked."""
+    reports: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Contract name → who its compliance reports are mailed to (person ids and
+    ``group:<id>``, as written): the ``report_to`` of each contract of the file's
+    ``contracts:`` section, filled in by ``parse_config``; a contract without one maps
+    to nobody. Not accepted in the ``notifier:`` section."""
 
     @field_validator("people", mode="before")
     @classmethod
@@ -280,23 +299,84 @@ def schedule_people(schedule: Schedule) -> set[str]:
 
 
 def load_config(path: Path) -> NotifierConfig:
-    """The validated ``notifier:`` section of the YAML file at ``path``, or ``ConfigError``."""
+    """The validated ``notifier:`` section of the YAML file at ``path``, with the report
+    recipients of its ``contracts:`` section, or ``ConfigError``."""
     document = read_yaml(path)
-    return parse_config(document.get(SECTION), source=str(path))
+    return parse_config(document.get(SECTION), source=str(path), contracts=document.get(CONTRACTS))
 
 
-def parse_config(section: Any, *, source: str = "<config>") -> NotifierConfig:
-    """Validate the ``notifier:`` mapping; ``ConfigError`` lists every problem by path."""
+def parse_config(
+    section: Any, *, source: str = "<config>", contracts: Any = None
+) -> NotifierConfig:
+    """Validate the ``notifier:`` mapping, and read the report recipients of ``contracts``
+    (the file's ``contracts:`` mapping; none if None); ``ConfigError`` lists every problem
+    by path."""
     if section is None:
         raise ConfigError(f"{source}: {SECTION}: missing (needs people and escalations)")
+    problems: list[str] = []
+    if isinstance(section, Mapping) and REPORTS in section:
+        section = {key: value for key, value in section.items() if key != REPORTS}
+        problems.append(
+            f"{SECTION}.{REPORTS}: not a key of this section; a contract's report "
+            f"recipients are its {CONTRACTS}.<name>.report_to"
+        )
     try:
         config = NotifierConfig.model_validate(section)
     except ValidationError as exc:
-        raise ConfigError(f"{source}:\n{describe_errors(exc, SECTION)}") from exc
-    problems = reference_errors(config)
+        lines = "\n".join([*problems, describe_errors(exc, SECTION)])
+        raise ConfigError(f"{source}:\n{lines}") from exc
+    recipients, report_problems = report_recipients(contracts, config)
+    problems += reference_errors(config) + report_problems
     if problems:
         raise ConfigError(f"{source}:\n" + "\n".join(problems))
-    return config
+    return config.model_copy(update={REPORTS: recipients})
+
+
+def report_recipients(
+    contracts: Any, config: NotifierConfig
+) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Each contract's ``report_to`` (none without one), and every problem by dotted path:
+    ``contracts`` not a mapping, a contract not a mapping, a ``report_to`` not a list of
+    text, a person or group that ``config`` does not have. Nothing else of a contract is
+    read: it is the engine's to validate."""
+    if contracts is None:
+        return {}, []
+    if not isinstance(contracts, Mapping):
+        return {}, [f"{CONTRACTS}: must be a mapping of contract names to contracts"]
+    recipients: dict[str, tuple[str, ...]] = {}
+    problems: list[str] = []
+    for name, contract in contracts.items():
+        path = f"{CONTRACTS}.{name}"
+        if not isinstance(name, str):
+            problems.append(f"{path}: a contract's name must be text")
+            continue
+        if not isinstance(contract, Mapping):
+            problems.append(f"{path}: must be a mapping (customer, policies, report_to, …)")
+            continue
+        named = contract.get("report_to", [])
+        if not isinstance(named, list):
+            problems.append(f"{path}.report_to: must be a list of person ids and group:<id>")
+            continue
+        problems += [
+            problem
+            for index, who in enumerate(named)
+            for problem in _recipient_errors(config, who, f"{path}.report_to.{index}")
+        ]
+        recipients[name] = tuple(who for who in named if isinstance(who, str))
+    return recipients, problems
+
+
+def _recipient_errors(config: NotifierConfig, who: Any, path: str) -> list[str]:
+    if not isinstance(who, str):
+        return [f"{path}: must be a person id or group:<id>, not {who!r}"]
+    if who.startswith(GROUP_PREFIX):
+        group_id = who.removeprefix(GROUP_PREFIX)
+        if group_id in config.groups:
+            return []
+        return [f"{path}: unknown group {group_id!r} (known: {_known(config.groups)})"]
+    if who in config.people:
+        return []
+    return [f"{path}: unknown person {who!r} (known: {_known(config.people)})"]
 
 
 def reference_errors(config: NotifierConfig) -> list[str]:

@@ -90,13 +90,20 @@ def consumer_group(settings: NotifierSettings) -> str:
     return f"{settings.topic_prefix}.notifier"
 
 
-async def start_consumer(settings: NotifierSettings, *, attempts: int = 60) -> AIOKafkaConsumer:
-    """A started consumer of the SLA topic in the notifier's group; waits for the broker."""
+async def start_consumer(
+    settings: NotifierSettings,
+    *,
+    topic: str | None = None,
+    group: str | None = None,
+    attempts: int = 60,
+) -> AIOKafkaConsumer:
+    """A started consumer of ``topic`` in ``group`` (by default the SLA topic in the
+    notifier's group); waits for the broker."""
     for attempt in range(attempts):
         consumer = AIOKafkaConsumer(
-            settings.topics.sla,
+            topic or settings.topics.sla,
             bootstrap_servers=settings.kafka_bootstrap,
-            group_id=consumer_group(settings),
+            group_id=group or consumer_group(settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )

@@ -4,7 +4,8 @@ dead-letters …]``.
 slawatch-notifier                  serve (same as ``run``)
 slawatch-notifier run              serve on SLAWATCH_HTTP_HOST:SLAWATCH_NOTIFIER_PORT
 slawatch-notifier migrate          bring the database to the newest revision
-slawatch-notifier check-config F   validate the notifier section of F: "ok", exit 0,
+slawatch-notifier check-config F   validate the notifier section of F and the
+                                   report_to of its contracts: "ok", exit 0,
                                    or the errors, exit 1
 slawatch-notifier redrive [--id ID]… [--ticket SOURCE:ID] [--since ISO] [--until ISO]
                                    send failed notifications again: those matching every
@@ -90,7 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="serve the notifier (the default)")
     commands.add_parser("migrate", help="migrate the notifier's database")
-    check = commands.add_parser("check-config", help="validate the notifier section of FILE")
+    check = commands.add_parser(
+        "check-config",
+        help="validate the notifier section of FILE and its contracts' report_to",
+    )
     check.add_argument("file", type=Path)
     again = commands.add_parser(
         "redrive",

@@ -52,8 +52,12 @@ could not be built: each is logged and marked published (its note says why),
 and the outbox goes on with the rest.
 
 Compliance reports (``reports.py``): ``report_recipients_skipped_total``
-counts people a ``report.due`` names who get no mail (``unknown_person``: not
-in the configuration; ``no_email``: no address); ``slawatch_report_sent_total``
+counts people the configuration names for a due report who get no mail
+(``unknown_person``: not in the configuration; ``no_email``: no address), and
+``report.due`` events for a contract the configuration does not have
+(``unknown_contract``: once per event; nobody is mailed). The ``contract``
+label is only ever a contract of the configuration (an event's unknown
+contract name never becomes one); ``slawatch_report_sent_total``
 and ``slawatch_report_failed_total`` count report mails (one per recipient) in
 their final state, and ``slawatch_report_last_sent_timestamp_seconds`` is when
 a contract's last report mail went out (read back from the database at start,
@@ -63,6 +67,7 @@ on its age catches a report that never came.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from itertools import product
 
@@ -101,10 +106,12 @@ LOOPS = (
 
 
 class ReportSkip(StrEnum):
-    """Why a person a report names gets no mail."""
+    """Why a person the configuration names for a report gets no mail, or (``unknown_contract``)
+    why a whole report does."""
 
     UNKNOWN_PERSON = "unknown_person"
     NO_EMAIL = "no_email"
+    UNKNOWN_CONTRACT = "unknown_contract"  # the event's contract is not configured
 
 
 class PlanResult(StrEnum):
@@ -218,7 +225,8 @@ class NotifierMetrics:
         self.acks = counter("acks", "Escalations acknowledged, by method.", ("method",))
         self.report_skipped = counter(
             "report_recipients_skipped",
-            "People a due report names who get no mail, by reason.",
+            "People named for a due report who get no mail (or reports of an unknown "
+            "contract), by reason.",
             ("reason",),
         )
         self.reports_sent = Counter(
@@ -277,6 +285,14 @@ class NotifierMetrics:
                     self.notifications.labels(channel, status, final)
         for channel, attempt in product(Channel, AttemptOutcome):
             self.attempts.labels(channel, attempt)
+
+    def initialise_contracts(self, contracts: Iterable[str]) -> None:
+        """Start the report counters of each configured contract (``NotifierConfig.reports``),
+        so their series exist from start-up; the last-sent gauge is set only once a contract
+        has had a mail (``ReportDelivery.recover``)."""
+        for contract in contracts:
+            self.reports_sent.labels(contract)
+            self.reports_failed.labels(contract)
 
 
 def count_planned(metrics: NotifierMetrics, draft: Draft, new: bool) -> None:

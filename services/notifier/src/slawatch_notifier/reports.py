@@ -3,24 +3,29 @@
 The SLA engine publishes a ``ReportEvent`` on ``<prefix>.reports`` (key: the
 contract) when a contract's period ends (``issue`` ``scheduled``: once per
 contract and period) or an operator issues one by hand (``manual:<id>``).
-Three workers carry it to the people it names:
+Three workers carry it to the people the configuration names for the contract:
 
 1. intake (``ReportIntake``, group ``<prefix>.notifier-reports``): per batch,
-   in ONE transaction, every person of ``report_to`` (``group:<id>``: each
-   member of the group) whom the notifier's configuration knows with an email
-   address gets a row in
+   in ONE transaction, every person of the contract's ``report_to`` in the
+   notifier's configuration file (``contracts.<name>.report_to``, read by
+   ``config.load_config`` into ``NotifierConfig.reports``; ``group:<id>``:
+   each member of the group) who has an email address there gets a row in
    ``notifier_reports``, keyed ``report:<contract>:<period>:<issue>:<person>:email``
    and inserted with ``ON CONFLICT DO NOTHING``, so a redelivered event changes
-   nothing; then the offsets are committed. Address and name come from the
-   configuration alone: nothing in an event chooses where a mail goes. A
-   person the configuration does not know, or knows without an address, is
+   nothing; then the offsets are committed. Recipients, addresses and names
+   come from the configuration alone: nothing in an event chooses where a mail
+   goes, so a wrong or forged event cannot mail a contract's figures to anyone
+   else (the event's own ``report_to`` is for the record and is ignored). An
+   event for a contract the configuration does not have gets no row: it is
+   logged and counted (``unknown_contract``), and the rest goes on. A person
+   the configuration names but does not know, or knows without an address, is
    logged and counted, and the others get theirs. A record that is not a
    valid event is a dead letter in that transaction, and the rest goes on
    (``slawatch_common.consumer``);
 2. delivery (``ReportDelivery``): claims the due rows (pending,
    ``next_attempt_at`` reached) in one transaction — ``sending``, the attempt
    counted — and commits before anything leaves the process; fetches each
-   report once per pass and language from the engine (``GET
+   report once per pass, language and ``as_of`` from the engine (``GET
    /v1/reports/{contract}``, the PDF and the static HTML); sends one mail per
    row; records each outcome, guarded on ``sending`` and the attempt number:
    ``sent``, ``pending`` again after a full-jitter backoff (``retry.py``), or
@@ -29,6 +34,12 @@ Three workers carry it to the people it names:
 3. records: an outbox over ``RECORDS`` publishes the ``NotificationRecord`` of
    every sent or failed row to ``<prefix>.notifications`` (key
    ``contract:<contract>``, stage ``report``).
+
+Every fetch asks the engine for the report as judged at the event's ``as_of``
+(``as_of=<ISO 8601 UTC>``, stored with each row), not as of the moment of the
+fetch: the mails of one report, whether sent in one pass, in later batches,
+after retries over the day or again after a crash, all carry the same
+figures, though tickets keep changing in the engine meanwhile.
 
 A report goes out once a period, and most of what stops it can be mended
 within a day: the engine down or restarting, a token not yet configured, a
@@ -41,8 +52,12 @@ A crash between a mail's acceptance and its record leaves its row
 ``sending``: ``ReportDelivery.recover`` (at start) makes it pending again and
 it is sent again with the same Message-ID, so mail clients show it once; after
 ``max_interrupted`` crashes it is failed instead, as a notification is
-(``dispatch.py``). At a stop (``drain``) the rows claimed and not yet sent are
-given back, the attempt uncounted.
+(``dispatch.py``). ``recover`` takes every ``sending`` row for one a crash
+left, so it assumes one notifier process per database, as ``dispatch.py``'s
+``recover`` does: a second process starting beside a running one would take
+that one's mails in flight for interrupted and send them again. At a stop
+(``drain``) the rows claimed and not yet sent are given back, the attempt
+uncounted.
 
 The mail is ``multipart/mixed``: a ``multipart/alternative`` (a short text
 summary, the engine's HTML report as the body) and the PDF as
@@ -58,7 +73,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
@@ -86,7 +101,7 @@ from slawatch_common.consumer import (
 from slawatch_common.db import UtcDateTime
 from slawatch_common.events import Channel, ReportEvent, bounded_id
 from slawatch_common.runtime import Backoff
-from slawatch_notifier import store
+from slawatch_notifier import intake, store
 from slawatch_notifier.channels.email import (
     UnusableAddressError,
     address_header,
@@ -138,8 +153,9 @@ PDF = "application/pdf"
 HTML = "text/html"
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-DocumentKey = tuple[str, str, str]
-"""(contract, period, language): what one fetch from the engine is for."""
+DocumentKey = tuple[str, str, str, str]
+"""(contract, period, language, as_of in ISO 8601 UTC): what one fetch from the engine is
+for; each mail of one report has the same key, so all of them show the same figures."""
 
 
 # --- words ---------------------------------------------------------------------
@@ -192,6 +208,11 @@ def decode(value: bytes | None) -> ReportEvent:
         raise PoisonRecordError(reason, str(exc)) from cause
 
 
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in UTC, ``Z`` for the offset: how ``as_of`` is asked for."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def report_id(event: ReportEvent, person: str) -> str:
     """The dedup key of one report mail: one per contract, period, issue and person."""
     data = event.data
@@ -200,7 +221,9 @@ def report_id(event: ReportEvent, person: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """A person a report names who gets no mail, and why."""
+    """A person the configuration names for a report who gets no mail, and why; or, with
+    ``unknown_contract``, a report whose contract the configuration does not have (``person``
+    is then the event's contract name)."""
 
     event_id: str
     person: str
@@ -210,13 +233,18 @@ class Skipped:
 def plan(
     event: ReportEvent, config: NotifierConfig, now: datetime
 ) -> tuple[list[dict[str, Any]], list[Skipped]]:
-    """The rows of a report's mails, one per configured person with an email address, due
-    ``now`` (``group:<id>``: each member of the group), each person once; and the people
-    skipped. Pure."""
+    """The rows of a report's mails, due ``now``: one per person the configuration names
+    for the event's contract (``config.reports``; ``group:<id>``: each member of the
+    group) who has an email address, each person once; and who was skipped. The event's
+    ``report_to`` chooses nobody; a contract the configuration does not have gets no row
+    and one ``unknown_contract`` skip. Pure."""
     data = event.data
     rows: list[dict[str, Any]] = []
     skipped: list[Skipped] = []
-    for person_id in dict.fromkeys(_people(data.report_to, config)):
+    named = config.reports.get(data.contract)
+    if named is None:
+        return rows, [Skipped(event.event_id, data.contract, ReportSkip.UNKNOWN_CONTRACT)]
+    for person_id in dict.fromkeys(_people(named, config)):
         person = config.people.get(person_id)
         if person is None or person.email is None:
             reason = ReportSkip.UNKNOWN_PERSON if person is None else ReportSkip.NO_EMAIL
@@ -230,6 +258,7 @@ def plan(
                 "customer": data.customer,
                 "period": data.period,
                 "issue": data.issue,
+                "as_of": data.as_of,
                 "language": data.language,
                 "recipient": person_id,
                 "recipient_name": person.name,
@@ -283,24 +312,9 @@ def consumer_group(settings: NotifierSettings) -> str:
 
 async def start_consumer(settings: NotifierSettings, *, attempts: int = 60) -> AIOKafkaConsumer:
     """A started consumer of the reports topic in its own group; waits for the broker."""
-    for attempt in range(attempts):
-        consumer = AIOKafkaConsumer(
-            settings.topics.reports,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=consumer_group(settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        try:
-            await consumer.start()
-            return consumer
-        except Exception:  # KafkaConnectionError and kin: the broker is not up yet
-            await consumer.stop()
-            if attempt == attempts - 1:
-                raise
-            log.warning("broker %s not reachable yet; retrying", settings.kafka_bootstrap)
-            await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
+    return await intake.start_consumer(
+        settings, topic=settings.topics.reports, group=consumer_group(settings), attempts=attempts
+    )
 
 
 class ReportIntake:
@@ -376,9 +390,17 @@ class ReportIntake:
             letter.log("notifier")
             self._counted(letter)
         for skip in skipped:
-            log.warning(
-                "report %s: no mail to %s (%s)", skip.event_id, skip.person, skip.reason.value
-            )
+            if skip.reason is ReportSkip.UNKNOWN_CONTRACT:
+                log.warning(
+                    "report %s: no mail: contract %r is not in the configuration "
+                    "(contracts.<name>.report_to)",
+                    skip.event_id,
+                    skip.person,
+                )
+            else:
+                log.warning(
+                    "report %s: no mail to %s (%s)", skip.event_id, skip.person, skip.reason.value
+                )
             self._metrics.report_skipped.labels(skip.reason).inc()
         for row in rows:
             known = "" if row["id"] in inserted else " (known already)"
@@ -411,6 +433,7 @@ class ClaimedReport:
     contract: str
     customer: str
     period: str
+    as_of: datetime
     language: str
     recipient: str
     recipient_name: str | None
@@ -420,7 +443,7 @@ class ClaimedReport:
 
     @property
     def document(self) -> DocumentKey:
-        return (self.contract, self.period, self.language)
+        return (self.contract, self.period, self.language, iso_utc(self.as_of))
 
 
 async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[ClaimedReport]:
@@ -459,6 +482,7 @@ async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Cl
             contract=row["contract"],
             customer=row["customer"],
             period=row["period"],
+            as_of=row["as_of"],
             language=row["language"],
             recipient=row["recipient"],
             recipient_name=row["recipient_name"],
@@ -665,11 +689,12 @@ def engine_client(settings: NotifierSettings) -> httpx.AsyncClient:
 
 
 async def fetch(client: httpx.AsyncClient, key: DocumentKey) -> Documents | Outcome:
-    """The report of ``key`` from the engine, or the failure that kept it (retryable unless
-    the engine's answer is one no retry changes)."""
-    contract, period, language = key
+    """The report of ``key`` from the engine, as judged at its ``as_of`` (both documents),
+    or the failure that kept it (retryable unless the engine's answer is one no retry
+    changes)."""
+    contract, period, language, as_of = key
     path = f"/v1/reports/{quote(contract, safe='')}"
-    query = {"period": period, "lang": language}
+    query = {"period": period, "lang": language, "as_of": as_of}
     pdf = await _get(client, path, {**query, "format": "pdf"}, PDF)
     if not isinstance(pdf, httpx.Response):
         return pdf
@@ -779,7 +804,8 @@ class ReportDelivery:
     async def recover(self) -> list[Interrupted]:
         """Make mails a crash left ``sending`` due again (or failed, once interrupted
         ``max_interrupted`` times) and show each contract's last sent mail; each one found.
-        Call before ``run``."""
+        Call before ``run``; assumes one notifier process per database (every ``sending``
+        row is taken for one a crash left), as ``Dispatcher.recover`` does."""
         now = self._clock.now()
         async with self._engine.begin() as conn:
             found = await recover_interrupted(conn, now, self._policy.max_interrupted)

@@ -23,8 +23,9 @@ here too (one metadata, one migration history); their statements are in
 ``escalation_store.py``; ``notifier_rate_windows`` (one row per recipient and
 channel: the current window of its rate limit) has its statements in
 ``folding.py``; ``notifier_reports`` (one row per compliance-report mail: the
-contract, period, issue and recipient of a ``report.due`` event, its delivery
-state and outbox flag) has its statements in ``reports.py``.
+contract, period, issue and recipient of a ``report.due`` event, the instant
+``as_of`` its documents are fetched for, its delivery state and outbox flag)
+has its statements in ``reports.py``.
 
 Every state change is a guarded update on the state it expects (``status`` and
 ``attempts``), so a stale or repeated step changes nothing. Functions take a
@@ -194,6 +195,7 @@ reports = sa.Table(
     sa.Column("customer", sa.String(500), nullable=False),
     sa.Column("period", sa.String(40), nullable=False),
     sa.Column("issue", sa.String(200), nullable=False),
+    sa.Column("as_of", UtcDateTime, nullable=False),
     sa.Column("language", sa.String(16), nullable=False),
     sa.Column("recipient", sa.String(200), nullable=False),
     sa.Column("recipient_name", sa.String(500), nullable=True),

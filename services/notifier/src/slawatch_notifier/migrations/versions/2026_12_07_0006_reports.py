@@ -1,8 +1,10 @@
 """Compliance-report mails: one row per report, issue and recipient, with its delivery state.
 
 The primary key is the dedup key (``report:<contract>:<period>:<issue>:<person>:email``),
-so a ``report.due`` event read twice stores each mail once; ``published`` is the
-outbox flag of the mail's ``NotificationRecord``.
+so a ``report.due`` event read twice stores each mail once; ``as_of`` is the
+instant the report is judged at (the event's), asked of the engine on every fetch
+so each mail of a report shows the same figures; ``published`` is the outbox flag
+of the mail's ``NotificationRecord``.
 
 Revision ID: notifier_0006
 Revises: notifier_0005
@@ -38,6 +40,7 @@ def upgrade() -> None:
         sa.Column("customer", sa.String(500), nullable=False),
         sa.Column("period", sa.String(40), nullable=False),
         sa.Column("issue", sa.String(200), nullable=False),
+        sa.Column("as_of", moment, nullable=False),
         sa.Column("language", sa.String(16), nullable=False),
         sa.Column("recipient", sa.String(200), nullable=False),
         sa.Column("recipient_name", sa.String(500), nullable=True),
