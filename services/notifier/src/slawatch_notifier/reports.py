@@ -98,7 +98,6 @@ from slawatch_common.consumer import (
     decode_record,
     keep_dead_letters,
 )
-from slawatch_common.db import UtcDateTime
 from slawatch_common.events import Channel, ReportEvent, bounded_id
 from slawatch_common.runtime import Backoff
 from slawatch_notifier import intake, store
@@ -460,22 +459,7 @@ async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Cl
         .with_for_update(skip_locked=True)
     )
     ids = list((await conn.execute(due)).scalars())
-    if not ids:
-        return []
-    claim = (
-        sa.update(table)
-        .where(table.c.id.in_(ids), table.c.status == Status.PENDING)
-        .values(
-            status=Status.SENDING,
-            attempts=table.c.attempts + 1,
-            retry_from=sa.func.coalesce(table.c.retry_from, sa.literal(now, UtcDateTime)),
-            updated_at=now,
-        )
-        .returning(*table.c)
-    )
-    order = {report: position for position, report in enumerate(ids)}
-    rows = (await conn.execute(claim)).mappings()
-    claimed = [
+    return [
         ClaimedReport(
             id=row["id"],
             event_id=row["event_id"],
@@ -490,9 +474,8 @@ async def claim_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Cl
             attempts=row["attempts"],
             retry_from=row["retry_from"],
         )
-        for row in rows
+        for row in await store.mark_sending(conn, table, ids, now)
     ]
-    return sorted(claimed, key=lambda report: order[report.id])
 
 
 async def finish(

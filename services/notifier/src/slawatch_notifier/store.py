@@ -449,22 +449,31 @@ async def claim_due(
                 .with_for_update(skip_locked=True)
             )
             ids += (await conn.execute(due)).scalars()
+    return [_claimed(row) for row in await mark_sending(conn, notifications, ids, now)]
+
+
+async def mark_sending(
+    conn: AsyncConnection, table: sa.Table, ids: Sequence[str], now: datetime
+) -> list[sa.RowMapping]:
+    """The rows of ``ids`` still pending in ``table`` (notifications or report mails) made
+    ``sending`` with one more attempt, their retry budget started if it was not, in the
+    order of ``ids``: the guarded update of every claim."""
     if not ids:
         return []
     claim = (
-        sa.update(notifications)
-        .where(notifications.c.id.in_(ids), notifications.c.status == Status.PENDING)
+        sa.update(table)
+        .where(table.c.id.in_(ids), table.c.status == Status.PENDING)
         .values(
             status=Status.SENDING,
-            attempts=notifications.c.attempts + 1,
-            retry_from=sa.func.coalesce(notifications.c.retry_from, sa.literal(now, UtcDateTime)),
+            attempts=table.c.attempts + 1,
+            retry_from=sa.func.coalesce(table.c.retry_from, sa.literal(now, UtcDateTime)),
             updated_at=now,
         )
-        .returning(*notifications.c)
+        .returning(*table.c)
     )
-    claimed = [_claimed(row) for row in (await conn.execute(claim)).mappings()]
-    order = {notification_id: position for position, notification_id in enumerate(ids)}
-    return sorted(claimed, key=lambda c: order[c.id])
+    rows = list((await conn.execute(claim)).mappings())
+    order = {row_id: position for position, row_id in enumerate(ids)}
+    return sorted(rows, key=lambda row: order[row["id"]])
 
 
 def _claimed(row: sa.RowMapping) -> Claimed:
