@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.harness import alert, event, read_partitions, read_topic
+from ingest.harness import alert, event, read_partitions, read_topic, serve
 from slawatch_common.topics import Topics
+from slawatch_ingest.app import create_app
 from slawatch_ingest.publishing import OWN_BATCHES_FROM
+from slawatch_ingest.settings import IngestSettings
 from support.prom import metric
 
 pytestmark = pytest.mark.kafka
@@ -229,3 +231,51 @@ async def test_docs_describe_the_three_body_encodings(client: httpx.AsyncClient)
     schemas = spec["components"]["schemas"]
     assert {"InboundEvent", "TicketEvent", "MonitoringEvent", "Ticket", "Alert"} <= set(schemas)
     assert set(spec["paths"]["/v1/events"]["post"]["responses"]) >= {"202", "401", "422", "503"}
+
+
+async def test_more_events_than_a_request_may_carry_are_refused_before_validation(
+    settings: IngestSettings, kafka_bootstrap: str, topics: Topics
+) -> None:
+    """1,000 events a request at most (``SLAWATCH_MAX_EVENTS_PER_REQUEST``), as JSON or
+    NDJSON: one more and the request is refused whole, its events unread."""
+    roomy = settings.model_copy(update={"max_body_bytes": 5 * 1024 * 1024})
+    async with serve(create_app(roomy)) as client:
+        await _many_events(client, kafka_bootstrap, topics)
+
+
+async def _many_events(client: httpx.AsyncClient, kafka_bootstrap: str, topics: Topics) -> None:
+    events = [event(n % 5, event_id=f"many:{n}") for n in range(1001)]
+    for body, headers in (
+        (json.dumps(events), {"Content-Type": "application/json"}),
+        ("\n".join(json.dumps(e) for e in events), NDJSON),
+    ):
+        refused = await client.post("/v1/events", content=body, headers=headers)
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == [
+            {
+                "loc": ["body"],
+                "msg": "at most 1000 events a request; this one has 1001: send them in "
+                "several requests",
+                "type": "too_many_events",
+            }
+        ]
+    accepted = await client.post("/v1/events", json=events[:1000])
+    assert accepted.status_code == 202
+    assert accepted.json()["accepted"] == 1000
+    stored = await read_topic(kafka_bootstrap, topics.tickets)
+    assert len(stored) == 1000
+
+
+async def test_a_422_lists_at_most_a_hundred_problems(client: httpx.AsyncClient) -> None:
+    """An array of empty objects (the review's 23 MB answer) gives 100 problems and a note."""
+    refused = await client.post("/v1/events", json=[{}] * 900)
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert len(detail) == 101
+    assert detail[-1] == {
+        "loc": ["body"],
+        "msg": "validation stopped after 100 problems",
+        "type": "too_many_errors",
+    }
+    assert [problem["loc"][:2] for problem in detail[:-1]] == [["body", n] for n in range(100)]
+    assert len(refused.content) < 50_000

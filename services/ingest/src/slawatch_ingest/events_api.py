@@ -107,6 +107,8 @@ class EventIntake:
     ) -> None:
         self._tokens = settings.ingest_tokens
         self._max_body_bytes = settings.max_body_bytes
+        self._max_events = settings.max_events_per_request
+        self._max_errors = settings.max_errors_listed
         self._window = InstantWindow.of(settings)
         self._clock = clock
         self._publisher = publisher
@@ -150,11 +152,11 @@ class EventIntake:
         return status.HTTP_202_ACCEPTED, accepted.model_dump_json().encode(), []
 
     def _events(self, body: bytes, content_type: str | None, bounds: Bounds) -> list[Encoded]:
-        events = valid_events(body, content_type, bounds.problems)
+        events = valid_events(body, content_type, bounds.problems, self._max_events)
         if events is not None:
             self._received.count(e.event.type for e in events)
             return events
-        items = read_items(body, content_type)
+        items = read_items(body, content_type, self._max_events)
         self._received.count(type_label(item.value) for item in items)
         out_of_window: list[OutOfWindow] = []
 
@@ -165,7 +167,8 @@ class EventIntake:
             return problems
 
         try:
-            return [Encoded.of(event) for event in validate_items(items, check)]
+            valid = validate_items(items, check, self._max_errors)
+            return [Encoded.of(event) for event in valid]
         except InvalidEventsError:
             self._metrics.events_rejected.labels(reason=Rejection.INVALID).inc(len(items))
             for why in out_of_window:

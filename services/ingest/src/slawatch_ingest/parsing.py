@@ -43,6 +43,10 @@ Loc: TypeAlias = tuple[str | int, ...]
 NDJSON = "application/x-ndjson"
 JSON_TYPES = ("application/json",)
 MAX_EVENT_BYTES = 1_000_000
+MAX_EVENTS = 1000
+"""Events a request may carry by default (``SLAWATCH_MAX_EVENTS_PER_REQUEST``)."""
+MAX_ERRORS = 100
+"""Problems a 422 lists by default (``SLAWATCH_MAX_ERRORS_LISTED``)."""
 """An event's serialized size limit: the producer refuses requests over 1 MiB."""
 
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
@@ -126,22 +130,38 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def read_items(body: bytes, content_type: str | None) -> list[Item]:
+def read_items(
+    body: bytes, content_type: str | None, max_events: int = MAX_EVENTS
+) -> list[Item]:
     """Decode ``body`` into items; an empty list is possible.
 
     Raises ``UnsupportedMediaTypeError`` or ``MalformedBodyError`` when the body
     cannot be read, ``InvalidEventsError`` when it is JSON but neither an
-    object nor an array.
+    object nor an array, or holds more than ``max_events`` items (none of
+    them is validated then).
     """
     kind = _accepted_kind(content_type)
     text = _utf8(body)
-    if kind == NDJSON:
-        return list(_ndjson_items(text))
-    return _json_items(text)
+    items = list(_ndjson_items(text)) if kind == NDJSON else _json_items(text)
+    if len(items) > max_events:
+        raise InvalidEventsError(
+            [
+                {
+                    "loc": ["body"],
+                    "msg": f"at most {max_events} events a request; this one has "
+                    f"{len(items)}: send them in several requests",
+                    "type": "too_many_events",
+                }
+            ]
+        )
+    return items
 
 
 def valid_events(
-    body: bytes, content_type: str | None, check: EventCheck | None = None
+    body: bytes,
+    content_type: str | None,
+    check: EventCheck | None = None,
+    max_events: int = MAX_EVENTS,
 ) -> list[Encoded] | None:
     """Every event of ``body`` with its record value, if all are valid and pass ``check``.
 
@@ -160,6 +180,8 @@ def valid_events(
             events = [INBOUND_ADAPTER.validate_json(body)]
     except (UnsupportedMediaTypeError, ValidationError):
         return None
+    if len(events) > max_events:
+        return None  # read_items refuses it
     encoded = [Encoded.of(event) for event in events]
     if not encoded or any(len(item.value) > MAX_EVENT_BYTES for item in encoded):
         return None  # empty, or an event too large: validate_items says which
@@ -218,8 +240,11 @@ def _loads(text: str, *, line: int | None = None) -> Any:
         raise MalformedBodyError(f"malformed JSON at {where}: {exc.msg}") from exc
 
 
-def validate_items(items: Sequence[Item], check: EventCheck | None = None) -> list[Inbound]:
-    """Every item as a validated event, in order, or ``InvalidEventsError`` with all errors.
+def validate_items(
+    items: Sequence[Item], check: EventCheck | None = None, max_errors: int = MAX_ERRORS
+) -> list[Inbound]:
+    """Every item as a validated event, in order, or ``InvalidEventsError`` with its errors:
+    every one, up to ``max_errors`` (then validation stops and a last entry says so).
 
     An empty batch is invalid: a client that sends nothing has made a mistake.
     A valid event's ``check`` problems are errors located in its item.
@@ -230,7 +255,11 @@ def validate_items(items: Sequence[Item], check: EventCheck | None = None) -> li
         )
     events: list[Inbound] = []
     errors: list[dict[str, Any]] = []
+    stopped = False
     for item in items:
+        if len(errors) >= max_errors:
+            stopped = True
+            break
         try:
             event = INBOUND_ADAPTER.validate_python(item.value)
         except ValidationError as exc:
@@ -242,6 +271,15 @@ def validate_items(items: Sequence[Item], check: EventCheck | None = None) -> li
         if check is not None:
             errors.extend(item.error(p.msg, p.type, p.loc) for p in check(event))
         events.append(event)
+    if stopped or len(errors) > max_errors:
+        errors = errors[:max_errors]
+        errors.append(
+            {
+                "loc": ["body"],
+                "msg": f"validation stopped after {max_errors} problems",
+                "type": "too_many_errors",
+            }
+        )
     if errors:
         raise InvalidEventsError(errors)
     return events

@@ -36,6 +36,19 @@ class IngestSettings(ServiceSettings):
     max_body_bytes: int = Field(
         5 * MIB, ge=1024, description="Larger request bodies are refused with 413."
     )
+    max_events_per_request: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="A request carrying more events is refused with 422 before any is "
+        "validated.",
+    )
+    max_errors_listed: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="A 422 lists at most this many problems (then says it stopped).",
+    )
     # The window of instants an event may carry (occurred_at and every other
     # instant field); one outside it is refused with 422 naming the field.
     earliest_instant: AwareDatetime = Field(
