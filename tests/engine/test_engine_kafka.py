@@ -158,6 +158,22 @@ async def test_preview_endpoint_answers_with_the_engines_calendars(engine_url: s
         answers = (await client.post("/v1/preview", json=requests)).json()
     assert answers[0] == {"deadline": "2026-11-26T00:01:30Z"}
     assert "nowhere" in answers[1]["error"]
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        too_many = await client.post("/v1/preview", json=[requests[0]] * 101)
+        too_large = await client.post("/v1/preview", content=b" " * (1024 * 1024 + 1))
+    assert too_many.status_code == 422
+    assert too_many.json() == {"detail": "body: at most 100 requests a call; this one has 101"}
+    assert too_large.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: cut off while read
+        for _ in range(20):
+            yield b" " * 65_536
+
+    async with httpx.AsyncClient(base_url=engine_url) as client:
+        streamed = await client.post("/v1/preview", content=chunks())
+        not_json = await client.post("/v1/preview", content=b"{")
+    assert streamed.status_code == 413
+    assert not_json.status_code == 422
 
 
 async def test_pause_and_resume_move_the_deadline(

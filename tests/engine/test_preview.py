@@ -98,3 +98,50 @@ def test_the_command_answers_an_array_in_order() -> None:
     assert answers[0] == {"deadline": "2026-09-30T08:00:00Z"}
     assert "start" in answers[1]["error"]
     assert answers[2] == {"business_seconds": 3600.5}
+
+
+def test_a_call_holds_at_most_a_hundred_requests() -> None:
+    from slawatch_engine.preview import MAX_REQUESTS, TooManyRequestsError
+
+    previewer = Previewer(configs=load_policies(EXAMPLE).calendar_configs)
+    one = {"calendar": {"name": "cn-office"}, "from": T0, "to": T1}
+    assert len(previewer.answer_all([one] * MAX_REQUESTS)) == MAX_REQUESTS
+    with pytest.raises(TooManyRequestsError, match="at most 100 requests a call; this one has 101"):
+        previewer.answer_all([one] * (MAX_REQUESTS + 1))
+
+
+def test_a_request_is_bounded_in_pauses_and_span() -> None:
+    previewer = Previewer(configs=load_policies(EXAMPLE).calendar_configs)
+    pause = [T0, T1]
+    many = {"calendar": {"name": "cn-office"}, "from": T0, "to": T1, "pauses": [pause] * 101}
+    assert "pauses" in previewer.answer(many)["error"]
+    century = {"calendar": {"name": "cn-office"}, "from": T0, "to": "2126-01-01T00:00:00Z"}
+    assert previewer.answer(century) == {"error": "from and to lie more than 3660 days apart"}
+    decade = {"calendar": {"name": "cn-office"}, "from": T0, "to": "2035-12-31T00:00:00Z"}
+    assert "business_seconds" in previewer.answer(decade)
+
+
+def test_previews_never_grow_the_engines_calendars_and_keep_their_own_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from slawatch_engine import preview
+
+    book = load_policies(EXAMPLE)
+    live = book.calendars["cn-office"]
+    before = live.cached_days
+    previewer = Previewer(configs=book.calendar_configs)
+    monkeypatch.setattr(preview, "MAX_CACHED_DAYS", 1000)
+    for year in range(2020, 2030):
+        span = {
+            "calendar": {"name": "cn-office"},
+            "from": f"{year}-01-01T00:00:00Z",
+            "to": f"{year}-12-31T00:00:00Z",
+        }
+        assert "business_seconds" in previewer.answer_all(span)
+        assert previewer._named["cn-office"].cached_days <= 1000
+    assert live.cached_days == before
+    for n in range(preview.MAX_INLINE + 8):
+        inline = {**OFFICE, "weekly": {"mon": [["08:00", f"{10 + n % 8}:{n:02d}"]]}}
+        answer = previewer.answer({"calendar": inline, "from": T0, "to": T1})
+        assert "business_seconds" in answer, answer
+    assert len(previewer._built) == preview.MAX_INLINE

@@ -13,16 +13,17 @@ processes the clock's version column guards every update.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import Body, FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,7 +43,7 @@ from slawatch_engine.monitoring import MonitoringIntake
 from slawatch_engine.outbox import Publisher
 from slawatch_engine.periods import period_containing
 from slawatch_engine.policy import PolicyBook
-from slawatch_engine.preview import Previewer
+from slawatch_engine.preview import Previewer, TooManyRequestsError
 from slawatch_engine.reporting import stored_report
 from slawatch_engine.reports_api import reports_router
 from slawatch_engine.settings import EngineSettings
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 def owned_partitions(consumer: AIOKafkaConsumer) -> set[int]:
     """The input partitions this engine owns now (its consumer's assignment)."""
     return {tp.partition for tp in consumer.assignment()}
+
+
+MAX_PREVIEW_BYTES = 1024 * 1024
+"""The largest preview body (a hundred requests with their pauses fit many times)."""
 
 
 def utc_now() -> datetime:
@@ -221,12 +226,31 @@ def create_app(
         )
     )
 
-    previewer = Previewer(book.calendars)
+    previewer = Previewer(configs=book.calendar_configs)
+    previewing = asyncio.Semaphore(1)
 
     @app.post("/v1/preview")
-    async def preview(body: Annotated[Any, Body()]) -> Any:
-        """Deadline or elapsed-time answers for one request or an array (see preview.py)."""
-        return previewer.answer_all(body)
+    async def preview(request: Request) -> Any:
+        """Deadline or elapsed-time answers for one request or an array (see preview.py):
+        the body read up to ``MAX_PREVIEW_BYTES`` (413 beyond), answered in a worker thread,
+        one call at a time, on the previewer's own calendars."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_PREVIEW_BYTES:
+            raise HTTPException(413, f"body: at most {MAX_PREVIEW_BYTES} bytes")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_PREVIEW_BYTES:
+                raise HTTPException(413, f"body: at most {MAX_PREVIEW_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise HTTPException(422, f"body: not JSON ({exc})") from None
+        async with previewing:
+            try:
+                return await asyncio.to_thread(previewer.answer_all, body)
+            except TooManyRequestsError as exc:
+                raise HTTPException(422, f"body: {exc}") from None
 
     @app.get("/v1/tickets/{source}/{ticket_id}/sla")
     async def ticket_sla(source: str, ticket_id: str) -> dict[str, Any]:

@@ -106,6 +106,11 @@ class Calendar:
         self._totals: dict[date, int] = {}
         self._weeks: dict[date, tuple[int, int, int]] = {}
 
+    @property
+    def cached_days(self) -> int:
+        """Days whose hours are cached (what the calendar's memory grows with)."""
+        return len(self._days)
+
     # --- public arithmetic ------------------------------------------------------
 
     def add(self, start: datetime, seconds: float, pauses: Pauses = ()) -> datetime:

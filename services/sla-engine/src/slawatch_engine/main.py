@@ -35,7 +35,7 @@ from slawatch_engine.contracts import LANGUAGES
 from slawatch_engine.issuing import issue_by_hand
 from slawatch_engine.periods import choose_period, parse_instant
 from slawatch_engine.policy import load_policies
-from slawatch_engine.preview import Previewer
+from slawatch_engine.preview import Previewer, TooManyRequestsError
 from slawatch_engine.reporting import OfflineLedger, read_events
 from slawatch_engine.review import months_of, review_of
 from slawatch_engine.settings import EngineSettings
@@ -247,7 +247,12 @@ def _preview(config: Path) -> int:
         print(json.dumps({"error": f"stdin is not JSON: {exc}"}))
         return 1
     named = load_policies(config).calendars if config.is_file() else {}
-    print(json.dumps(Previewer(named).answer_all(body), ensure_ascii=False))
+    try:
+        answers = Previewer(named).answer_all(body)
+    except TooManyRequestsError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    print(json.dumps(answers, ensure_ascii=False))
     return 0
 
 

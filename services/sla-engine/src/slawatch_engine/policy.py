@@ -310,6 +310,7 @@ class PolicyBook:
         self._policies = tuple(config.policies)
         self._by_name = {policy.name: policy for policy in config.policies}
         self.calendars = {name: cal.build(name) for name, cal in config.calendars.items()}
+        self.calendar_configs: dict[str, CalendarConfig] = dict(config.calendars)
         self.contracts: dict[str, Contract] = dict(config.contracts)
         self._contracts_of: dict[str, tuple[str, ...]] = {
             policy.name: tuple(n for n, c in config.contracts.items() if policy.name in c.policies)

@@ -14,29 +14,48 @@ request is one object, or an array answered in the same order:
 
 A bad request yields ``{"error": "..."}`` in its place; the others are still
 answered. Deadlines are given in UTC.
+
+Limits, so that no request can hold the engine: at most ``MAX_REQUESTS`` in
+one call (more: ``TooManyRequestsError``, a 422), at most ``MAX_PAUSES`` pauses
+in one, an elapsed span of at most ``HORIZON_DAYS`` (a deadline is searched no
+further than that anyway). The previewer's calendars are its own (built from
+the same configuration, not the engine's), and their cached days are dropped
+once they hold more than ``MAX_CACHED_DAYS``: preview traffic never grows the
+engine's calendars, and its own memory stays bounded.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from slawatch_common.runtime import describe_errors
-from slawatch_engine.calendar import Calendar, CalendarError
+from slawatch_engine.calendar import HORIZON_DAYS, Calendar, CalendarError
 from slawatch_engine.policy import CalendarConfig
 
 Pause = tuple[AwareDatetime, AwareDatetime]
+MAX_REQUESTS = 100
+MAX_PAUSES = 100
+MAX_CACHED_DAYS = 50_000
+"""Days the previewer's calendars may cache together before they are built afresh."""
+MAX_INLINE = 32
+"""Inline calendars kept built at once (the most recently used)."""
+
+
+class TooManyRequestsError(ValueError):
+    """A call with more than ``MAX_REQUESTS`` requests."""
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     calendar: dict[str, Any]
-    pauses: list[Pause] = Field(default_factory=list)
+    pauses: list[Pause] = Field(default_factory=list, max_length=MAX_PAUSES)
 
 
 class DeadlineRequest(_Request):
@@ -52,16 +71,44 @@ class ElapsedRequest(_Request):
 
 
 class Previewer:
-    """Answers requests; named calendars come from the policy file."""
+    """Answers requests; named calendars come from the policy file (``configs``: built here,
+    this previewer's own; ``named``: calendars built already, shared)."""
 
-    def __init__(self, named: Mapping[str, Calendar]) -> None:
-        self._named = named
-        self._built: dict[str, Calendar] = {}
+    def __init__(
+        self,
+        named: Mapping[str, Calendar] | None = None,
+        configs: Mapping[str, CalendarConfig] | None = None,
+    ) -> None:
+        self._configs = dict(configs or {})
+        self._shared = dict(named or {})
+        self._named = self._fresh()
+        self._built: OrderedDict[str, Calendar] = OrderedDict()
+
+    def _fresh(self) -> dict[str, Calendar]:
+        return {
+            **self._shared,
+            **{name: config.build(name) for name, config in self._configs.items()},
+        }
 
     def answer_all(self, body: Any) -> Any:
-        if isinstance(body, list):
-            return [self.answer(item) for item in body]
-        return self.answer(body)
+        """The answers to one request or an array of at most ``MAX_REQUESTS``."""
+        if isinstance(body, list) and len(body) > MAX_REQUESTS:
+            raise TooManyRequestsError(
+                f"at most {MAX_REQUESTS} requests a call; this one has {len(body)}"
+            )
+        try:
+            if isinstance(body, list):
+                return [self.answer(item) for item in body]
+            return self.answer(body)
+        finally:
+            self._bound()
+
+    def _bound(self) -> None:
+        """Build this previewer's calendars afresh once they cache too many days."""
+        own = [c for name, c in self._named.items() if name in self._configs]
+        if sum(c.cached_days for c in (*own, *self._built.values())) > MAX_CACHED_DAYS:
+            self._named = self._fresh()
+            self._built.clear()
 
     def answer(self, request: Any) -> dict[str, Any]:
         """The answer to one request, or ``{"error": ...}``; never raises for bad input."""
@@ -91,6 +138,8 @@ class Previewer:
         return {"deadline": rfc3339(deadline)}
 
     def _elapsed(self, request: ElapsedRequest) -> dict[str, Any]:
+        if request.to - request.from_ > timedelta(days=HORIZON_DAYS):
+            raise ValueError(f"from and to lie more than {HORIZON_DAYS} days apart")
         calendar = self._calendar(request.calendar)
         seconds = calendar.between(request.from_, request.to, request.pauses)
         return {"business_seconds": int(seconds) if seconds.is_integer() else seconds}
@@ -107,6 +156,9 @@ class Previewer:
                 self._built[key] = CalendarConfig.model_validate(spec).build("request")
             except ValidationError as exc:
                 raise ValueError(describe_errors(exc, "calendar")) from None
+            while len(self._built) > MAX_INLINE:
+                self._built.popitem(last=False)
+        self._built.move_to_end(key)
         return self._built[key]
 
 
