@@ -19,6 +19,7 @@ clocks — memory, firing lateness, restart and backlog), ``notifier``
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -42,6 +43,10 @@ from slawatch_engine.policy import CalendarConfig, load_policies
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = [900, 3600, 4 * 3600, 8 * 3600, 37_800 * 5]
+
+
+# The services the benchmarks start run with the development tokens and keys.
+os.environ.setdefault("SLAWATCH_ENV", "development")
 
 
 def best_rate(work: Any, n: int, repeats: int = 5) -> float:

@@ -24,6 +24,10 @@ from slawatch_common.topics import Topics
 from support.processes import started
 from support.smtp import SmtpSink
 
+# The services the tests start run in development mode: they accept the development
+# tokens and keys (each refuses them otherwise; tests/common/test_development_values.py).
+os.environ.setdefault("SLAWATCH_ENV", "development")
+
 KAFKA_BOOTSTRAP = os.environ.get("SLAWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 PG_ADMIN_DSN = os.environ.get(
     "SLAWATCH_TEST_PG_DSN", "postgresql://slawatch:slawatch@127.0.0.1:5432/slawatch"

@@ -14,6 +14,7 @@ root=$(pwd)
 bin=$root/.venv/bin
 mkdir -p .data/mail .data/logs
 
+export SLAWATCH_ENV=development  # the development tokens and keys below are accepted
 export SLAWATCH_CONFIG_FILE=${SLAWATCH_CONFIG_FILE:-$root/deploy/config/slawatch.yaml}
 export SLAWATCH_SMTP_PORT=${SLAWATCH_SMTP_PORT:-1025}
 export SLAWATCH_SMS_URL=${SLAWATCH_SMS_URL:-http://127.0.0.1:8025/sms}

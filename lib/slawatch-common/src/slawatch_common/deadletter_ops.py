@@ -33,10 +33,10 @@ from slawatch_common.auth import authorised
 from slawatch_common.consumer import Producer, list_dead_letters, replay
 from slawatch_common.db import create_engine
 from slawatch_common.kafka import start_producer
+from slawatch_common.settings import DEV_ADMIN_TOKEN
 
 log = logging.getLogger(__name__)
 
-DEV_ADMIN_TOKEN = "dev-admin-token"
 
 REPLAY_MAX = 1000
 """Dead letters one request replays at most."""

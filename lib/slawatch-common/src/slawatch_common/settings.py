@@ -6,12 +6,21 @@ environment at import time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from slawatch_common.topics import Topics
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEVELOPMENT = "development"
+
+
+class DevelopmentValuesError(ValueError):
+    """Development values in a service started outside development mode."""
 
 
 class ServiceSettings(BaseSettings):
@@ -24,8 +33,15 @@ class ServiceSettings(BaseSettings):
     kafka_partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics.")
     config_file: Path = Field(Path("deploy/config/slawatch.yaml"), description="Policy YAML.")
     http_host: str = "127.0.0.1"
+    environment: Literal["development", "production"] = Field(
+        "production",
+        validation_alias=AliasChoices("SLAWATCH_ENV", "environment"),
+        description="development (make run and the tests set it) lets a service start with "
+        "the development defaults; anything else is production, where a service refuses "
+        "them at start, naming each setting.",
+    )
     admin_tokens: tuple[str, ...] = Field(
-        ("dev-admin-token",),
+        (DEV_ADMIN_TOKEN,),
         min_length=1,
         description="Bearer tokens of the operations API (dead letters, redrive), as a JSON "
         "list in SLAWATCH_ADMIN_TOKENS.",
@@ -35,3 +51,22 @@ class ServiceSettings(BaseSettings):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    def development_values(self) -> list[str]:
+        """Each setting left at a development value: ``"SLAWATCH_X: why"``."""
+        if DEV_ADMIN_TOKEN in self.admin_tokens:
+            return [f"SLAWATCH_ADMIN_TOKENS: holds the development token {DEV_ADMIN_TOKEN!r}"]
+        return []
+
+    def refuse_development_values(self, more: Iterable[str] = ()) -> None:
+        """Outside development mode, ``DevelopmentValuesError`` naming every setting left at a
+        development value (those of ``development_values`` and ``more``)."""
+        if self.environment == DEVELOPMENT:
+            return
+        found = [*self.development_values(), *more]
+        if found:
+            raise DevelopmentValuesError(
+                "refusing to start with development values outside development mode "
+                "(SLAWATCH_ENV=development is for make run and the tests); set:\n  "
+                + "\n  ".join(found)
+            )

@@ -18,6 +18,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from slawatch_common.runtime import ConfigError, configure_logging, describe_errors, serve
+from slawatch_common.settings import DevelopmentValuesError
 from slawatch_ingest.app import create_app
 from slawatch_ingest.settings import IngestSettings
 from slawatch_ingest.webhook_config import load_sources
@@ -27,8 +28,11 @@ def main() -> None:
     """Run the service until signalled; exits non-zero on invalid settings or configuration."""
     try:
         settings = IngestSettings()
+        settings.refuse_development_values()
     except ValidationError as exc:
         sys.exit(f"slawatch-ingest: invalid settings:\n{describe_errors(exc)}")
+    except DevelopmentValuesError as exc:
+        sys.exit(f"slawatch-ingest: {exc}")
     try:
         sources = load_sources(settings.config_file, os.environ)
     except ConfigError as exc:

@@ -130,9 +130,7 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def read_items(
-    body: bytes, content_type: str | None, max_events: int = MAX_EVENTS
-) -> list[Item]:
+def read_items(body: bytes, content_type: str | None, max_events: int = MAX_EVENTS) -> list[Item]:
     """Decode ``body`` into items; an empty list is possible.
 
     Raises ``UnsupportedMediaTypeError`` or ``MalformedBodyError`` when the body

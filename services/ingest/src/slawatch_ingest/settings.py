@@ -18,6 +18,9 @@ MIB = 1024 * 1024
 CENTURY_S = 100 * 366 * 86400
 
 
+DEV_INGEST_TOKEN = "dev-token"
+
+
 class IngestSettings(ServiceSettings):
     # An alias of its own (not SLAWATCH_HTTP_PORT) so that one environment can
     # give each service its port.
@@ -26,7 +29,7 @@ class IngestSettings(ServiceSettings):
     )
     # NoDecode: the variable is a plain comma-separated list, not JSON.
     ingest_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("dev-token",),
+        (DEV_INGEST_TOKEN,),
         min_length=1,
         description="Accepted bearer tokens (SLAWATCH_INGEST_TOKENS, comma-separated).",
     )
@@ -40,8 +43,7 @@ class IngestSettings(ServiceSettings):
         1000,
         ge=1,
         le=100_000,
-        description="A request carrying more events is refused with 422 before any is "
-        "validated.",
+        description="A request carrying more events is refused with 422 before any is validated.",
     )
     max_errors_listed: int = Field(
         100,
@@ -70,3 +72,11 @@ class IngestSettings(ServiceSettings):
         if isinstance(value, str):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
+
+    def development_values(self) -> list[str]:
+        found = super().development_values()
+        if DEV_INGEST_TOKEN in self.ingest_tokens:
+            found.append(
+                f"SLAWATCH_INGEST_TOKENS: holds the development token {DEV_INGEST_TOKEN!r}"
+            )
+        return found

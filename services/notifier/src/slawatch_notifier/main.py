@@ -46,6 +46,7 @@ from fastapi import FastAPI
 from slawatch_common import deadletter_ops, runtime
 from slawatch_common.db import create_engine
 from slawatch_common.runtime import ConfigError, configure_logging
+from slawatch_common.settings import DevelopmentValuesError
 from slawatch_notifier import store
 from slawatch_notifier.acklink import redact
 from slawatch_notifier.app import create_app
@@ -82,8 +83,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         for ref in redriven:
             print(f"{ref.id} ({ref.channel})")
         return 0
+    try:
+        settings.refuse_development_values(_generic_sms_values(settings))
+    except DevelopmentValuesError as exc:
+        print(f"slawatch-notifier: {exc}", file=sys.stderr)
+        return 2
     serve(settings)
     return 0
+
+
+def _generic_sms_values(settings: NotifierSettings) -> list[str]:
+    """The generic SMS provider's development values, when no other SMS provider is
+    configured (an invalid configuration is reported by the app as it starts)."""
+    try:
+        config = load_config(settings.config_file)
+        channels = parse_channels(config.channels, os.environ)
+    except ConfigError:
+        return []
+    return [] if channels.sms else settings.generic_sms_values()
 
 
 def _parser() -> argparse.ArgumentParser:

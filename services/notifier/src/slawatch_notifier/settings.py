@@ -25,6 +25,11 @@ YEAR_S = 366 * 86400.0
 """No duration setting is longer: instants computed from them stay far inside datetime's range."""
 
 
+DEV_SMS_TOKEN = "dev-sms-token"
+DEV_REPORT_TOKEN = "dev-report-token"
+MIN_ACK_SECRET_BYTES = 32
+
+
 class NotifierSettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLAWATCH_", extra="ignore", frozen=True, populate_by_name=True
@@ -45,7 +50,7 @@ class NotifierSettings(ServiceSettings):
     smtp_starttls: bool = False
 
     sms_url: str = "http://127.0.0.1:8025/sms"
-    sms_token: SecretStr = SecretStr("dev-sms-token")
+    sms_token: SecretStr = SecretStr(DEV_SMS_TOKEN)
 
     ack_secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of acknowledgement links (SLAWATCH_ACK_SECRET)."
@@ -123,7 +128,7 @@ class NotifierSettings(ServiceSettings):
         "notifier mails (GET /v1/reports/{contract}).",
     )
     engine_report_token: SecretStr = Field(
-        SecretStr("dev-report-token"),
+        SecretStr(DEV_REPORT_TOKEN),
         description="Bearer token the notifier reads reports from the engine with: one of "
         "the engine's SLAWATCH_REPORT_TOKENS.",
     )
@@ -163,3 +168,30 @@ class NotifierSettings(ServiceSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    def development_values(self) -> list[str]:
+        from slawatch_notifier.acklink import DEV_SECRET
+
+        found = super().development_values()
+        secret = None if self.ack_secret is None else self.ack_secret.get_secret_value()
+        if secret is None or secret == DEV_SECRET:
+            found.append(
+                "SLAWATCH_ACK_SECRET: not set (ack links would be signed with the "
+                "public development key)"
+            )
+        elif len(secret.encode()) < MIN_ACK_SECRET_BYTES:
+            found.append(f"SLAWATCH_ACK_SECRET: shorter than {MIN_ACK_SECRET_BYTES} bytes")
+        if self.engine_report_token.get_secret_value() == DEV_REPORT_TOKEN:
+            found.append(
+                f"SLAWATCH_ENGINE_REPORT_TOKEN: the development token {DEV_REPORT_TOKEN!r}"
+            )
+        return found
+
+    def generic_sms_values(self) -> list[str]:
+        """The development values of the generic SMS provider, when it is the one in use."""
+        found = []
+        if self.sms_token.get_secret_value() == DEV_SMS_TOKEN:
+            found.append(f"SLAWATCH_SMS_TOKEN: the development token {DEV_SMS_TOKEN!r}")
+        if not self.sms_url.startswith("https://"):
+            found.append("SLAWATCH_SMS_URL: not https")
+        return found

@@ -29,6 +29,7 @@ import uvicorn
 from slawatch_common import deadletter_ops
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.runtime import ConfigError, configure_logging, serve
+from slawatch_common.settings import DevelopmentValuesError
 from slawatch_engine import compliance, store
 from slawatch_engine.app import create_app, utc_now
 from slawatch_engine.contracts import LANGUAGES
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                 args, store.dead_letters, settings.database_url, settings.kafka_bootstrap
             )
         )
+    try:
+        settings.refuse_development_values()
+    except DevelopmentValuesError as exc:
+        print(f"slawatch-engine: {exc}", file=sys.stderr)
+        return 2
     try:
         book = load_policies(settings.config_file)
     except ConfigError as exc:

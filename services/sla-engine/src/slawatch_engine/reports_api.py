@@ -37,11 +37,11 @@ from slawatch_engine.contracts import Language
 from slawatch_engine.periods import choose_period, parse_instant
 from slawatch_engine.policy import PolicyBook
 from slawatch_engine.reporting import in_thread, one_at_a_time, stored_report, stored_review
+from slawatch_engine.settings import DEV_REPORT_TOKEN
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-DEV_REPORT_TOKEN = "dev-report-token"
 MAX_SPAN = timedelta(days=400)
 MAX_LISTED_SPAN = timedelta(days=100)
 """The longest span whose tickets a report lists one by one (the list is held until it

@@ -6,6 +6,8 @@ from pydantic import AliasChoices, Field
 
 from slawatch_common.settings import ServiceSettings
 
+DEV_REPORT_TOKEN = "dev-report-token"
+
 
 class EngineSettings(ServiceSettings):
     http_port: int = Field(8081, validation_alias=AliasChoices("SLAWATCH_ENGINE_PORT"))
@@ -31,7 +33,7 @@ class EngineSettings(ServiceSettings):
     )
 
     report_tokens: tuple[str, ...] = Field(
-        ("dev-report-token",),
+        (DEV_REPORT_TOKEN,),
         min_length=1,
         description="Bearer tokens that read contracts and compliance reports (GET /v1/contracts, "
         "/v1/reports/…), as a JSON list in SLAWATCH_REPORT_TOKENS; admin tokens work too.",
@@ -59,3 +61,13 @@ class EngineSettings(ServiceSettings):
     @property
     def monitoring_group(self) -> str:
         return f"{self.topic_prefix}.engine-monitoring"
+
+    def development_values(self) -> list[str]:
+        found = super().development_values()
+        if DEV_REPORT_TOKEN in self.report_tokens:
+            found.append(
+                f"SLAWATCH_REPORT_TOKENS: holds the development token {DEV_REPORT_TOKEN!r}"
+            )
+        if self.clock_shift_s:
+            found.append("SLAWATCH_CLOCK_SHIFT_S: a test clock; leave it 0")
+        return found

@@ -1,0 +1,91 @@
+"""Outside development mode each service refuses to start on a development value, naming it.
+
+Each service is started as its own process with the environment of a fresh
+installation (no ``SLAWATCH_ENV``): it exits non-zero before it serves or
+connects to anything, and its message names every setting left at a
+development value. With those settings given real values it gets past the
+check (the last case: the engine's settings alone).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from slawatch_common.settings import DevelopmentValuesError
+from slawatch_engine.settings import EngineSettings
+from slawatch_ingest.settings import IngestSettings
+from slawatch_notifier.settings import NotifierSettings
+
+BIN = Path(sys.executable).parent
+SECRET = "a-real-secret-of-more-than-thirty-two-bytes"
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+    return {**env, "SLAWATCH_ENV": "production", **extra}
+
+
+@pytest.mark.parametrize(
+    ("script", "named"),
+    [
+        ("slawatch-ingest", ["SLAWATCH_INGEST_TOKENS", "SLAWATCH_ADMIN_TOKENS"]),
+        ("slawatch-engine", ["SLAWATCH_REPORT_TOKENS", "SLAWATCH_ADMIN_TOKENS"]),
+        (
+            "slawatch-notifier",
+            [
+                "SLAWATCH_ACK_SECRET",
+                "SLAWATCH_ENGINE_REPORT_TOKEN",
+                "SLAWATCH_SMS_TOKEN",
+                "SLAWATCH_SMS_URL",
+                "SLAWATCH_ADMIN_TOKENS",
+            ],
+        ),
+    ],
+)
+def test_a_service_on_development_defaults_exits_naming_each(script: str, named: list[str]) -> None:
+    done = subprocess.run(
+        [str(BIN / script)], env=production_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "development values outside development mode" in done.stderr
+    for setting in named:
+        assert setting in done.stderr, (setting, done.stderr)
+
+
+def test_the_check_passes_with_real_values_and_in_development_mode() -> None:
+    admin, production = ("ops-1",), "production"
+    IngestSettings(
+        ingest_tokens=("jira-1",), admin_tokens=admin, environment=production
+    ).refuse_development_values()
+    EngineSettings(
+        report_tokens=("reader-1",), admin_tokens=admin, environment=production
+    ).refuse_development_values()
+    notifier = NotifierSettings(
+        ack_secret=SecretStr(SECRET),
+        engine_report_token=SecretStr("reader-1"),
+        sms_token=SecretStr("sms-1"),
+        sms_url="https://sms.example.com/send",
+        admin_tokens=admin,
+        environment=production,
+    )
+    notifier.refuse_development_values(notifier.generic_sms_values())
+    EngineSettings(environment="development").refuse_development_values()
+    short = NotifierSettings(
+        ack_secret=SecretStr("short"),
+        engine_report_token=SecretStr("r"),
+        admin_tokens=admin,
+        environment=production,
+    )
+    with pytest.raises(DevelopmentValuesError, match="SLAWATCH_ACK_SECRET: shorter than 32"):
+        short.refuse_development_values()
+    shifted = EngineSettings(
+        report_tokens=("r",), clock_shift_s=60, admin_tokens=admin, environment=production
+    )
+    with pytest.raises(DevelopmentValuesError, match="SLAWATCH_CLOCK_SHIFT_S"):
+        shifted.refuse_development_values()
