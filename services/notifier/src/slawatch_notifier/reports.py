@@ -108,6 +108,7 @@ from slawatch_notifier.channels.email import (
     mail_header,
     message_id,
     parse_sender,
+    smtp_options,
     usable_address,
 )
 from slawatch_notifier.channels.port import Delivered, Outcome, Permanent, Retryable
@@ -892,18 +893,12 @@ class ReportDelivery:
             message = build_message(
                 report, documents, sender=settings.smtp_sender, now=self._clock.now()
             )
-            password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
             async with asyncio.timeout(settings.send_timeout_s):
                 await aiosmtplib.send(
                     message,
                     sender=parse_sender(settings.smtp_sender).address,
                     recipients=[report.address],
-                    hostname=settings.smtp_host,
-                    port=settings.smtp_port,
-                    username=settings.smtp_username,
-                    password=password,
-                    start_tls=settings.smtp_starttls,
-                    timeout=settings.send_timeout_s,
+                    **smtp_options(settings),
                 )
         except UnusableAddressError as exc:
             return Permanent(str(exc))

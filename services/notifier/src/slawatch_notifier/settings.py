@@ -6,7 +6,8 @@ environment at import time.
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -47,7 +48,18 @@ class NotifierSettings(ServiceSettings):
     smtp_sender: str = "slawatch <slawatch@localhost>"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
+    smtp_tls: Literal["starttls", "implicit", "opportunistic", "none"] = Field(
+        "opportunistic",
+        description="starttls: STARTTLS required; implicit: TLS from the first byte (port "
+        "465); opportunistic: STARTTLS when the server offers it; none: never. With "
+        "SLAWATCH_SMTP_USERNAME or SLAWATCH_SMTP_PASSWORD set, opportunistic and none mean "
+        "starttls: credentials never travel in clear.",
+    )
+    smtp_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) the SMTP server's certificate is checked "
+        "against, instead of the system's.",
+    )
 
     sms_url: str = "http://127.0.0.1:8025/sms"
     sms_token: SecretStr = SecretStr(DEV_SMS_TOKEN)

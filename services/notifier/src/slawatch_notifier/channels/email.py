@@ -34,6 +34,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from functools import lru_cache
+from typing import Any
 
 import aiosmtplib
 
@@ -166,7 +167,8 @@ def classify_smtp_error(exc: aiosmtplib.SMTPException) -> Retryable | Permanent:
         return Retryable(f"SMTP recipients refused: {exc}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return classify_smtp_reply(exc.code, exc.message)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) or "not supported" in str(exc):
+        # STARTTLS or AUTH missing: never sent in clear; an operator has to act
         return Permanent(f"SMTP server lacks a required feature: {exc}")
     return Retryable(f"SMTP {type(exc).__name__}: {exc}")
 
@@ -242,22 +244,43 @@ class EmailChannel:
         self._idle.append((time.monotonic(), smtp))
 
     async def _connect(self) -> aiosmtplib.SMTP:
-        settings = self._settings
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        smtp = aiosmtplib.SMTP(
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=password,
-            start_tls=settings.smtp_starttls,
-            timeout=settings.send_timeout_s,
-        )
+        smtp = aiosmtplib.SMTP(**smtp_options(self._settings))
         try:
             await smtp.connect()
         except BaseException:
             smtp.close()
             raise
         return smtp
+
+
+_START_TLS: dict[str, bool | None] = {
+    "starttls": True,
+    "implicit": False,
+    "opportunistic": None,
+    "none": False,
+}
+
+
+def smtp_options(settings: NotifierSettings) -> dict[str, Any]:
+    """How to reach the SMTP server (``aiosmtplib.SMTP``'s arguments): its TLS mode
+    (``SLAWATCH_SMTP_TLS``), certificates checked (against ``SLAWATCH_SMTP_CA_FILE`` if
+    set), AUTH with the credentials, if any — and then never without TLS: with
+    credentials, a server that offers no STARTTLS is refused before anything is sent."""
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    mode = settings.smtp_tls
+    if (settings.smtp_username or password) and mode in ("opportunistic", "none"):
+        mode = "starttls"
+    return {
+        "hostname": settings.smtp_host,
+        "port": settings.smtp_port,
+        "username": settings.smtp_username,
+        "password": password,
+        "use_tls": mode == "implicit",
+        "start_tls": _START_TLS[mode],
+        "validate_certs": True,
+        "cert_bundle": str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+        "timeout": settings.send_timeout_s,
+    }
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:
