@@ -75,7 +75,8 @@ Post a first ticket (P1 network incident: response due in 15 minutes):
          "source": "demo", "data": {"id": "T-1", "priority": "P1", "service": "network",
          "title": "Core switch down", "assignee": {"id": "li.wei", "email": "li.wei@example.com"}}}'
 
-  curl -s http://127.0.0.1:8081/v1/tickets/demo/T-1/sla
+  curl -s -H 'Authorization: Bearer dev-admin-token' \\
+    http://127.0.0.1:8081/v1/tickets/demo/T-1/sla
 
 Give "occurred_at" a time 14 minutes in the past and the 90 % warning mail to
 the assignee lands in .data/mail/ at once; a minute later the breach: an SMS

@@ -34,6 +34,8 @@ from support.smtp import SmtpSink
 
 TOKEN = "e2e-token"
 ADMIN_TOKEN = "e2e-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+"""The admin token's header: every scope (the SLA state of a ticket, acks, …)."""
 ONCALL_PHONE = "+8613800000002"
 SUPERVISOR = "supervisor@example.com"
 CONFIG = """

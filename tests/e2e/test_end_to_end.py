@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from e2e.system import System, created, responded, wait_until
+from e2e.system import ADMIN, System, created, responded, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -47,7 +47,7 @@ def test_warning_and_breach_arrive_on_time_and_an_answered_ticket_never_breaches
     time.sleep(max(0.0, start + 5.5 - time.time()))
     assert system.mails("B-1") == []
     assert system.sms_about("B-1") == []
-    status = httpx.get(f"{system.engine.url}/v1/tickets/e2e/B-1/sla").json()
+    status = httpx.get(f"{system.engine.url}/v1/tickets/e2e/B-1/sla", headers=ADMIN).json()
     response_clock = next(c for c in status["clocks"] if c["metric"] == "response")
     assert (response_clock["state"], response_clock["breached"]) == ("stopped", False)
 
@@ -71,7 +71,7 @@ def test_engine_killed_mid_flow_loses_nothing_and_sends_nothing_twice(system: Sy
     assert any("breach" in s.lower() for s in subjects)
     assert any("warning" in s.lower() for s in subjects)
 
-    status = httpx.get(f"{system.engine.url}/v1/tickets/e2e/K-1/sla").json()
+    status = httpx.get(f"{system.engine.url}/v1/tickets/e2e/K-1/sla", headers=ADMIN).json()
     by_metric = {c["metric"]: c for c in status["clocks"]}
     assert by_metric["response"]["breached"] is True
     assert by_metric["resolution"]["state"] == "running"

@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from e2e.system import (
+    ADMIN,
     ONCALL_PHONE,
     SUPERVISOR,
     System,
@@ -153,7 +154,7 @@ def test_poison_is_refused_or_dead_lettered_and_every_ticket_is_notified_once(
             assert facts(mail.message)["Title"] == shown
 
     # the 200-character id: its own clocks, breached like any other
-    status = httpx.get(f"{system.engine.url}/v1/tickets/e2e/{LONG}/sla", timeout=10)
+    status = httpx.get(f"{system.engine.url}/v1/tickets/e2e/{LONG}/sla", headers=ADMIN, timeout=10)
     assert status.status_code == 200, status.text
     response = next(c for c in status.json()["clocks"] if c["metric"] == "response")
     assert response["breached"] is True
@@ -177,7 +178,9 @@ def test_poison_is_refused_or_dead_lettered_and_every_ticket_is_notified_once(
     )
     assert refused_ids.isdisjoint(event_ids(r.value for r in stored))
     for refused in ("R-1", "R-2", "R-3", "R-4"):
-        answer = httpx.get(f"{system.engine.url}/v1/tickets/e2e/{refused}/sla", timeout=10)
+        answer = httpx.get(
+            f"{system.engine.url}/v1/tickets/e2e/{refused}/sla", headers=ADMIN, timeout=10
+        )
         assert answer.status_code == 404, (refused, answer.text)
 
     # neither consumer stopped or restarted

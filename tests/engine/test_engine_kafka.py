@@ -99,6 +99,7 @@ async def engine_url(settings: EngineSettings) -> AsyncIterator[str]:
 
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+ADMIN = {"Authorization": "Bearer dev-admin-token"}  # the development admin token: every scope
 
 
 async def test_warning_then_breach_at_their_instants(
@@ -139,7 +140,7 @@ async def test_response_before_deadline_is_met_and_never_breaches(
         while time.monotonic() < deadline:
             await reader.poll(0.3)
     assert of_ticket(reader.values, "B-1") == [("sla.met", None)]
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         status = (await client.get("/v1/tickets/jira/B-1/sla")).json()
     clocks = {c["metric"]: c for c in status["clocks"]}
     assert clocks["response"]["state"] == "stopped"
@@ -154,11 +155,11 @@ async def test_preview_endpoint_answers_with_the_engines_calendars(engine_url: s
         {"calendar": {"name": "always"}, "start": day, "target_seconds": 90},
         {"calendar": {"name": "nowhere"}, "from": day, "to": next_day},
     ]
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         answers = (await client.post("/v1/preview", json=requests)).json()
     assert answers[0] == {"deadline": "2026-11-26T00:01:30Z"}
     assert "nowhere" in answers[1]["error"]
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         too_many = await client.post("/v1/preview", json=[requests[0]] * 101)
         too_large = await client.post("/v1/preview", content=b" " * (1024 * 1024 + 1))
     assert too_many.status_code == 422
@@ -169,7 +170,7 @@ async def test_preview_endpoint_answers_with_the_engines_calendars(engine_url: s
         for _ in range(20):
             yield b" " * 65_536
 
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         streamed = await client.post("/v1/preview", content=chunks())
         not_json = await client.post("/v1/preview", content=b"{")
     assert streamed.status_code == 413
@@ -233,7 +234,7 @@ async def test_redelivered_and_invalid_input_change_nothing_twice(
     reason, error_class, error, value = letters[0]
     assert (reason, error_class, value) == ("invalid", "ValidationError", b"{not json")
     assert "Invalid JSON" in error
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         metrics = (await client.get("/metrics")).text
     assert 'slawatch_engine_events_rejected_total{reason="duplicate"} 2.0' in metrics
     assert 'slawatch_engine_events_rejected_total{reason="invalid"} 1.0' in metrics
@@ -313,7 +314,7 @@ async def test_a_late_answer_retracts_the_breach_it_disproves(
         ("sla.retracted", "breach"),
         ("sla.met", None),
     ]
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         status = (await client.get("/v1/tickets/jira/G-1/sla")).json()
     clock = next(c for c in status["clocks"] if c["metric"] == "response")
     assert (clock["state"], clock["breached"], clock["business_seconds_used"]) == (
@@ -342,7 +343,7 @@ async def test_a_ticket_moving_to_another_policy_is_recalculated_under_it(
         "network",
         "network-chain",
     )
-    async with httpx.AsyncClient(base_url=engine_url) as client:
+    async with httpx.AsyncClient(base_url=engine_url, headers=ADMIN) as client:
         status = (await client.get("/v1/tickets/jira/H-1/sla")).json()
     clock = next(c for c in status["clocks"] if c["metric"] == "response")
     assert [entry["kind"] for entry in clock["history"]] == ["start", "retarget"]

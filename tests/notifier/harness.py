@@ -98,11 +98,15 @@ def on_sqlite_and_postgresql(
 
 @asynccontextmanager
 async def running_notifier(settings: NotifierSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running; the client talks to it in-process."""
+    """The app with its lifespan running; the client talks to it in-process, with the first
+    admin token (every scope)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+        headers = {"Authorization": f"Bearer {settings.admin_tokens[0]}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://notifier", headers=headers
+        ) as client:
             yield client
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.factories import ESCALATING, NOW, sla_event, slots
 from notifier.harness import migrated, on_sqlite_and_postgresql
+from slawatch_common.auth import Scope, TokenBook
 from slawatch_common.events import Channel, SlaEvent
 from slawatch_notifier import ackpage, folding, store
 from slawatch_notifier import escalation_store as es
@@ -46,6 +47,7 @@ from slawatch_notifier.planner import Planner
 from slawatch_notifier.rate_limits import limit_for
 from slawatch_notifier.settings import NotifierSettings
 
+ACK_TOKEN = "acks-writer-token"
 SECRET = b"link-page-secret"
 LINKS = AckLinks(SECRET, "http://notifier", timedelta(hours=24))
 CONFIG = parse_config(ESCALATING)
@@ -76,7 +78,10 @@ class Acks:
 
 def _app(engine: AsyncEngine, registry: CollectorRegistry) -> FastAPI:
     app = FastAPI()
-    app.include_router(acks_router(lambda: engine, SECRET, NotifierMetrics(registry), lambda: NOW))
+    writers = TokenBook.of(plain={Scope.ACKS_WRITE: [ACK_TOKEN]})
+    app.include_router(
+        acks_router(lambda: engine, SECRET, NotifierMetrics(registry), lambda: NOW, writers)
+    )
     return app
 
 
@@ -84,7 +89,10 @@ def _app(engine: AsyncEngine, registry: CollectorRegistry) -> FastAPI:
 async def _acks(engine: AsyncEngine) -> AsyncIterator[Acks]:
     registry = CollectorRegistry()
     transport = httpx.ASGITransport(app=_app(engine, registry))
-    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+    headers = {"Authorization": f"Bearer {ACK_TOKEN}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://notifier", headers=headers
+    ) as client:
         yield Acks(client, registry)
 
 

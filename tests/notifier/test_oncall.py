@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from slawatch_common.auth import Scope, TokenBook
 from slawatch_notifier import oncall
 from slawatch_notifier.oncall import OnCall, Schedule, on_call, schedule_errors
 from slawatch_notifier.oncall_api import router
@@ -528,15 +529,20 @@ def test_a_berlin_weekly_rotation_agrees_with_counting_local_mondays(
 # --- HTTP -----------------------------------------------------------------------
 
 NOW = utc("2024-01-10T12:00Z")
+READER = "oncall-reader-token"
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     empty = schedule(rotations=[daily(["alice"], active=BUSINESS)])
-    app.include_router(router({"l1": L1, "desk": empty}, now=lambda: NOW))
+    readers = TokenBook.of(plain={Scope.ONCALL_READ: [READER]})
+    app.include_router(router({"l1": L1, "desk": empty}, now=lambda: NOW, tokens=readers))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+    headers = {"Authorization": f"Bearer {READER}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://notifier", headers=headers
+    ) as client:
         yield client
 
 

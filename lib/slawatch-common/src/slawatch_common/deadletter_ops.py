@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.auth import authorised
+from slawatch_common.auth import Scope, TokenBook
 from slawatch_common.consumer import Producer, list_dead_letters, replay
 from slawatch_common.db import create_engine
 from slawatch_common.kafka import start_producer
@@ -60,22 +60,19 @@ def dead_letter_router(
     table: sa.Table,
     db: Callable[[], AsyncEngine],
     producer: Callable[[], Producer],
-    tokens: Sequence[str],
+    tokens: Sequence[str] | TokenBook,
 ) -> APIRouter:
     """The dead-letter API over ``table``; ``db`` and ``producer`` give the running
     service's database engine and Kafka producer."""
-    if DEV_ADMIN_TOKEN in tokens:
+    if not isinstance(tokens, TokenBook) and DEV_ADMIN_TOKEN in tokens:
         log.warning(
             "SLAWATCH_ADMIN_TOKENS holds the development token %r: anyone can read and "
             "replay dead letters with it; set your own outside development",
             DEV_ADMIN_TOKEN,
         )
 
-    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not authorised(authorization, tokens):
-            raise HTTPException(401, "a bearer token of SLAWATCH_ADMIN_TOKENS is required")
-
-    router = APIRouter(prefix="/v1/dead-letters", dependencies=[Depends(admin)])
+    book = tokens if isinstance(tokens, TokenBook) else TokenBook.of(plain={Scope.ADMIN: tokens})
+    router = APIRouter(prefix="/v1/dead-letters", dependencies=[Depends(book.require(Scope.ADMIN))])
 
     @router.get("")
     async def listing(

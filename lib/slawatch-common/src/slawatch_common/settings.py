@@ -6,13 +6,14 @@ environment at import time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slawatch_common.auth import ApiToken, Scope, TokenBook
 from slawatch_common.topics import Topics
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -46,11 +47,22 @@ class ServiceSettings(BaseSettings):
         description="Bearer tokens of the operations API (dead letters, redrive), as a JSON "
         "list in SLAWATCH_ADMIN_TOKENS.",
     )
+    api_tokens: tuple[ApiToken, ...] = Field(
+        (),
+        description="Bearer tokens with their scopes, as a JSON list in SLAWATCH_API_TOKENS: "
+        '[{"name": "grafana", "sha256": "<hex of the token\'s SHA-256>", "scopes": '
+        '["sla:read"]}] (slawatch_common/auth.py lists the scopes).',
+    )
     log_level: str = "INFO"
 
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    def token_book(self, plain: Mapping[Scope, Sequence[str]] | None = None) -> TokenBook:
+        """The tokens this service accepts: ``SLAWATCH_API_TOKENS``, the admin tokens and
+        the service's own (``plain``, by scope)."""
+        return TokenBook.of(self.api_tokens, {Scope.ADMIN: self.admin_tokens, **(plain or {})})
 
     def development_values(self) -> list[str]:
         """Each setting left at a development value: ``"SLAWATCH_X: why"``."""

@@ -36,7 +36,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.types import Message, Receive, Scope, Send
 
-from slawatch_ingest.auth import BEARER, authorised
+from slawatch_common.auth import Scope as TokenScope
+from slawatch_ingest.auth import BEARER
 from slawatch_ingest.metrics import BrokerFailure, IngestMetrics, Rejection, TypeSeries, type_label
 from slawatch_ingest.openapi import events_request_body
 from slawatch_ingest.parsing import (
@@ -105,7 +106,7 @@ class EventIntake:
         *,
         clock: Clock = wall_clock,
     ) -> None:
-        self._tokens = settings.ingest_tokens
+        self._tokens = settings.token_book({TokenScope.EVENTS_WRITE: settings.ingest_tokens})
         self._max_body_bytes = settings.max_body_bytes
         self._max_events = settings.max_events_per_request
         self._max_errors = settings.max_errors_listed
@@ -121,8 +122,13 @@ class EventIntake:
             await answer(send, 405, _json({"detail": "Method Not Allowed"}), [(b"allow", b"POST")])
             return
         headers = _headers(scope, b"authorization", b"content-type", b"content-length")
-        if not authorised(headers.get(b"authorization"), self._tokens):
+        refusal = self._tokens.check(headers.get(b"authorization"), TokenScope.EVENTS_WRITE)
+        if refusal is not None:
             self._metrics.requests_rejected.labels(reason=Rejection.UNAUTHORIZED).inc()
+            if refusal == 403:
+                detail = _json({"detail": "the token lacks the scope 'events:write'"})
+                await answer(send, 403, detail)
+                return
             detail = _json({"detail": "a valid bearer token is required"})
             await answer(send, 401, detail, [(b"www-authenticate", b"Bearer")])
             return

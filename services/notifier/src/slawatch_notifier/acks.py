@@ -44,6 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from slawatch_common.auth import Scope, TokenBook
 from slawatch_common.events import Identifier, Name, SlaEvent
 from slawatch_notifier import ackpage, escalation_store, store
 from slawatch_notifier.acklink import (
@@ -121,12 +122,20 @@ def acks_router(
     secret: bytes,
     metrics: NotifierMetrics,
     now: Callable[[], datetime],
+    tokens: TokenBook,
 ) -> APIRouter:
-    """The ack routes; ``engine`` is a dependency (503 until the lifespan has made it)."""
+    """The ack routes; ``engine`` is a dependency (503 until the lifespan has made it).
+    ``POST /v1/acks`` needs a token with the scope ``acks:write``; a signed link is its own
+    credential."""
     api = APIRouter(tags=["acknowledgements"])
     Engine = Annotated[AsyncEngine, Depends(engine)]  # noqa: N806
 
-    @api.post("/v1/acks", response_model=AckAnswer, summary="Acknowledge escalations")
+    @api.post(
+        "/v1/acks",
+        response_model=AckAnswer,
+        summary="Acknowledge escalations",
+        dependencies=[Depends(tokens.require(Scope.ACKS_WRITE))],
+    )
     async def post_ack(request: AckRequest, db: Engine) -> AckAnswer | JSONResponse:
         problem = _subject_problem(request)
         if problem is not None:

@@ -115,8 +115,9 @@ def create_app(
             yield
 
     app = FastAPI(title="slawatch notifier", lifespan=lifespan)
-    app.include_router(acks_router(workers.database, links.secret, metrics, clock.now))
-    app.include_router(oncall_router(config.schedules, clock.now))
+    tokens = settings.token_book()
+    app.include_router(acks_router(workers.database, links.secret, metrics, clock.now, tokens))
+    app.include_router(oncall_router(config.schedules, clock.now, tokens))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -127,7 +128,7 @@ def create_app(
             store.dead_letters,
             workers.database,
             lambda: _started(workers.producer),
-            settings.admin_tokens,
+            tokens,
         )
     )
 

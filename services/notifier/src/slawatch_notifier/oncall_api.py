@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
+from slawatch_common.auth import Scope, TokenBook
 from slawatch_notifier.oncall import Schedule, on_call
 
 _SPACED_OFFSET = re.compile(r"^(\S+) (\d{2}(:?\d{2})?)$")
@@ -64,9 +65,12 @@ class UnknownSchedule(BaseModel):
     known: list[str]
 
 
-def router(schedules: Mapping[str, Schedule], now: Callable[[], datetime]) -> APIRouter:
-    """The router serving ``GET /v1/oncall`` and ``GET /v1/oncall/{schedule}``."""
-    api = APIRouter(tags=["on-call"])
+def router(
+    schedules: Mapping[str, Schedule], now: Callable[[], datetime], tokens: TokenBook
+) -> APIRouter:
+    """The router serving ``GET /v1/oncall`` and ``GET /v1/oncall/{schedule}`` (a token
+    with the scope ``oncall:read``)."""
+    api = APIRouter(tags=["on-call"], dependencies=[Depends(tokens.require(Scope.ONCALL_READ))])
 
     @api.get("/v1/oncall", response_model=OnCallList, summary="Who is on call in every schedule")
     async def everyone(at: Instant = None) -> OnCallList:

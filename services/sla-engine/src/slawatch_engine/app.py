@@ -23,11 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.auth import Scope
 from slawatch_common.consumer import is_fatal, is_transient, reachable
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.deadletter_ops import dead_letter_router
@@ -80,6 +81,7 @@ def create_app(
     settings: EngineSettings, book: PolicyBook, now: Callable[[], datetime] = utc_now
 ) -> FastAPI:
     registry = CollectorRegistry()
+    tokens = settings.token_book({Scope.REPORTS_READ: settings.report_tokens})
     metrics = EngineMetrics(registry)
     compliance_metrics = ComplianceMetrics(registry, book)
     state: dict[str, Runtime] = {}
@@ -213,7 +215,7 @@ def create_app(
             store.dead_letters,
             lambda: running().db,
             lambda: running().producer,
-            settings.admin_tokens,
+            tokens,
         )
     )
 
@@ -221,7 +223,7 @@ def create_app(
         reports_router(
             book,
             lambda: running().db,
-            (*settings.report_tokens, *settings.admin_tokens),
+            tokens,
             now,
         )
     )
@@ -229,7 +231,7 @@ def create_app(
     previewer = Previewer(configs=book.calendar_configs)
     previewing = asyncio.Semaphore(1)
 
-    @app.post("/v1/preview")
+    @app.post("/v1/preview", dependencies=[Depends(tokens.require(Scope.SLA_READ))])
     async def preview(request: Request) -> Any:
         """Deadline or elapsed-time answers for one request or an array (see preview.py):
         the body read up to ``MAX_PREVIEW_BYTES`` (413 beyond), answered in a worker thread,
@@ -252,10 +254,13 @@ def create_app(
             except TooManyRequestsError as exc:
                 raise HTTPException(422, f"body: {exc}") from None
 
-    @app.get("/v1/tickets/{source}/{ticket_id}/sla")
+    @app.get(
+        "/v1/tickets/{source}/{ticket_id}/sla",
+        dependencies=[Depends(tokens.require(Scope.SLA_READ))],
+    )
     async def ticket_sla(source: str, ticket_id: str) -> dict[str, Any]:
         """Every clock of the ticket: state, business time used, remaining, deadline."""
-        runtime = state["rt"]
+        runtime = running()  # 503 while the engine starts
         async with runtime.db.connect() as conn:
             found = await store.clocks_of_ticket(conn, f"{source}:{ticket_id}")
         if not found:

@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.auth import authorised
+from slawatch_common.auth import Scope, TokenBook
 from slawatch_engine.compliance import Report
 from slawatch_engine.contracts import Language
 from slawatch_engine.periods import choose_period, parse_instant
@@ -51,21 +51,22 @@ is sent: about 1.4 KB a ticket); longer reports are asked for with ``tickets=fal
 def reports_router(
     book: PolicyBook,
     db: Callable[[], AsyncEngine],
-    tokens: Sequence[str],
+    tokens: Sequence[str] | TokenBook,
     now: Callable[[], datetime],
 ) -> APIRouter:
-    if DEV_REPORT_TOKEN in tokens:
+    if not isinstance(tokens, TokenBook) and DEV_REPORT_TOKEN in tokens:
         log.warning(
             "SLAWATCH_REPORT_TOKENS holds the development token %r: anyone can read the "
             "compliance reports with it; set your own outside development",
             DEV_REPORT_TOKEN,
         )
 
-    def reader(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not authorised(authorization, tokens):
-            raise HTTPException(401, "a bearer token of SLAWATCH_REPORT_TOKENS is required")
-
-    router = APIRouter(prefix="/v1", dependencies=[Depends(reader)])
+    readers = (
+        tokens
+        if isinstance(tokens, TokenBook)
+        else TokenBook.of(plain={Scope.REPORTS_READ: tokens})
+    )
+    router = APIRouter(prefix="/v1", dependencies=[Depends(readers.require(Scope.REPORTS_READ))])
 
     @router.get("/contracts")
     async def contracts() -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""Every route of every service needs a token with its scope, but an allow-list.
+
+Each app is built as the service builds it and asked over HTTP in-process
+(its lifespan not started: a route past its credential check answers 503 or
+a 4xx of its own, which is all this test needs). For every route: no token →
+401; an unknown token → 401; a token of another scope → 403; a token of the
+route's scope → past the check; the admin token → past the check. A route
+that is neither on the allow-list nor in ``SCOPES`` fails the test, so no new
+route can go out unguarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from notifier.factories import write_config
+from slawatch_common.auth import ApiToken, Scope
+from slawatch_engine.app import create_app as engine_app
+from slawatch_engine.policy import load_policies
+from slawatch_engine.settings import EngineSettings
+from slawatch_ingest.app import create_app as ingest_app
+from slawatch_ingest.settings import IngestSettings
+from slawatch_notifier.app import create_app as notifier_app
+from slawatch_notifier.settings import NotifierSettings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "slawatch.yaml"
+ADMIN = "admin-token-of-the-test"
+OPEN = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN |= {"/openapi.json"}
+CAPABILITY = {"/v1/acks/{token}"}
+"""Signed ack links: the link is the credential (acklink.py)."""
+SIGNED = {"/v1/webhooks/{source}"}
+"""Webhooks: each source's own signature or token (signatures.py)."""
+SCOPES: dict[tuple[str, str], Scope] = {
+    ("POST", "/v1/events"): Scope.EVENTS_WRITE,
+    ("GET", "/v1/tickets/{source}/{ticket_id}/sla"): Scope.SLA_READ,
+    ("POST", "/v1/preview"): Scope.SLA_READ,
+    ("GET", "/v1/contracts"): Scope.REPORTS_READ,
+    ("GET", "/v1/reports/{name}"): Scope.REPORTS_READ,
+    ("POST", "/v1/acks"): Scope.ACKS_WRITE,
+    ("GET", "/v1/oncall"): Scope.ONCALL_READ,
+    ("GET", "/v1/oncall/{schedule}"): Scope.ONCALL_READ,
+}
+"""Every other route (dead letters) needs ``admin``."""
+
+
+def token_of(scope: Scope) -> str:
+    return f"token-with-the-scope-{scope.value}"
+
+
+def api_tokens() -> tuple[ApiToken, ...]:
+    """One token per scope; half of them given by their SHA-256 only."""
+    tokens = []
+    for index, scope in enumerate(Scope):
+        secret = token_of(scope)
+        if index % 2:
+            digest = hashlib.sha256(secret.encode()).hexdigest()
+            tokens.append(ApiToken(name=scope.value, sha256=digest, scopes=(scope,)))
+        else:
+            tokens.append(ApiToken(name=scope.value, token=secret, scopes=(scope,)))
+    return tuple(tokens)
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FastAPI]:
+    common: dict[str, Any] = {"api_tokens": api_tokens(), "admin_tokens": (ADMIN,)}
+    folder = tmp_path_factory.mktemp("notifier")
+    return {
+        "ingest": ingest_app(IngestSettings(ingest_tokens=("ingest-token-1",), **common)),
+        "engine": engine_app(
+            EngineSettings(report_tokens=("report-token-1",), **common), load_policies(EXAMPLE)
+        ),
+        "notifier": notifier_app(NotifierSettings(config_file=write_config(folder), **common)),
+    }
+
+
+def routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route the app describes (every route it serves: none is left
+    out of its OpenAPI document)."""
+    for path, operations in app.openapi()["paths"].items():
+        for method in sorted(operations):
+            yield method.upper(), path
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def scope_of(method: str, path: str) -> Scope:
+    return SCOPES.get((method, path), Scope.ADMIN)
+
+
+@pytest.mark.parametrize("service", ["ingest", "engine", "notifier"])
+async def test_every_route_needs_a_token_with_its_scope(
+    apps: dict[str, FastAPI], service: str
+) -> None:
+    app = apps[service]
+    walked = 0
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        for method, path in routes(app):
+            if path in OPEN | CAPABILITY | SIGNED or not path.startswith("/v1/"):
+                continue
+            scope = scope_of(method, path)
+            if (method, path) not in SCOPES:
+                assert path.startswith("/v1/dead-letters"), f"{method} {path}: no scope"
+            url = concrete(path)
+
+            async def ask(token: str | None, method: str = method, url: str = url) -> int:
+                headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+                response = await client.request(method, url, headers=headers, json={})
+                return response.status_code
+
+            assert await ask(None) == 401, (method, path)
+            assert await ask("not-a-token-anyone-has") == 401, (method, path)
+            other = next(s for s in Scope if s not in (scope, Scope.ADMIN))
+            assert await ask(token_of(other)) == 403, (method, path, other)
+            for allowed in (token_of(scope), ADMIN):
+                assert await ask(allowed) not in (401, 403), (method, path, allowed)
+            walked += 1
+    assert walked >= {"ingest": 1, "engine": 5, "notifier": 3}[service]
