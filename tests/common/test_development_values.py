@@ -89,3 +89,23 @@ def test_the_check_passes_with_real_values_and_in_development_mode() -> None:
     )
     with pytest.raises(DevelopmentValuesError, match="SLAWATCH_CLOCK_SHIFT_S"):
         shifted.refuse_development_values()
+
+
+def test_only_slawatch_env_development_is_development_mode() -> None:
+    """Any other value is production (a typo never switches the checks off), and no
+    variable but SLAWATCH_ENV counts."""
+    for value in ("staging", "prod", "Development ", ""):
+        settings = EngineSettings(environment=value)
+        with pytest.raises(DevelopmentValuesError):
+            settings.refuse_development_values()
+    env = production_env(ENVIRONMENT="development")
+    del env["SLAWATCH_ENV"]
+    other = subprocess.run(
+        [str(BIN / "slawatch-ingest")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode != 0
+    assert "SLAWATCH_INGEST_TOKENS" in other.stderr

@@ -145,3 +145,17 @@ def test_previews_never_grow_the_engines_calendars_and_keep_their_own_bounded(
         answer = previewer.answer({"calendar": inline, "from": T0, "to": T1})
         assert "business_seconds" in answer, answer
     assert len(previewer._built) == preview.MAX_INLINE
+
+
+def test_numbers_and_instants_past_a_datetime_are_errors_in_their_place() -> None:
+    previewer = Previewer(configs=load_policies(EXAMPLE).calendar_configs)
+    answers = previewer.answer_all(
+        [
+            {"calendar": {"name": "cn-office"}, "start": T0, "target_seconds": 1e400},
+            {"calendar": {"name": "cn-office"}, "start": "9999-12-31T00:00:00Z", "target_days": 5},
+            {"calendar": {"name": "cn-office"}, "from": T0, "to": T1},
+        ]
+    )
+    assert "target_seconds" in answers[0]["error"]
+    assert "error" in answers[1]
+    assert "business_seconds" in answers[2]

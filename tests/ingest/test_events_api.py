@@ -259,6 +259,15 @@ async def _many_events(client: httpx.AsyncClient, kafka_bootstrap: str, topics: 
                 "type": "too_many_events",
             }
         ]
+    # invalid ones too: the count refuses them, not 5,000 validation errors
+    for body, headers in (
+        (json.dumps([{}] * 5000), {"Content-Type": "application/json"}),
+        ("\n".join(["{}"] * 5000), NDJSON),
+    ):
+        refused = await client.post("/v1/events", content=body, headers=headers)
+        assert refused.status_code == 422
+        assert [p["type"] for p in refused.json()["detail"]] == ["too_many_events"]
+        assert "this one has 5000" in refused.json()["detail"][0]["msg"]
     accepted = await client.post("/v1/events", json=events[:1000])
     assert accepted.status_code == 202
     assert accepted.json()["accepted"] == 1000

@@ -159,4 +159,29 @@ async def test_an_unknown_certificate_is_not_trusted(served: Any) -> None:
     channel = EmailChannel(NotifierSettings(smtp_port=port, smtp_tls="starttls"), SystemClock())
     outcome = await channel.send(outbound())
     assert not isinstance(outcome, Delivered)
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.reason or "certificate" in outcome.reason
+    assert box.messages == []
+
+
+async def test_a_relay_with_a_self_signed_certificate_takes_mail_without_credentials(
+    served: Any,
+) -> None:
+    """Opportunistic TLS (the default, no credentials): encrypted, the certificate not
+    checked, as relays do; the same server refuses nothing."""
+    port, box = served("starttls")
+    channel = EmailChannel(NotifierSettings(smtp_port=port), SystemClock())
+    outcome = await channel.send(outbound())
+    await channel.aclose()
+    assert isinstance(outcome, Delivered)
+    assert len(box.messages) == 1
+
+
+async def test_the_older_starttls_setting_still_requires_tls(
+    served: Any, certificate: tuple[Path, Path]
+) -> None:
+    port, box = served("plain")
+    older = NotifierSettings(smtp_port=port, smtp_starttls=True, smtp_ca_file=certificate[0])
+    outcome = await EmailChannel(older, SystemClock()).send(outbound())
+    assert isinstance(outcome, Permanent)
+    assert "STARTTLS" in outcome.reason
     assert box.messages == []

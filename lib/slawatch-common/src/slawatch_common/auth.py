@@ -1,7 +1,9 @@
 """Bearer tokens: reading the ``Authorization`` header, comparing in constant time, scopes.
 
-Every route but the probes (``/healthz``, ``/readyz``, ``/metrics``) and the
-signed ack links needs a bearer token with the route's scope:
+Every route but the probes (``/healthz``, ``/readyz``, ``/metrics``), the API
+documentation (``/docs``, ``/openapi.json``: no data) and the routes that carry
+their own credential (signed ack links, webhooks verified by their source's
+signature) needs a bearer token with the route's scope:
 
 | scope | routes |
 |---|---|

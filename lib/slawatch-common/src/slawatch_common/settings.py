@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,9 +33,9 @@ class ServiceSettings(BaseSettings):
     kafka_partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics.")
     config_file: Path = Field(Path("deploy/config/slawatch.yaml"), description="Policy YAML.")
     http_host: str = "127.0.0.1"
-    environment: Literal["development", "production"] = Field(
+    environment: str = Field(
         "production",
-        validation_alias=AliasChoices("SLAWATCH_ENV", "environment"),
+        validation_alias=AliasChoices("SLAWATCH_ENV"),
         description="development (make run and the tests set it) lets a service start with "
         "the development defaults; anything else is production, where a service refuses "
         "them at start, naming each setting.",

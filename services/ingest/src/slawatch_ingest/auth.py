@@ -16,5 +16,7 @@ __all__ = ["BEARER", "authorised", "bearer_token", "token_accepted"]
 
 BEARER = HTTPBearer(
     auto_error=False,
-    description="One of the tokens in SLAWATCH_INGEST_TOKENS.",
+    description="A token with the scope events:write: one of SLAWATCH_INGEST_TOKENS, or of "
+    "SLAWATCH_API_TOKENS with that scope (or admin). 401 without a known token, 403 without "
+    "the scope.",
 )

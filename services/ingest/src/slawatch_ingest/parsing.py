@@ -28,12 +28,13 @@ and NDJSON errors also carry the 1-based ``line``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from slawatch_common.events import INBOUND_ADAPTER, InboundEvent, MonitoringEvent, TicketEvent
 
@@ -43,14 +44,19 @@ Loc: TypeAlias = tuple[str | int, ...]
 NDJSON = "application/x-ndjson"
 JSON_TYPES = ("application/json",)
 MAX_EVENT_BYTES = 1_000_000
+"""An event's serialized size limit: the producer refuses requests over 1 MiB."""
 MAX_EVENTS = 1000
 """Events a request may carry by default (``SLAWATCH_MAX_EVENTS_PER_REQUEST``)."""
 MAX_ERRORS = 100
 """Problems a 422 lists by default (``SLAWATCH_MAX_ERRORS_LISTED``)."""
-"""An event's serialized size limit: the producer refuses requests over 1 MiB."""
 
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
-_BATCH_ADAPTER: TypeAdapter[list[Inbound]] = TypeAdapter(list[InboundEvent])
+
+
+@functools.lru_cache(maxsize=8)
+def _batch_adapter(max_events: int) -> TypeAdapter[list[Inbound]]:
+    """Arrays of at most ``max_events`` events: validation stops at the one past it."""
+    return TypeAdapter(Annotated[list[InboundEvent], Field(max_length=max_events)])
 
 
 class BodyError(ValueError):
@@ -142,17 +148,22 @@ def read_items(body: bytes, content_type: str | None, max_events: int = MAX_EVEN
     text = _utf8(body)
     items = list(_ndjson_items(text)) if kind == NDJSON else _json_items(text)
     if len(items) > max_events:
-        raise InvalidEventsError(
-            [
-                {
-                    "loc": ["body"],
-                    "msg": f"at most {max_events} events a request; this one has "
-                    f"{len(items)}: send them in several requests",
-                    "type": "too_many_events",
-                }
-            ]
-        )
+        raise too_many_events(max_events, len(items))
     return items
+
+
+def too_many_events(limit: int, count: int | None) -> InvalidEventsError:
+    """The refusal of a request with more than ``limit`` events."""
+    has = f"this one has {count}" if count is not None else "this one has more"
+    return InvalidEventsError(
+        [
+            {
+                "loc": ["body"],
+                "msg": f"at most {limit} events a request; {has}: send them in several requests",
+                "type": "too_many_events",
+            }
+        ]
+    )
 
 
 def valid_events(
@@ -163,23 +174,32 @@ def valid_events(
 ) -> list[Encoded] | None:
     """Every event of ``body`` with its record value, if all are valid and pass ``check``.
 
-    Never raises: ``None`` means "ask ``read_items`` and ``validate_items``",
-    which refuse the body with the reason (or, for the odd body that only
-    Python's ``json`` reads, such as an NDJSON line of Unicode spaces, accept it).
+    ``None`` means "ask ``read_items`` and ``validate_items``", which refuse the
+    body with the reason (or, for the odd body that only Python's ``json``
+    reads, such as an NDJSON line of Unicode spaces, accept it). Raises only
+    ``InvalidEventsError`` for more than ``max_events`` events: counted before
+    any is validated (NDJSON lines), or by the validator that stops there.
     """
     try:
         kind = _accepted_kind(content_type)
         if kind == NDJSON:
-            lines = (line for line in body.split(b"\n") if line.strip())
+            lines = [line for line in body.split(b"\n") if line.strip()]
+            if len(lines) > max_events:
+                raise too_many_events(max_events, len(lines))
             events = [INBOUND_ADAPTER.validate_json(line) for line in lines]
         elif body.lstrip()[:1] == b"[":
-            events = _BATCH_ADAPTER.validate_json(body)
+            events = _batch_adapter(max_events).validate_json(body)
         else:
             events = [INBOUND_ADAPTER.validate_json(body)]
-    except (UnsupportedMediaTypeError, ValidationError):
+    except UnsupportedMediaTypeError:
         return None
-    if len(events) > max_events:
-        return None  # read_items refuses it
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            if error["type"] == "too_long" and error["loc"] == ():
+                raise too_many_events(
+                    max_events, error.get("ctx", {}).get("actual_length")
+                ) from None
+        return None
     encoded = [Encoded.of(event) for event in events]
     if not encoded or any(len(item.value) > MAX_EVENT_BYTES for item in encoded):
         return None  # empty, or an event too large: validate_items says which

@@ -51,9 +51,13 @@ class NotifierSettings(ServiceSettings):
     smtp_tls: Literal["starttls", "implicit", "opportunistic", "none"] = Field(
         "opportunistic",
         description="starttls: STARTTLS required; implicit: TLS from the first byte (port "
-        "465); opportunistic: STARTTLS when the server offers it; none: never. With "
+        "465); opportunistic: STARTTLS when the server offers it, its certificate not "
+        "checked (encryption against listeners, as mail relays do); none: never. With "
         "SLAWATCH_SMTP_USERNAME or SLAWATCH_SMTP_PASSWORD set, opportunistic and none mean "
         "starttls: credentials never travel in clear.",
+    )
+    smtp_starttls: bool = Field(
+        False, description="Older name of SLAWATCH_SMTP_TLS=starttls: true requires STARTTLS."
     )
     smtp_ca_file: Path | None = Field(
         None,

@@ -228,8 +228,7 @@ def create_app(
         )
     )
 
-    previewer = Previewer(configs=book.calendar_configs)
-    previewing = asyncio.Semaphore(1)
+    previewer = Previewer(configs=book.calendar_configs)  # one call at a time: its lock
 
     @app.post("/v1/preview", dependencies=[Depends(tokens.require(Scope.SLA_READ))])
     async def preview(request: Request) -> Any:
@@ -246,13 +245,12 @@ def create_app(
                 raise HTTPException(413, f"body: at most {MAX_PREVIEW_BYTES} bytes")
         try:
             body = json.loads(raw)
-        except ValueError as exc:
-            raise HTTPException(422, f"body: not JSON ({exc})") from None
-        async with previewing:
-            try:
-                return await asyncio.to_thread(previewer.answer_all, body)
-            except TooManyRequestsError as exc:
-                raise HTTPException(422, f"body: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise HTTPException(422, f"body: not JSON ({type(exc).__name__})") from None
+        try:
+            return await asyncio.to_thread(previewer.answer_all, body)
+        except TooManyRequestsError as exc:
+            raise HTTPException(422, f"body: {exc}") from None
 
     @app.get(
         "/v1/tickets/{source}/{ticket_id}/sla",

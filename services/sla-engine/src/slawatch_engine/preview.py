@@ -27,6 +27,7 @@ engine's calendars, and its own memory stays bounded.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -60,7 +61,7 @@ class _Request(BaseModel):
 
 class DeadlineRequest(_Request):
     start: AwareDatetime
-    target_seconds: Annotated[float, Field(ge=0)] | None = None
+    target_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     target_days: Annotated[int, Field(ge=0)] | None = None
     at: Literal["same_time", "end_of_day"] = "same_time"
 
@@ -83,6 +84,7 @@ class Previewer:
         self._shared = dict(named or {})
         self._named = self._fresh()
         self._built: OrderedDict[str, Calendar] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _fresh(self) -> dict[str, Calendar]:
         return {
@@ -96,12 +98,13 @@ class Previewer:
             raise TooManyRequestsError(
                 f"at most {MAX_REQUESTS} requests a call; this one has {len(body)}"
             )
-        try:
-            if isinstance(body, list):
-                return [self.answer(item) for item in body]
-            return self.answer(body)
-        finally:
-            self._bound()
+        with self._lock:  # one call at a time, whichever thread it comes from
+            try:
+                if isinstance(body, list):
+                    return [self.answer(item) for item in body]
+                return self.answer(body)
+            finally:
+                self._bound()
 
     def _bound(self) -> None:
         """Build this previewer's calendars afresh once they cache too many days."""
@@ -123,6 +126,8 @@ class Previewer:
             return {"error": describe_errors(exc)}
         except (CalendarError, ValueError, KeyError) as exc:
             return {"error": str(exc)}
+        except ArithmeticError:  # an instant or a duration past what a datetime holds
+            return {"error": "an instant or duration out of range"}
         return {"error": "a request has either 'start' (a deadline) or 'from' (elapsed time)"}
 
     def _deadline(self, request: DeadlineRequest) -> dict[str, Any]:

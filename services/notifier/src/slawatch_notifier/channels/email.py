@@ -264,12 +264,13 @@ _START_TLS: dict[str, bool | None] = {
 def smtp_options(settings: NotifierSettings) -> dict[str, Any]:
     """How to reach the SMTP server (``aiosmtplib.SMTP``'s arguments): its TLS mode
     (``SLAWATCH_SMTP_TLS``), certificates checked (against ``SLAWATCH_SMTP_CA_FILE`` if
-    set), AUTH with the credentials, if any — and then never without TLS: with
-    credentials, a server that offers no STARTTLS is refused before anything is sent."""
+    set; not in opportunistic mode), AUTH with the credentials, if any — and then never
+    without verified TLS: with credentials, a server that offers no STARTTLS is refused
+    before anything is sent."""
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     mode = settings.smtp_tls
-    if (settings.smtp_username or password) and mode in ("opportunistic", "none"):
-        mode = "starttls"
+    if settings.smtp_starttls or (settings.smtp_username or password):
+        mode = "starttls" if mode in ("opportunistic", "none") else mode
     return {
         "hostname": settings.smtp_host,
         "port": settings.smtp_port,
@@ -277,7 +278,9 @@ def smtp_options(settings: NotifierSettings) -> dict[str, Any]:
         "password": password,
         "use_tls": mode == "implicit",
         "start_tls": _START_TLS[mode],
-        "validate_certs": True,
+        # opportunistic TLS without credentials only keeps listeners out (a relay's
+        # self-signed certificate is no reason to send nothing); with them, checked
+        "validate_certs": mode != "opportunistic",
         "cert_bundle": str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
         "timeout": settings.send_timeout_s,
     }
