@@ -11,6 +11,7 @@ each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -58,8 +59,24 @@ async def pg_url() -> AsyncIterator[str]:
         base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
         yield f"{base}/{name}"
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        try:
+            await _drop(admin, name)
+        finally:
+            await admin.close()
+
+
+async def _drop(admin: asyncpg.Connection, name: str) -> None:
+    """Drop a test database. ``WITH (FORCE)`` ends its sessions, but it may not end one of
+    the server's own (an autovacuum worker that has just started on the new database, which
+    this role may not signal): that one ends by itself within moments, so try again."""
+    for attempt in range(20):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.5)
 
 
 @pytest.fixture
