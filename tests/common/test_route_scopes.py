@@ -4,15 +4,19 @@ Each app is built as the service builds it and asked over HTTP in-process
 (its lifespan not started: a route past its credential check answers 503 or
 a 4xx of its own, which is all this test needs). For every route: no token →
 401; an unknown token → 401; a token of another scope → 403; a token of the
-route's scope → past the check; the admin token → past the check. A route
-that is neither on the allow-list nor in ``SCOPES`` fails the test, so no new
-route can go out unguarded.
+route's scope → past the check; the admin token → past the check. The same
+for JWTs signed by a key of the configured JWKS (RS256 and ES256): the
+route's scope passes, another scope is 403; an expired one, one signed by a
+foreign key under a known ``kid``, one for another audience and an unsigned
+one are 401. A route that is neither on the allow-list nor in ``SCOPES``
+fails the test, so no new route can go out unguarded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from common.jwt_keys import SigningKey, jwks_file
 from notifier.factories import write_config
 from slawatch_common.auth import ApiToken, Scope
 from slawatch_engine.app import create_app as engine_app
@@ -69,9 +74,30 @@ def api_tokens() -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
+RSA = SigningKey.rsa("rsa-1")
+EC = SigningKey.ec("ec-1")
+FOREIGN = SigningKey.rsa("rsa-1")
+"""Another key under the ``kid`` of a configured one."""
+AUDIENCE = "slawatch"
+ISSUER = "https://idp.example.com/"
+
+
+def jwt_of(scope: Scope, key: SigningKey = RSA, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"sub": "svc", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 300, "iat": now}
+    return key.sign({**payload, "scope": f"profile {scope.value}", **claims})
+
+
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FastAPI]:
-    common: dict[str, Any] = {"api_tokens": api_tokens(), "admin_tokens": (ADMIN,)}
+    jwks = jwks_file(tmp_path_factory.mktemp("jwks") / "jwks.json", RSA, EC)
+    common: dict[str, Any] = {
+        "api_tokens": api_tokens(),
+        "admin_tokens": (ADMIN,),
+        "jwt_jwks": str(jwks),
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+    }
     folder = tmp_path_factory.mktemp("notifier")
     return {
         "ingest": ingest_app(IngestSettings(ingest_tokens=("ingest-token-1",), **common)),
@@ -132,5 +158,17 @@ async def test_every_route_needs_a_token_with_its_scope(
             assert await ask(token_of(other)) == 403, (method, path, other)
             for allowed in (token_of(scope), ADMIN):
                 assert await ask(allowed) not in (401, 403), (method, path, allowed)
+            for allowed in (jwt_of(scope), jwt_of(scope, EC), jwt_of(Scope.ADMIN)):
+                assert await ask(allowed) not in (401, 403), (method, path, "jwt")
+            assert await ask(jwt_of(other)) == 403, (method, path, "jwt", other)
+            refused = {
+                "expired": jwt_of(scope, exp=int(time.time()) - 120),
+                "foreign key": jwt_of(scope, FOREIGN),
+                "other audience": jwt_of(scope, aud="elsewhere"),
+                "other issuer": jwt_of(scope, iss="https://evil.example.com/"),
+                "unsigned": RSA.unsigned({"sub": "x", "scope": scope.value}),
+            }
+            for why, token in refused.items():
+                assert await ask(token) == 401, (method, path, why)
             walked += 1
     assert walked >= {"ingest": 1, "engine": 5, "notifier": 3}[service]

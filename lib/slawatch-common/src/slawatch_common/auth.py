@@ -16,11 +16,18 @@ signature) needs a bearer token with the route's scope:
 
 Tokens come from ``SLAWATCH_API_TOKENS`` (a JSON list of ``{"name", "sha256" or
 "token", "scopes"}``: store the SHA-256 of a token rather than the token, list
-two for one scope while rotating) and from the older settings, each with its
-scope: ``SLAWATCH_INGEST_TOKENS`` (events:write), ``SLAWATCH_REPORT_TOKENS``
-(reports:read), ``SLAWATCH_ADMIN_TOKENS`` (admin). A token is compared by its
-digest against every known one, in time independent of where they differ. No
-token, or an unknown one: 401; a known token without the route's scope: 403.
+two for one scope while rotating; ``"sources"`` binds an events:write token to
+the ticket sources it may post for) and from the older settings, each with its
+scope: ``SLAWATCH_INGEST_TOKENS`` (events:write, any source),
+``SLAWATCH_REPORT_TOKENS`` (reports:read), ``SLAWATCH_ADMIN_TOKENS`` (admin). A
+token is compared by its digest against every known one, in time independent
+of where they differ. A token that is none of them is tried as a JWT when
+``SLAWATCH_JWT_JWKS`` is set (``jwt_auth.py``): scopes and sources from its
+claims. No token, or an unknown one: 401; a known token without the route's
+scope: 403.
+
+Who a request is, the ``Principal`` (the token's name, or a JWT's ``sub``), is
+what a route records, e.g. as the author of an acknowledgement.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from typing import Annotated
 
 from fastapi import Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slawatch_common.jwt_auth import JwtVerifier, looks_like_jwt
 
 
 class Scope(StrEnum):
@@ -54,6 +63,11 @@ class ApiToken(BaseModel):
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     token: str | None = Field(None, min_length=16)
     scopes: tuple[Scope, ...] = Field(min_length=1)
+    sources: tuple[str, ...] | None = Field(
+        None,
+        min_length=1,
+        description="The ticket sources an events:write token may post for; absent: any.",
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiToken:
@@ -76,60 +90,122 @@ class Credential:
     name: str
     digest: bytes
     scopes: frozenset[Scope]
+    sources: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who presented a known token: its name (a JWT's subject), its scopes (admin: all of
+    them) and the sources it may post events for (``None``: any)."""
+
+    subject: str
+    scopes: frozenset[Scope]
+    sources: frozenset[str] | None = None
+
+    def may_post_for(self, source: str) -> bool:
+        return self.sources is None or source in self.sources
 
 
 class TokenBook:
-    """The tokens a service accepts, each with its scopes."""
+    """The tokens a service accepts, each with its scopes; JWTs too when ``jwt`` is given."""
 
-    def __init__(self, credentials: Iterable[Credential]) -> None:
+    def __init__(self, credentials: Iterable[Credential], jwt: JwtVerifier | None = None) -> None:
         self._credentials = tuple(credentials)
+        self._jwt = jwt
 
     @classmethod
     def of(
-        cls, entries: Iterable[ApiToken] = (), plain: Mapping[Scope, Sequence[str]] | None = None
+        cls,
+        entries: Iterable[ApiToken] = (),
+        plain: Mapping[Scope, Sequence[str]] | None = None,
+        jwt: JwtVerifier | None = None,
     ) -> TokenBook:
-        """From ``SLAWATCH_API_TOKENS`` entries and plain tokens by scope."""
-        credentials = [Credential(e.name, e.digest(), frozenset(e.scopes)) for e in entries]
+        """From ``SLAWATCH_API_TOKENS`` entries, plain tokens by scope and a JWT verifier."""
+        credentials = [
+            Credential(
+                e.name,
+                e.digest(),
+                frozenset(e.scopes),
+                None if e.sources is None else frozenset(e.sources),
+            )
+            for e in entries
+        ]
         for scope, tokens in (plain or {}).items():
             credentials += [Credential(str(scope), _digest(t), frozenset({scope})) for t in tokens]
-        return cls(credentials)
+        return cls(credentials, jwt)
 
-    def scopes_of(self, token: str) -> frozenset[Scope] | None:
-        """The scopes of ``token`` (admin: every scope), or ``None`` for an unknown token;
-        every known digest is compared, so the time tells nothing."""
+    @property
+    def verifies_jwt(self) -> bool:
+        return self._jwt is not None
+
+    def principal(self, token: str) -> Principal | None:
+        """Who ``token`` is, or ``None`` for an unknown one. Every known digest is compared,
+        so the time tells nothing; then, if none matched, the token is tried as a JWT
+        (which may fetch keys: ``jwt_auth.JwksKeys``)."""
         presented = _digest(token)
-        found: set[Scope] = set()
-        known = False
+        found: list[Credential] = []
         for credential in self._credentials:
             if hmac.compare_digest(presented, credential.digest):
-                known = True
-                found |= credential.scopes
-        if not known:
+                found.append(credential)
+        if found:
+            scopes = frozenset().union(*(c.scopes for c in found))
+            bound = [c.sources for c in found]
+            sources = None if None in bound else frozenset().union(*(b or () for b in bound))
+            return _principal(found[0].name, scopes, sources)
+        if self._jwt is None or not looks_like_jwt(token):
             return None
-        return frozenset(Scope) if Scope.ADMIN in found else frozenset(found)
+        claims = self._jwt.claims(token)
+        if claims is None:
+            return None
+        scopes = frozenset(Scope(s) for s in claims.scopes if s in _SCOPE_VALUES)
+        sources = None if claims.sources is None else frozenset(claims.sources)
+        return _principal(claims.subject, scopes, sources)
 
-    def check(self, authorization: str | None, scope: Scope) -> int | None:
-        """``None`` when the header's token has ``scope``; else the status to answer: 401
+    def scopes_of(self, token: str) -> frozenset[Scope] | None:
+        """The scopes of ``token`` (admin: every scope), or ``None`` for an unknown token."""
+        found = self.principal(token)
+        return None if found is None else found.scopes
+
+    def authenticate(self, authorization: str | None, scope: Scope) -> Principal | int:
+        """The header's principal when it has ``scope``; else the status to answer: 401
         (no token, or an unknown one) or 403 (a token without the scope)."""
         token = bearer_token(authorization)
-        scopes = None if token is None else self.scopes_of(token)
-        if scopes is None:
+        found = None if token is None else self.principal(token)
+        if found is None:
             return 401
-        return None if scope in scopes else 403
+        return found if scope in found.scopes else 403
 
-    def require(self, scope: Scope) -> Callable[..., None]:
-        """A FastAPI dependency: 401 or 403 unless the request's token has ``scope``."""
+    def check(self, authorization: str | None, scope: Scope) -> int | None:
+        """``None`` when the header's token has ``scope``; else 401 or 403 (``authenticate``)."""
+        answer = self.authenticate(authorization, scope)
+        return answer if isinstance(answer, int) else None
 
-        def authorised_for(authorization: Annotated[str | None, Header()] = None) -> None:
-            answer = self.check(authorization, scope)
+    def require(self, scope: Scope) -> Callable[..., Principal]:
+        """A FastAPI dependency giving the request's ``Principal``: 401 or 403 unless its
+        token has ``scope``. A plain function, so FastAPI runs it in a worker thread and a
+        JWKS fetch never stalls the event loop."""
+
+        def authorised_for(authorization: Annotated[str | None, Header()] = None) -> Principal:
+            answer = self.authenticate(authorization, scope)
             if answer == 401:
                 raise HTTPException(
                     401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
                 )
             if answer == 403:
                 raise HTTPException(403, f"the token lacks the scope {scope.value!r}")
+            assert isinstance(answer, Principal)
+            return answer
 
         return authorised_for
+
+
+_SCOPE_VALUES = frozenset(s.value for s in Scope)
+
+
+def _principal(subject: str, scopes: frozenset[Scope], sources: frozenset[str] | None) -> Principal:
+    if Scope.ADMIN in scopes:
+        return Principal(subject, frozenset(Scope), None)
+    return Principal(subject, scopes, sources)
 
 
 def bearer_token(authorization: str | None) -> str | None:

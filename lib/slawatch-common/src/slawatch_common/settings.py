@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from slawatch_common.auth import ApiToken, Scope, TokenBook
+from slawatch_common.jwt_auth import JwksKeys, JwtVerifier
 from slawatch_common.topics import Topics
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -52,6 +53,28 @@ class ServiceSettings(BaseSettings):
         '[{"name": "grafana", "sha256": "<hex of the token\'s SHA-256>", "scopes": '
         '["sla:read"]}] (slawatch_common/auth.py lists the scopes).',
     )
+    jwt_jwks: str | None = Field(
+        None,
+        description="JWT bearer tokens (RS256, ES256) are accepted when set: the JWKS of "
+        "their issuer, an https URL or a file path (slawatch_common/jwt_auth.py).",
+    )
+    jwt_issuer: str | None = Field(None, description="The iss a JWT must carry, when set.")
+    jwt_audience: str | None = Field(None, description="The aud a JWT must carry, when set.")
+    jwt_scope_claim: str = Field(
+        "scope", description="The JWT claim with its scopes (space-separated or a list)."
+    )
+    jwt_sources_claim: str = Field(
+        "slawatch_sources",
+        description="The JWT claim listing the sources an events:write token may post for; "
+        "absent: any.",
+    )
+    retention_days: int = Field(
+        396,
+        ge=1,
+        le=36_500,
+        description="Days a record is kept once it is settled (sent notifications, resolved "
+        "tickets' snapshots, dead letters); 396 (13 months) covers a yearly review.",
+    )
     log_level: str = "INFO"
 
     @property
@@ -61,13 +84,31 @@ class ServiceSettings(BaseSettings):
     def token_book(self, plain: Mapping[Scope, Sequence[str]] | None = None) -> TokenBook:
         """The tokens this service accepts: ``SLAWATCH_API_TOKENS``, the admin tokens and
         the service's own (``plain``, by scope)."""
-        return TokenBook.of(self.api_tokens, {Scope.ADMIN: self.admin_tokens, **(plain or {})})
+        return TokenBook.of(
+            self.api_tokens, {Scope.ADMIN: self.admin_tokens, **(plain or {})}, self.jwt_verifier()
+        )
+
+    def jwt_verifier(self) -> JwtVerifier | None:
+        """The verifier of JWT bearer tokens, when ``SLAWATCH_JWT_JWKS`` is set; a JWKS file
+        that cannot be read raises ``JwksError`` naming the setting."""
+        if self.jwt_jwks is None:
+            return None
+        return JwtVerifier(
+            JwksKeys(self.jwt_jwks),
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            scope_claim=self.jwt_scope_claim,
+            sources_claim=self.jwt_sources_claim,
+        )
 
     def development_values(self) -> list[str]:
         """Each setting left at a development value: ``"SLAWATCH_X: why"``."""
+        found = []
         if DEV_ADMIN_TOKEN in self.admin_tokens:
-            return [f"SLAWATCH_ADMIN_TOKENS: holds the development token {DEV_ADMIN_TOKEN!r}"]
-        return []
+            found.append(f"SLAWATCH_ADMIN_TOKENS: holds the development token {DEV_ADMIN_TOKEN!r}")
+        if self.jwt_jwks is not None and self.jwt_jwks.startswith("http://"):
+            found.append("SLAWATCH_JWT_JWKS: keys fetched over plain http can be forged")
+        return found
 
     def refuse_development_values(self, more: Iterable[str] = ()) -> None:
         """Outside development mode, ``DevelopmentValuesError`` naming every setting left at a
