@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.factories import ESCALATING, NOW, sla_event, slots
 from notifier.harness import migrated, on_sqlite_and_postgresql
-from slawatch_common.auth import Scope, TokenBook
+from slawatch_common.auth import ApiToken, Scope, TokenBook
 from slawatch_common.events import Channel, SlaEvent
 from slawatch_notifier import ackpage, folding, store
 from slawatch_notifier import escalation_store as es
@@ -60,6 +60,8 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
+CONSOLE_TOKEN = "token-of-the-ops-console"
+"""A named token (``SLAWATCH_API_TOKENS``): acknowledgements record its name."""
 ONCALL_LINK = _path(LINKS.url(CLOCK, 1, "zhao.lei", NOW))  # zhao.lei reads zh-CN
 ASSIGNEE_LINK = _path(LINKS.url(CLOCK, 1, "li.wei", NOW))
 
@@ -78,7 +80,8 @@ class Acks:
 
 def _app(engine: AsyncEngine, registry: CollectorRegistry) -> FastAPI:
     app = FastAPI()
-    writers = TokenBook.of(plain={Scope.ACKS_WRITE: [ACK_TOKEN]})
+    console = ApiToken(name="ops-console", token=CONSOLE_TOKEN, scopes=(Scope.ACKS_WRITE,))
+    writers = TokenBook.of([console], plain={Scope.ACKS_WRITE: [ACK_TOKEN]})
     app.include_router(
         acks_router(lambda: engine, SECRET, NotifierMetrics(registry), lambda: NOW, writers)
     )
@@ -409,3 +412,32 @@ def test_the_pages_have_every_word_in_every_language() -> None:
         assert set(words) == set(english), locale
         for key, template in words.items():
             assert placeholders(template) == placeholders(english[key]), (locale, key)
+
+
+async def test_an_api_ack_records_the_credential_it_came_with(tmp_path: Path) -> None:
+    async with migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as engine:
+        await _record(engine, *(_breach(f"OPS-{n}") for n in (1, 2, 3)))
+        async with _acks(engine) as acks:
+            console = {"Authorization": f"Bearer {CONSOLE_TOKEN}"}
+            named = await acks.client.post(
+                "/v1/acks",
+                json={"clock_id": "jira:OPS-1:response", "by": "Li Wei (phone)"},
+                headers=console,
+            )
+            long = await acks.client.post(
+                "/v1/acks",
+                json={"clock_id": "jira:OPS-2:response", "by": "y" * 400},
+                headers=console,
+            )
+            unnamed = await acks.client.post(
+                "/v1/acks", json={"clock_id": "jira:OPS-3:response", "by": "li.wei"}
+            )
+        stored = await _escalations(engine)
+
+    assert (named.status_code, long.status_code, unnamed.status_code) == (200, 200, 200)
+    assert stored["jira:OPS-1:response"] == ("acknowledged", "Li Wei (phone) via ops-console")
+    kept = stored["jira:OPS-2:response"][1]
+    assert kept is not None
+    assert kept.endswith(" via ops-console")
+    assert len(kept) <= BY_MAX_CHARS
+    assert stored["jira:OPS-3:response"] == ("acknowledged", "li.wei")

@@ -95,8 +95,9 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who presented a known token: its name (a JWT's subject), its scopes (admin: all of
-    them) and the sources it may post events for (``None``: any)."""
+    """Who presented a known token: its name (a JWT's subject; ``""`` for a token of the
+    older settings, which have none), its scopes (admin: all of them) and the sources it
+    may post events for (``None``: any)."""
 
     subject: str
     scopes: frozenset[Scope]
@@ -131,7 +132,7 @@ class TokenBook:
             for e in entries
         ]
         for scope, tokens in (plain or {}).items():
-            credentials += [Credential(str(scope), _digest(t), frozenset({scope})) for t in tokens]
+            credentials += [Credential("", _digest(t), frozenset({scope})) for t in tokens]
         return cls(credentials, jwt)
 
     @property

@@ -26,7 +26,9 @@ clock or a digest with nothing folded into it.
 
 ``by`` of the API is free text: control characters become spaces (format
 characters such as bidirectional overrides go), runs of spaces one, and it is
-cut at ``BY_MAX_CHARS``, before it is logged or stored.
+cut at ``BY_MAX_CHARS``, before it is logged or stored. The acknowledgement
+records it with the caller's credential: ``"<by> via <token name or JWT
+subject>"`` (``recorded_by``); a link's records its recipient.
 """
 
 # No ``from __future__ import annotations``: the route signatures carry a
@@ -44,7 +46,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from slawatch_common.auth import Scope, TokenBook
+from slawatch_common.auth import Principal, Scope, TokenBook
 from slawatch_common.events import Identifier, Name, SlaEvent
 from slawatch_notifier import ackpage, escalation_store, store
 from slawatch_notifier.acklink import (
@@ -85,6 +87,16 @@ def clean_by(text: str) -> str:
     if not cleaned:
         raise ValueError("must contain a printable character")
     return cleaned
+
+
+def recorded_by(by: str, subject: str) -> str:
+    """Who an API acknowledgement is recorded as: the ``by`` the caller gave, and the
+    credential it came with (a token's name or a JWT's subject) when that says more:
+    ``"Li Wei (phone) via ops-console"``; at most ``BY_MAX_CHARS``, the credential kept."""
+    if not subject or by == subject:
+        return by
+    via = f" via {clean_by(subject)}"[: BY_MAX_CHARS // 2]
+    return by[: BY_MAX_CHARS - len(via)].rstrip() + via
 
 
 class AckRequest(BaseModel):
@@ -130,18 +142,24 @@ def acks_router(
     api = APIRouter(tags=["acknowledgements"])
     Engine = Annotated[AsyncEngine, Depends(engine)]  # noqa: N806
 
+    writer = tokens.require(Scope.ACKS_WRITE)
+    Caller = Annotated[Principal, Depends(writer)]  # noqa: N806
+
+    # The credential is checked first (the route's own dependency, run before those of its
+    # parameters); the parameter reuses that answer.
     @api.post(
         "/v1/acks",
         response_model=AckAnswer,
         summary="Acknowledge escalations",
-        dependencies=[Depends(tokens.require(Scope.ACKS_WRITE))],
+        dependencies=[Depends(writer)],
     )
-    async def post_ack(request: AckRequest, db: Engine) -> AckAnswer | JSONResponse:
+    async def post_ack(request: AckRequest, db: Engine, caller: Caller) -> AckAnswer | JSONResponse:
         problem = _subject_problem(request)
         if problem is not None:
             return problem
+        by = recorded_by(request.by, caller.subject)
         if request.clock_id is not None:
-            outcomes = await _acknowledge(db, (request.clock_id, request.cycle), request.by, now())
+            outcomes = await _acknowledge(db, (request.clock_id, request.cycle), by, now())
             missing = f"no escalation for clock {request.clock_id!r} cycle {request.cycle}"
         else:
             source, ticket_id = request.ticket_source or "", request.ticket_id or ""
@@ -151,7 +169,7 @@ def acks_router(
                     escalation_store.acknowledge_ticket,
                     source=source,
                     ticket_id=ticket_id,
-                    by=request.by,
+                    by=by,
                     now=now(),
                 ),
             )
