@@ -61,6 +61,19 @@ class PgInstance:
     def stop(self) -> None:
         _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def require_tls(self, cert: Path, key: Path) -> None:
+        """From now on (after a restart) TLS with ``cert`` only: a connection in clear is
+        refused by ``pg_hba.conf``."""
+        for source, name in ((cert, "server.crt"), (key, "server.key")):
+            target = self.data / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            shutil.chown(target, "postgres", "postgres")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        hba = self.data / "pg_hba.conf"
+        hba.write_text("hostnossl all all 0.0.0.0/0 reject\n" + hba.read_text())
+
     def running(self) -> bool:
         done = subprocess.run(
             [str(BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],

@@ -7,6 +7,7 @@ with a version table of its own, so two services may share one database.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Dialect, MetaData, TypeDecorator, event, pool
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -45,6 +47,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
     Errors never quote bound parameters (``hide_parameters``): they may hold event
     text, addresses or signed links, and errors are logged and kept with dead letters.
+    TLS to PostgreSQL is asked for in the URL as libpq has it (``tls_of``).
     For SQLite the file's folder is created, WAL journaling is switched on and
     writers wait for each other instead of failing with "database is locked".
     """
@@ -55,9 +58,62 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    url, connect_args = tls_of(url)
     return create_async_engine(
-        url, echo=echo, pool_size=10, max_overflow=5, pool_pre_ping=True, hide_parameters=True
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=5,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        connect_args=connect_args,
     )
+
+
+TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+"""libpq's TLS parameters, read from the query of a ``postgresql+asyncpg://`` URL."""
+
+
+def tls_of(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without libpq's TLS parameters, and the driver's ``ssl`` argument they make.
+
+    ``?sslmode=verify-full&sslrootcert=/etc/slawatch/db-ca.pem`` means what it
+    means to ``psql``: ``disable`` (never TLS), ``allow``/``prefer`` (TLS when the
+    server offers it, unverified), ``require`` (TLS, unverified — verified against
+    ``sslrootcert`` when one is given, as libpq does), ``verify-ca`` (the server's
+    certificate chains to ``sslrootcert``, or to the system's CAs), ``verify-full``
+    (and names the host). ``sslcert``/``sslkey``: a client certificate. Anything
+    else is a ``ValueError`` naming the parameter.
+    """
+    parsed = make_url(url)
+    query = dict(parsed.query)
+    given = {name: query.pop(name) for name in TLS_PARAMETERS if name in query}
+    if not given:
+        return url, {}
+    values = {name: value if isinstance(value, str) else value[-1] for name, value in given.items()}
+    mode = values.get("sslmode", "prefer")
+    root, cert, key = values.get("sslrootcert"), values.get("sslcert"), values.get("sslkey")
+    bare = parsed.set(query=query).render_as_string(hide_password=False)
+    if mode == "disable":
+        return bare, {"ssl": False}
+    if mode in ("allow", "prefer") and cert is None:
+        return bare, {"ssl": "prefer"}
+    if mode not in ("allow", "prefer", "require", "verify-ca", "verify-full"):
+        raise ValueError(
+            f"database URL: sslmode={mode!r} is none of disable, allow, prefer, require, "
+            "verify-ca, verify-full"
+        )
+    verify = mode.startswith("verify") or (mode == "require" and root is not None)
+    try:
+        context = ssl.create_default_context(cafile=root)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"database URL: sslrootcert/sslcert/sslkey not usable: {exc}") from exc
+    context.check_hostname = mode == "verify-full"
+    if not verify:
+        context.verify_mode = ssl.CERT_NONE
+    return bare, {"ssl": context}
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -109,8 +165,8 @@ def run_env(metadata: MetaData) -> None:
     if connection is not None:
         _migrate(connection, metadata, version_table)
         return
-    url = cfg.get_main_option("sqlalchemy.url") or ""
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    url, connect_args = tls_of(cfg.get_main_option("sqlalchemy.url") or "")
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
 
     async def run() -> None:
         async with engine.begin() as conn:
