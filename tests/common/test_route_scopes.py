@@ -172,3 +172,24 @@ async def test_every_route_needs_a_token_with_its_scope(
                 assert await ask(token) == 401, (method, path, why)
             walked += 1
     assert walked >= {"ingest": 1, "engine": 5, "notifier": 3}[service]
+
+
+async def test_metrics_behind_their_own_token_when_one_is_set(tmp_path: Path) -> None:
+    token = "metrics-token-of-the-test"
+    common: dict[str, Any] = {"metrics_token": token}
+    built = {
+        "ingest": ingest_app(IngestSettings(**common)),
+        "engine": engine_app(EngineSettings(**common), load_policies(EXAMPLE)),
+        "notifier": notifier_app(NotifierSettings(config_file=write_config(tmp_path), **common)),
+    }
+    for service, app in built.items():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            bare = await client.get("/metrics")
+            admin = await client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+            right = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+            health = await client.get("/healthz")
+        assert (bare.status_code, admin.status_code) == (401, 401), service
+        assert right.status_code == 200, service
+        assert "# TYPE" in right.text, service
+        assert health.status_code in (200, 503), service

@@ -6,13 +6,15 @@ environment at import time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Annotated
 
+from fastapi import Header, HTTPException
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from slawatch_common.auth import ApiToken, Scope, TokenBook
+from slawatch_common.auth import ApiToken, Scope, TokenBook, authorised
 from slawatch_common.jwt_auth import JwksKeys, JwtVerifier
 from slawatch_common.topics import Topics
 
@@ -68,6 +70,12 @@ class ServiceSettings(BaseSettings):
         description="The JWT claim listing the sources an events:write token may post for; "
         "absent: any.",
     )
+    metrics_token: str | None = Field(
+        None,
+        description="When set, /metrics answers only a request with this bearer token "
+        "(Prometheus: authorization.credentials in the scrape config); unset, it is open "
+        "like the probes.",
+    )
     retention_days: int = Field(
         396,
         ge=1,
@@ -87,6 +95,19 @@ class ServiceSettings(BaseSettings):
         return TokenBook.of(
             self.api_tokens, {Scope.ADMIN: self.admin_tokens, **(plain or {})}, self.jwt_verifier()
         )
+
+    def metrics_access(self) -> Callable[..., None]:
+        """The FastAPI dependency guarding ``/metrics``: open when no ``metrics_token`` is
+        set; else 401 without that bearer token."""
+        token = self.metrics_token
+
+        def metrics_reader(authorization: Annotated[str | None, Header()] = None) -> None:
+            if token is not None and not authorised(authorization, [token]):
+                raise HTTPException(
+                    401, "the metrics token is required", headers={"WWW-Authenticate": "Bearer"}
+                )
+
+        return metrics_reader
 
     def jwt_verifier(self) -> JwtVerifier | None:
         """The verifier of JWT bearer tokens, when ``SLAWATCH_JWT_JWKS`` is set; a JWKS file

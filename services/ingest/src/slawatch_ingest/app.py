@@ -110,5 +110,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(webhooks_router(settings, sources, publisher, metrics, clock=clock))
-    app.include_router(probes_router(publisher, registry, settings.produce_timeout_s))
+    app.include_router(
+        probes_router(publisher, registry, settings.produce_timeout_s, settings.metrics_access())
+    )
     return app

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI, HTTPException, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -144,7 +144,7 @@ def create_app(
         response.status_code = 503
         return {"status": "unavailable", **answers}
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(settings.metrics_access())])
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

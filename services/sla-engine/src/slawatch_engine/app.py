@@ -185,7 +185,7 @@ def create_app(
 
     app = FastAPI(title="slawatch SLA engine", version="0.1.0", lifespan=lifespan)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(settings.metrics_access())])
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
