@@ -109,3 +109,35 @@ def test_only_slawatch_env_development_is_development_mode() -> None:
     )
     assert other.returncode != 0
     assert "SLAWATCH_INGEST_TOKENS" in other.stderr
+
+
+def test_a_provider_or_robot_address_that_is_not_https_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "slawatch.yaml"
+    config.write_text(
+        "notifier:\n"
+        "  channels:\n"
+        "    sms:\n"
+        "      providers: [twilio]\n"
+        "      twilio: {account_sid: AC1, from_number: '+15550000000', "
+        "endpoint: 'http://sms.example.com'}\n"
+        "    webhook:\n"
+        "      itsm: {url: 'http://itsm.example.com/hook'}\n"
+        "    slack:\n"
+        "      ops: {url: 'https://hooks.slack.com/services/T/B/X'}\n"
+    )
+    env = production_env(
+        SLAWATCH_CONFIG_FILE=str(config),
+        SLAWATCH_SMS_TWILIO_AUTH_TOKEN="twilio-auth-token",
+        SLAWATCH_WEBHOOK_ITSM_SECRET="itsm-webhook-secret",
+        SLAWATCH_ACK_SECRET=SECRET,
+        SLAWATCH_ENGINE_REPORT_TOKEN="engine-report-token-1",
+        SLAWATCH_ADMIN_TOKENS='["admin-token-1"]',
+    )
+    done = subprocess.run(
+        [str(BIN / "slawatch-notifier")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "SLAWATCH_SMS_TWILIO_ENDPOINT: not https" in done.stderr, done.stderr
+    assert "SLAWATCH_WEBHOOK_ITSM_URL: not https" in done.stderr
+    assert "SLACK" not in done.stderr
+    assert "SLAWATCH_SMS_URL" not in done.stderr  # the generic provider is not in use

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{ref.id} ({ref.channel})")
         return 0
     try:
-        settings.refuse_development_values(_generic_sms_values(settings))
+        settings.refuse_development_values(_channel_values(settings))
     except DevelopmentValuesError as exc:
         print(f"slawatch-notifier: {exc}", file=sys.stderr)
         return 2
@@ -92,15 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _generic_sms_values(settings: NotifierSettings) -> list[str]:
-    """The generic SMS provider's development values, when no other SMS provider is
-    configured (an invalid configuration is reported by the app as it starts)."""
+def _channel_values(settings: NotifierSettings) -> list[str]:
+    """Provider and robot addresses that are not https, and the generic SMS provider's
+    development values when no other SMS provider is configured (an invalid
+    configuration is reported by the app as it starts)."""
     try:
         config = load_config(settings.config_file)
         channels = parse_channels(config.channels, os.environ)
     except ConfigError:
         return []
-    return [] if channels.sms else settings.generic_sms_values()
+    return channels.plain_http() + ([] if channels.sms else settings.generic_sms_values())
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -95,6 +95,21 @@ class ChannelSettings:
         """The robot names ``channel`` knows (chat channels only)."""
         return frozenset(self.robots.get(channel, {}))
 
+    def plain_http(self) -> list[str]:
+        """``"SLAWATCH_<KIND>_<NAME>_<FIELD>: not https"`` for each provider or robot address
+        (``url``, ``base_url``, ``endpoint``) that is not https: refused in production."""
+        entries = [("sms", name, value) for name, value in self.sms]
+        entries += [
+            (str(ch), name, v) for ch, named in self.robots.items() for name, v in named.items()
+        ]
+        found = []
+        for kind, name, value in entries:
+            for field in ("url", "base_url", "endpoint"):
+                address = getattr(value, field, None)
+                if isinstance(address, str) and not address.startswith("https://"):
+                    found.append(f"{env_name(kind, name, field)}: not https")
+        return found
+
 
 def env_name(kind: str, name: str, field: str) -> str:
     return "_".join(("SLAWATCH", kind, name, field)).upper().replace("-", "_")
