@@ -95,6 +95,7 @@ test-unit: install
 fuzz: install kafka-up
 	SLAWATCH_FUZZ=long $(BIN)/pytest --timeout=3600 \
 	  tests/ingest/test_fuzz_normalisers.py tests/ingest/test_fuzz_http.py \
+	  tests/ingest/test_fuzz_signatures.py \
 	  tests/engine/test_intake_properties.py tests/notifier/test_intake_properties.py \
 	  $(PYTEST_ARGS)
 

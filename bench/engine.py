@@ -24,7 +24,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.ingest import BOOTSTRAP, ROOT, _free_port
+from bench.ingest import BOOTSTRAP, ROOT, _free_port, kafka_options
 from slawatch_common.kafka import delete_topics, ensure_topics, start_producer
 from slawatch_common.topics import Topics
 
@@ -41,7 +41,7 @@ def bench_engine() -> dict[str, Any]:
 
 async def _bench() -> dict[str, Any]:
     topics = Topics(f"bencheng{uuid.uuid4().hex[:8]}")
-    await ensure_topics(BOOTSTRAP, topics.all(), 4)
+    await ensure_topics(BOOTSTRAP, topics.all(), 4, options=kafka_options())
     database = f"bench_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(PG_ADMIN)
     try:
@@ -52,7 +52,7 @@ async def _bench() -> dict[str, Any]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
-        await delete_topics(BOOTSTRAP, topics.all())
+        await delete_topics(BOOTSTRAP, topics.all(), options=kafka_options())
     return {
         "events_per_s": rate,
         "baseline_raw_consume_per_s": baseline,
@@ -62,7 +62,7 @@ async def _bench() -> dict[str, Any]:
 
 
 async def _fill(topic: str) -> None:
-    producer = await start_producer(BOOTSTRAP)
+    producer = await start_producer(BOOTSTRAP, options=kafka_options())
     try:
         now = "2026-11-26T08:00:00Z"
         pending = []
@@ -84,7 +84,11 @@ async def _fill(topic: str) -> None:
 
 async def _raw_consume(topic: str) -> int:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        auto_offset_reset="earliest",
+        group_id=None,
+        **kafka_options(),
     )
     await consumer.start()
     try:

@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-from slawatch_common.kafka import delete_topics, ensure_topics
+from slawatch_common.kafka import client_options, delete_topics, ensure_topics
+from slawatch_common.settings import ServiceSettings
 from slawatch_common.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,12 @@ BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
 BOOTSTRAP = os.environ.get("SLAWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 VEGETA = ROOT / ".data/bench/bin/vegeta"
+
+
+def kafka_options() -> dict[str, Any]:
+    """The connection options of the benchmarks' own Kafka clients: the ``SLAWATCH_KAFKA_*``
+    TLS and SASL settings of the environment, as the services read them."""
+    return client_options(ServiceSettings())
 
 
 def event(n: int) -> dict[str, Any]:
@@ -54,7 +61,7 @@ def event(n: int) -> dict[str, Any]:
 
 def bench_ingest() -> dict[str, Any]:
     topics = Topics(f"bench{uuid.uuid4().hex[:8]}")
-    asyncio.run(ensure_topics(BOOTSTRAP, topics.all(), 4))
+    asyncio.run(ensure_topics(BOOTSTRAP, topics.all(), 4, options=kafka_options()))
     env = {
         **os.environ,
         "SLAWATCH_TOPIC_PREFIX": topics.prefix,
@@ -78,7 +85,7 @@ def bench_ingest() -> dict[str, Any]:
             baseline_latency = constant_rate(bare + "/", half_rate)
             batch = asyncio.run(batch_rate(ingest + "/v1/events"))
     finally:
-        asyncio.run(delete_topics(BOOTSTRAP, topics.all()))
+        asyncio.run(delete_topics(BOOTSTRAP, topics.all(), options=kafka_options()))
     return {
         "rps": ours,
         "baseline_bare_uvicorn_rps": baseline,

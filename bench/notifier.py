@@ -30,7 +30,7 @@ import asyncpg
 import yaml
 
 from bench.engine import PG_ADMIN
-from bench.ingest import BOOTSTRAP, ROOT, _free_port
+from bench.ingest import BOOTSTRAP, ROOT, _free_port, kafka_options
 from slawatch_common.kafka import delete_topics, ensure_topics, start_producer
 from slawatch_common.topics import Topics
 from slawatch_notifier.channels.email import build_message
@@ -150,8 +150,8 @@ def _config(folder: Path) -> Path:
 
 async def _notifier_rate(smtp_port: int) -> int:
     topics = Topics(f"benchnot{uuid.uuid4().hex[:8]}")
-    await ensure_topics(BOOTSTRAP, topics.all(), 4)
-    producer = await start_producer(BOOTSTRAP)
+    await ensure_topics(BOOTSTRAP, topics.all(), 4, options=kafka_options())
+    producer = await start_producer(BOOTSTRAP, options=kafka_options())
     try:
         at = datetime.now(UTC)
         sends = [
@@ -173,7 +173,7 @@ async def _notifier_rate(smtp_port: int) -> int:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
-        await delete_topics(BOOTSTRAP, topics.all())
+        await delete_topics(BOOTSTRAP, topics.all(), options=kafka_options())
 
 
 async def _run_notifier(topics: Topics, pg_dsn: str, config: Path, smtp_port: int) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from bench.engine import PG_ADMIN
-from bench.ingest import BOOTSTRAP, ROOT
+from bench.ingest import BOOTSTRAP, ROOT, kafka_options
 from bench.scale import probes
 from bench.scale.figures import STAGE_TYPES, Observed, analyse
 from bench.scale.plan import DOWN_S, SLACK_S, Plan, say
@@ -66,7 +66,7 @@ async def _bench(plan: Plan) -> dict[str, Any]:
     finally:
         await _drop(admin, database)
         await admin.close()
-        await delete_topics(BOOTSTRAP, topics.all())
+        await delete_topics(BOOTSTRAP, topics.all(), options=kafka_options())
     result = analyse(plan, recorder.seen, observed)
     result["wall_s"] = round(time.time() - started)
     return result

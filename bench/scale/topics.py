@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.ingest import BOOTSTRAP
+from bench.ingest import BOOTSTRAP, kafka_options
 from bench.scale.plan import PARTITIONS, SOURCE, Plan, utc
 from slawatch_common.kafka import ensure_topics, start_producer
 from slawatch_common.topics import Topics
@@ -29,7 +29,7 @@ _APPEND_TIME = 1
 async def create_topics(topics: Topics) -> None:
     """The SLA topic stamped with the broker's append time (created first, so the
     engine's ``ensure_topics`` finds it), then the others."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, **kafka_options())
     await admin.start()
     try:
         sla = NewTopic(
@@ -44,14 +44,14 @@ async def create_topics(topics: Topics) -> None:
                 raise RuntimeError(f"creating topic {name}: error {code} {rest}")
     finally:
         await admin.close()
-    await ensure_topics(BOOTSTRAP, topics.all(), PARTITIONS)
+    await ensure_topics(BOOTSTRAP, topics.all(), PARTITIONS, options=kafka_options())
 
 
 async def produce_stops(topic: str, plan: Plan) -> int:
     """Each planned stop (``ticket.responded`` or ``ticket.resolved``: both stop the
     response clock) at its instant; how many were sent after their deadline."""
     stops = sorted((s, j) for j in range(plan.band) if (s := plan.stop_of(j)) is not None)
-    producer = await start_producer(BOOTSTRAP)
+    producer = await start_producer(BOOTSTRAP, options=kafka_options())
     late = 0
     try:
         pending = []
@@ -101,7 +101,11 @@ class SlaRecorder:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            self._topic, bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest"
+            self._topic,
+            bootstrap_servers=BOOTSTRAP,
+            group_id=None,
+            auto_offset_reset="earliest",
+            **kafka_options(),
         )
         await consumer.start()
         try:

@@ -9,6 +9,12 @@
 # $KAFKA_PORT (default 9092), controller $KAFKA_CONTROLLER_PORT (9093).
 # The broker keeps files open for every partition it holds: it gets as many
 # open files as the hard limit allows. `reset` stops it and deletes its data.
+# $KAFKA_HEAP sets its heap (default "-Xms256m -Xmx1g").
+#
+# KAFKA_SECURE=1 starts a broker that takes only TLS + SASL clients (SCRAM or
+# PLAIN) on $KAFKA_PORT, with a CA, certificates and users of its own in its
+# data dir: see secure.sh beside this script. Give it its own KAFKA_DATA_DIR
+# and ports; the default plaintext broker is not touched.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +23,8 @@ port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-9093}
 partitions=${KAFKA_PARTITIONS:-4}
 data=${KAFKA_DATA_DIR:-$root/.data/kafka}
+secure=${KAFKA_SECURE:-0}
+read -r -a heap <<< "${KAFKA_HEAP:--Xms256m -Xmx1g}"
 pidfile=$data/broker.pid
 lib=$here/target/lib
 
@@ -33,6 +41,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 start() {
   if running; then echo "kafka: already running (pid $(cat "$pidfile"), port $port)"; return 0; fi
+  if port_open && [ "$secure" = 1 ]; then
+    echo "kafka: 127.0.0.1:$port is taken by another process; a secure broker needs its own" >&2
+    return 1
+  fi
   if port_open; then
     # another checkout's broker (or one started by hand): use it rather than fail
     echo "kafka: a process already listens on 127.0.0.1:$port; using it as the broker"
@@ -40,15 +52,22 @@ start() {
   fi
   jars
   mkdir -p "$data/logs"
-  sed -e "s#@DATA_DIR@#$data#g" -e "s#@PORT@#$port#g" \
-      -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@PARTITIONS@#$partitions#g" \
-      "$here/server.properties.in" > "$data/server.properties"
-  local java_opts=(-Xms256m -Xmx1g -Dkafka.logs.dir="$data/logs"
+  format_args=()
+  if [ "$secure" = 1 ]; then
+    # shellcheck source=secure.sh
+    . "$here/secure.sh"
+    secure_prepare || return 1  # (it checks each of its steps)
+  else
+    sed -e "s#@DATA_DIR@#$data#g" -e "s#@PORT@#$port#g" \
+        -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@PARTITIONS@#$partitions#g" \
+        "$here/server.properties.in" > "$data/server.properties"
+  fi
+  local java_opts=("${heap[@]}" -Dkafka.logs.dir="$data/logs"
                    -Dlog4j2.configurationFile="$here/log4j2.properties")
   if [ ! -f "$data/log/meta.properties" ]; then
     java "${java_opts[@]}" -cp "$lib/*" kafka.tools.StorageTool format \
       -t "$(java -cp "$lib/*" kafka.tools.StorageTool random-uuid)" \
-      -c "$data/server.properties" >"$data/logs/format.log" 2>&1 \
+      -c "$data/server.properties" "${format_args[@]}" >"$data/logs/format.log" 2>&1 \
       || { cat "$data/logs/format.log" >&2; return 1; }
   fi
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

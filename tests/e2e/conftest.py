@@ -10,7 +10,20 @@ from deploy.dev.sms_sink import SmsSink
 
 from e2e.system import System, run_system
 from slawatch_common.topics import Topics
+from support.secure_kafka import SecureBroker
 from support.smtp import SmtpSink
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> Iterator[SecureBroker]:
+    """A broker of the session's own that takes only TLS + SASL clients (and TLS with a client
+    certificate), on free ports (``support.secure_kafka``); stopped and deleted at the end."""
+    broker = SecureBroker()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ policies:
       P1: {response: 4s, resolution: 1h}
       P2: {response: 8s, resolution: 1h}
 notifier:
+  event_addresses: {sources: [e2e], mail_domains: [example.com]}
   people:
     oncall: {name: On-call, email: oncall@example.com, phone: "+8613800000002"}
     supervisor: {name: Supervisor, email: supervisor@example.com, phone: "+8613800000003"}
@@ -272,13 +273,17 @@ def sms_names(text: str, key: str) -> bool:
 
 
 def produce_raw(
-    bootstrap: str, topic: str, records: list[tuple[int, bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[int, bytes | None, bytes | None]],
+    options: Mapping[str, Any] | None = None,
 ) -> list[tuple[int, int]]:
     """Write ``(partition, key, value)`` records exactly as given (a ``None`` value is a null
-    record), acknowledged by every replica; their ``(partition, offset)``."""
+    record), acknowledged by every replica; their ``(partition, offset)``. ``options``: the
+    clients' connection options (``kafka.client_options``)."""
 
     async def run() -> list[tuple[int, int]]:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(options or {}))
         await producer.start()
         try:
             stored = []
@@ -302,8 +307,11 @@ class Stored:
     value: bytes | None
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Stored]:
-    """Every record of ``topic`` up to its end offsets at the call, by partition and offset."""
+def read_topic(
+    bootstrap: str, topic: str, options: Mapping[str, Any] | None = None
+) -> list[Stored]:
+    """Every record of ``topic`` up to its end offsets at the call, by partition and offset;
+    ``options``: the clients' connection options."""
 
     async def run() -> list[Stored]:
         consumer = AIOKafkaConsumer(
@@ -312,6 +320,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Stored]:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **(options or {}),
         )
         await consumer.start()
         try:

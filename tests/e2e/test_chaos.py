@@ -114,6 +114,7 @@ policies:
     targets:
       P1: {{response: {TARGET_S}s}}
 notifier:
+  event_addresses: {{sources: [chaos], mail_domains: [example.com]}}
   people:
     oncall: {{name: On-call, email: oncall@example.com, phone: "{ONCALL_PHONE}"}}
   escalations:

@@ -113,6 +113,7 @@ policies:
     targets:
       P1: {{response: {TARGET_S}s}}
 notifier:
+  event_addresses: {{sources: [outage], mail_domains: [example.com]}}
   people:
     oncall: {{name: On-call, email: oncall@example.com, phone: "{ONCALL_PHONE}"}}
     supervisor: {{name: Supervisor, email: {SUPERVISOR_EMAIL}, phone: "+8613800000003"}}

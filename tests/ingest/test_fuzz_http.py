@@ -45,6 +45,7 @@ from support.threaded import serving_in_thread
 pytestmark = pytest.mark.kafka
 
 UNLIMITED = {"per_second": 1_000_000, "burst": 1_000_000}
+UNLIMITED_FAILURES = {"unauth_per_minute": 1e12, "unauth_burst": 1_000_000_000}
 
 
 def open_sources() -> dict[str, Any]:
@@ -94,8 +95,13 @@ schema = schemathesis.openapi.from_dict(aimed_at_the_sources(openapi_document())
 
 @pytest.fixture
 def base_url(settings: IngestSettings) -> Iterator[str]:
-    """The app on the shared broker, under the test's own topics."""
-    with serving_in_thread(create_app(settings, SOURCES)) as base:
+    """The app on the shared broker, under the test's own topics.
+
+    Failed authentication is never limited: generated requests the app refuses
+    401 would otherwise soon have every later one answered 429, unexamined.
+    """
+    unlimited = settings.model_copy(update=UNLIMITED_FAILURES)
+    with serving_in_thread(create_app(unlimited, SOURCES)) as base:
         assert httpx.get(f"{base}/openapi.json").json() == openapi_document()
         yield base
 

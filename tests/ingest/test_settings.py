@@ -62,6 +62,45 @@ def test_an_impossible_window_is_invalid(
         IngestSettings()
 
 
+def test_the_limit_of_failed_authentication_comes_from_its_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("PER_MINUTE", "BURST", "ADDRESSES"):
+        monkeypatch.delenv(f"SLAWATCH_UNAUTH_{name}", raising=False)
+    defaults = IngestSettings()
+    monkeypatch.setenv("SLAWATCH_UNAUTH_PER_MINUTE", "6")
+    monkeypatch.setenv("SLAWATCH_UNAUTH_BURST", "12")
+    monkeypatch.setenv("SLAWATCH_UNAUTH_ADDRESSES", "500")
+    settings = IngestSettings()
+    assert (defaults.unauth_per_minute, defaults.unauth_burst, defaults.unauth_addresses) == (
+        30.0,
+        30,
+        10_000,
+    )
+    assert (settings.unauth_per_minute, settings.unauth_burst, settings.unauth_addresses) == (
+        6.0,
+        12,
+        500,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SLAWATCH_UNAUTH_PER_MINUTE", "0"),
+        ("SLAWATCH_UNAUTH_PER_MINUTE", "nan"),
+        ("SLAWATCH_UNAUTH_BURST", "0"),
+        ("SLAWATCH_UNAUTH_ADDRESSES", "0"),
+    ],
+)
+def test_an_impossible_limit_of_failed_authentication_is_invalid(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("SLAWATCH_").lower()):
+        IngestSettings()
+
+
 def test_no_token_at_all_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLAWATCH_INGEST_TOKENS", " , ")
     with pytest.raises(ValidationError, match="ingest_tokens"):

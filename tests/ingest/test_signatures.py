@@ -11,12 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest import payloads
 from ingest.payloads import sample
 from slawatch_ingest.signatures import UnauthenticatedError, authenticate
 from slawatch_ingest.webhook_config import parse_sources
 from slawatch_ingest.webhooks_api import credentials_of
+from support.fuzz import examples
 
 NOW = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
 SECRET = "s3cret"
@@ -312,3 +315,50 @@ def test_an_iso_timestamp_at_datetime_s_edges_is_a_bad_signature(stamp: str, say
     }
     with pytest.raises(UnauthenticatedError, match=says):
         authenticate(credentials_of(SOURCES["zendesk"]), ZENDESK, headers, NOW)
+
+
+HEADER_NAMES = sorted(
+    {
+        "authorization",
+        "x-hub-signature",
+        "x-zendesk-webhook-signature",
+        "x-zendesk-webhook-signature-timestamp",
+        "x-glpi-signature",
+        "x-glpi-timestamp",
+        "x-grafana-alerting-signature",
+        "x-grafana-alerting-signature-timestamp",
+        "x-slawatch-signature",
+    }
+)
+EDGE_TEXTS = [
+    *EPOCH_STAMPS,
+    *(stamp for stamp, _ in ISO_STAMPS),
+    "١٢٣",  # Arabic-Indic digits: int() reads them
+    "１２３",
+    "-0",
+    "1e400",
+    "sha256=" + "é" * 64,
+    "Bearer é",
+    "Basic é",
+    "Basic /w==",
+    "\ud800",  # a lone surrogate: no HTTP header decodes to one, but any str may hold it
+]
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+@settings(max_examples=examples(short=200, long=5_000), deadline=None)
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(HEADER_NAMES),
+        st.sampled_from(EDGE_TEXTS) | st.text() | st.text(alphabet="0123456789-+.e ", max_size=30),
+        max_size=len(HEADER_NAMES),
+    ),
+    body=st.binary(max_size=64),
+)
+def test_any_header_text_is_refused_as_unauthenticated(
+    source: str, headers: dict[str, str], body: bytes
+) -> None:
+    """Whatever text a header holds, ``authenticate`` raises ``UnauthenticatedError`` (a
+    401): no other exception, which would be a 500. (No drawn text is a valid credential.)"""
+    with pytest.raises(UnauthenticatedError):
+        authenticate(credentials_of(SOURCES[source]), body, headers, NOW)

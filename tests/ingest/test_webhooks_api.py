@@ -418,3 +418,72 @@ async def test_docs_list_the_webhook_route(client: httpx.AsyncClient) -> None:
     operation = spec["paths"]["/v1/webhooks/{source}"]["post"]
     assert set(operation["responses"]) >= {"202", "401", "404", "413", "422", "429", "503"}
     assert "snow" in operation["description"]
+
+
+def notification(*alerts: Any, version: str = "4") -> bytes:
+    return json.dumps({"version": version, "status": "firing", "alerts": list(alerts)}).encode()
+
+
+def firing(n: int, starts_at: str = "2026-11-26T01:00:00Z", **labels: str) -> dict[str, Any]:
+    return {
+        "status": "firing",
+        "labels": {"alertname": f"Alert{n}", **labels},
+        "startsAt": starts_at,
+        "fingerprint": f"f{n}",
+    }
+
+
+async def test_a_notification_of_too_many_alerts_or_problems_is_refused_briefly(
+    settings: IngestSettings, kafka_bootstrap: str, topics: Topics
+) -> None:
+    """Alerts are counted before any is read, as POST /v1/events counts events; what a 422
+    or an ignored delivery lists is capped like a 422 of POST /v1/events."""
+    limited = settings.model_copy(update={"max_events_per_request": 3, "max_errors_listed": 2})
+    sources = parse_sources(yaml.safe_load(CONFIG), {})
+    am = {"Authorization": "Bearer am-token"}
+    many = notification(*(firing(n, service="core") for n in range(4)))
+    # Not even an alert: refused for the count alone.
+    garbage = notification(*(["not an alert"] * 1001))
+    grafana = notification(*(firing(n, service="core") for n in range(4)), version="1")
+    early = notification(*(firing(n, "1999-01-01T00:00:00Z", service="core") for n in range(3)))
+    no_service = notification(*(firing(n) for n in range(3)))
+    async with (
+        serving(create_app(limited, sources)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+    ):
+        answers = [
+            await post(client, "alertmanager", many, am),
+            await post(client, "alertmanager", garbage, am),
+            await post(
+                client,
+                "grafana",
+                grafana,
+                {"X-Grafana-Alerting-Signature": payloads.grafana(SECRET, grafana)},
+            ),
+            await post(client, "alertmanager", early, am),
+            await post(client, "alertmanager", no_service, am),
+        ]
+
+    assert [(a.status_code, a.json()) for a in answers[:3]] == [
+        (
+            422,
+            {
+                "detail": f"at most 3 events a request; this one has {n}: send them in several"
+                " requests"
+            },
+        )
+        for n in (4, 1001, 4)
+    ]
+    assert answers[3].status_code == 422
+    listed = answers[3].json()["detail"].split("; ")
+    assert listed == [
+        "events[0].occurred_at: 1999-01-01T00:00:00+00:00 is before 2000-01-01T00:00:00+00:00,"
+        " the earliest instant accepted",
+        "events[0].data.starts_at: 1999-01-01T00:00:00+00:00 is before"
+        " 2000-01-01T00:00:00+00:00, the earliest instant accepted",
+        "and 4 more: listing stopped after 2 problems",
+    ]
+    assert answers[4].json() == {
+        "ignored": "Alert0: no service or job label; Alert1: no service or job label; and 1 more"
+    }
+    assert await read_topic(kafka_bootstrap, topics.monitoring) == []

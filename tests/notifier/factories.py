@@ -9,8 +9,21 @@ from typing import Any
 import yaml
 
 from slawatch_common.events import Channel, SlaEvent
+from slawatch_notifier.acklink import DEV_SECRET
+from slawatch_notifier.addresses import AddressHasher
 
 STARTED = datetime(2026, 11, 26, 0, 15, tzinfo=UTC)
+
+HASHER = AddressHasher(DEV_SECRET.encode())
+"""What records show for an address in the tests: the service's without SLAWATCH_ACK_SECRET."""
+
+EVENT_ADDRESSES: dict[str, Any] = {
+    "sources": ["jira"],
+    "mail_domains": ["example.com"],
+    "phone_prefixes": ["+86"],
+}
+"""``notifier.event_addresses`` of ``CONFIG``: the addresses Jira events give for assignees
+who are not configured (li.wei) are used, within example.com and +86."""
 
 CONFIG: dict[str, Any] = {
     "people": {
@@ -21,6 +34,7 @@ CONFIG: dict[str, Any] = {
         },
         "supervisor": {"name": "Service desk supervisor", "email": "supervisor@example.com"},
     },
+    "event_addresses": EVENT_ADDRESSES,
     "escalations": {
         "standard": [
             {"on": "warning", "notify": [{"to": "assignee", "via": "email"}]},

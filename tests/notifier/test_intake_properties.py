@@ -104,6 +104,13 @@ CONFIG = parse_config(
             | {"robots": {"dingtalk": "l2-robot"}},
         },
         "channels": {"dingtalk": {"l2-robot": {"access_token": "l2-robot-token"}}},
+        # the normal events' addresses are used; a drawn one is refused (another source)
+        # unless drawn from jira within example.com or +86
+        "event_addresses": {
+            "sources": ["jira"],
+            "mail_domains": ["example.com"],
+            "phone_prefixes": ["+86"],
+        },
         # a second email or SMS to one recipient within the hour is folded into a digest
         "rate_limits": {"email": {"max": 1, "per": "1h"}, "sms": {"max": 1, "per": "1h"}},
         "escalations": {
@@ -555,7 +562,7 @@ async def scenario(url: str, drawn: list[dict[str, Any]]) -> None:
         assert n.status != Status.SENDING, n
         if n.status == Status.PENDING:
             assert n.next_attempt_at > done, n  # a digest's window, a retry: not overdue
-        elif n.status == Status.FAILED:
+        elif n.status in (Status.FAILED, Status.REFUSED):
             assert n.last_error, n
         elif n.status == Status.FOLDED:
             assert n.digest_id in by_id, n

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.factories import CONFIG, NOW, sla_event, slots
+from notifier.factories import CONFIG, HASHER, NOW, sla_event, slots
 from notifier.harness import migrated, read_records
 from slawatch_common.events import IDENTIFIER_MAX, Channel, SlaEvent, bounded_id
 from slawatch_common.kafka import start_producer
@@ -99,7 +99,7 @@ def test_a_200_character_ticket_id_gives_a_valid_record() -> None:
         digest_id=None,
         redrives=2,
     )
-    record = outbox.record_for(finished)
+    record = outbox.record_for(finished, HASHER)
     assert len(record.event_id) == IDENTIFIER_MAX
     assert record.event_id == bounded_id(f"notification:{finished.id}:failed:r2")
     assert record.data.notification_id == bounded_id(finished.id)
@@ -154,6 +154,7 @@ async def _publish_long_and_broken(engine: AsyncEngine, bootstrap: str, topics: 
             topics.notifications,
             metrics=NotifierMetrics(registry),
             bell=asyncio.Event(),
+            hasher=HASHER,
         )
         assert await publisher.flush() == 3  # two published, one marked unpublishable
         assert await publisher.flush() == 0  # the broken one is not tried again

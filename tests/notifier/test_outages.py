@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.factories import CONFIG, NOW, sla_event, slots
+from notifier.factories import CONFIG, HASHER, NOW, sla_event, slots
 from notifier.harness import Scenario, eventually, on_sqlite_and_postgresql
 from slawatch_common.events import Channel, NotificationRecord
 from slawatch_notifier import outbox, store
@@ -304,7 +304,7 @@ async def a_notification_failing_past_its_budget_fails_with_the_reason(engine: A
     labels = {"channel": "sms", "outcome": "failed", "reason": "budget_exhausted"}
     assert _sample(registry, "slawatch_notifier_notifications_total", **labels) == 1
     async with engine.connect() as conn:
-        records = {f.id: outbox.record_for(f) for f in await store.unpublished(conn, 10)}
+        records = {f.id: outbox.record_for(f, HASHER) for f in await store.unpublished(conn, 10)}
     assert records[sms_id].type == "notification.failed"
     assert records[sms_id].data.error == failed["last_error"]
 
@@ -458,7 +458,7 @@ async def a_redrive_moves_exactly_the_matching_rows_and_each_is_delivered_once(
     assert mail.sent == Counter(redriven)
     assert (await _statuses(engine))[ids["OPS-5"]] == "failed"
     async with engine.connect() as conn:
-        records = {f.id: outbox.record_for(f) for f in await store.unpublished(conn, 20)}
+        records = {f.id: outbox.record_for(f, HASHER) for f in await store.unpublished(conn, 20)}
     # each redriven one is told again, under a new event id; the untouched ones as before
     for nid in redriven:
         assert (records[nid].type, records[nid].event_id) == (

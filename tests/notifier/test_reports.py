@@ -30,10 +30,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.factories import CONFIG, write_config
+from notifier.factories import CONFIG, HASHER, write_config
 from notifier.harness import SettingsMaker, eventually, migrated, rewind_group, running_notifier
 from slawatch_common.db import create_engine, upgrade
-from slawatch_common.events import ReportEvent
+from slawatch_common.events import Channel, ReportEvent
 from slawatch_engine import store as engine_store
 from slawatch_engine.policy import load_policies
 from slawatch_engine.reports_api import reports_router
@@ -375,7 +375,7 @@ async def test_a_due_report_mails_each_configured_recipient_once_with_its_pdf(
         "ticket_id": "acme",
         "recipient": "wang-li",
         "channel": "email",
-        "address": "wang.li@example.com",
+        "address": HASHER(Channel.EMAIL, "wang.li@example.com"),  # never the address itself
         "attempts": 1,
         "error": None,
         "digest_id": None,

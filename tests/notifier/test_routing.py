@@ -92,7 +92,7 @@ def test_assignee_without_the_address_is_skipped(config: NotifierConfig) -> None
     assert [s.reason for s in route(event, config, NOW).skipped] == [SkipReason.NO_ADDRESS]
 
 
-def test_the_configured_person_completes_the_assignee_the_source_sent(
+def test_the_configured_person_of_the_assignee_the_source_sent_is_reached(
     lines: NotifierConfig,
 ) -> None:
     event = sla_event("breach", assignee={"id": "zhao.lei", "email": "zl@corp.example"})
@@ -100,8 +100,8 @@ def test_the_configured_person_completes_the_assignee_the_source_sent(
         lines, [{"to": "assignee", "via": "email"}, {"to": "assignee", "via": "sms"}], event=event
     )
     assert _who(result) == [
-        ("zhao.lei", Channel.EMAIL, "zl@corp.example"),  # the source's address wins
-        ("zhao.lei", Channel.SMS, "+8613800000011"),  # the config fills in the phone
+        ("zhao.lei", Channel.EMAIL, "zhao.lei@example.com"),  # the configured address wins
+        ("zhao.lei", Channel.SMS, "+8613800000011"),
     ]
     assert {p.locale for p in result.notifications} == {"zh-CN"}
 

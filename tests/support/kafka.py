@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,23 +17,30 @@ from slawatch_common.topics import Topics
 
 
 @contextmanager
-def fresh_topics(bootstrap: str, prefix: str, partitions: int) -> Iterator[Topics]:
+def fresh_topics(
+    bootstrap: str, prefix: str, partitions: int, options: Mapping[str, Any] | None = None
+) -> Iterator[Topics]:
     """A set of topics under ``prefix`` and a random suffix, created with ``partitions`` each
-    and deleted on leaving.
+    and deleted on leaving; ``options`` are the clients' connection options.
 
     Synchronous, for fixtures of tests that run their own event loops.
     """
     fresh = Topics(prefix=f"{prefix}{uuid.uuid4().hex[:10]}")
-    asyncio.run(ensure_topics(bootstrap, fresh.all(), partitions))
+    asyncio.run(ensure_topics(bootstrap, fresh.all(), partitions, options=options))
     try:
         yield fresh
     finally:
-        asyncio.run(delete_topics(bootstrap, fresh.all()))
+        asyncio.run(delete_topics(bootstrap, fresh.all(), options=options))
 
 
-async def produce(bootstrap: str, topic: str, items: list[tuple[str, Any]]) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    items: list[tuple[str, Any]],
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """Write (key, JSON-able value or raw bytes) records, acknowledged by the broker."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(options or {}))
     await producer.start()
     try:
         for key, value in items:
@@ -46,9 +53,15 @@ async def produce(bootstrap: str, topic: str, items: list[tuple[str, Any]]) -> N
 class TopicReader:
     """Reads a topic from the beginning and keeps (key, value, timestamp_ms) of each record."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, options: Mapping[str, Any] | None = None
+    ) -> None:
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            **(options or {}),
         )
         self.records: list[tuple[str | None, dict[str, Any], int]] = []
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -107,16 +107,22 @@ def add_command(commands: Any) -> None:
 
 
 async def run_command(
-    args: argparse.Namespace, table: sa.Table, database_url: str, bootstrap: str
+    args: argparse.Namespace,
+    table: sa.Table,
+    database_url: str,
+    bootstrap: str,
+    *,
+    options: Mapping[str, Any] | None = None,
 ) -> int:
-    """Carry out a parsed ``dead-letters`` command; prints JSON lines; exit status."""
+    """Carry out a parsed ``dead-letters`` command; prints JSON lines; exit status.
+    ``options`` are the Kafka clients' connection options (``kafka.client_options``)."""
     db = create_engine(database_url)
     try:
         if args.verb == "list":
             for row in await list_dead_letters(db, table, limit=args.limit, after_id=args.after):
                 print(json.dumps(row, ensure_ascii=False))
             return 0
-        producer = await start_producer(bootstrap, attempts=10)
+        producer = await start_producer(bootstrap, attempts=10, options=options)
         try:
             done = await replay(db, table, producer, args.first, args.last, datetime.now(UTC))
         finally:

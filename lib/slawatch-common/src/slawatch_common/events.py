@@ -337,7 +337,17 @@ class Notification(_Model):
     ticket_id: Identifier
     recipient: Identifier
     channel: Channel
-    address: Annotated[str, Field(min_length=1, max_length=320)]
+    address: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=320,
+            description="A keyed hash of the recipient's normalised address: 'hmac-sha256:' "
+            "and 16 hex digits (HMAC-SHA256 keyed from the notifier's ack secret); never the "
+            "address itself.",
+            examples=["hmac-sha256:3f2a9c0d81b4e6a7"],
+        ),
+    ]
     attempts: Annotated[int, Field(ge=1)]
     error: Annotated[str, Field(max_length=2000)] | None = None
     digest_id: Identifier | None = Field(

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Header, HTTPException
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from slawatch_common.auth import ApiToken, Scope, TokenBook, authorised
 from slawatch_common.jwt_auth import JwksKeys, JwtVerifier
+from slawatch_common.kafka import KafkaSettingsError, SaslMechanism, SecurityProtocol
+from slawatch_common.kafka import settings_problems as kafka_problems
 from slawatch_common.topics import Topics
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -28,12 +30,46 @@ class DevelopmentValuesError(ValueError):
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SLAWATCH_", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix="SLAWATCH_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,  # settings hold passwords and tokens: errors name, not show
     )
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field("slawatch", pattern=r"^[A-Za-z0-9._-]+$")
     kafka_partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics.")
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (TLS, then SASL).",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None,
+        description="PEM CA certificates the broker's certificate is checked against (SSL, "
+        "SASL_SSL); unset: the system CAs. The host name is always checked.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="PEM client certificate (chain) shown to the broker (SSL, SASL_SSL)."
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        None, description="PEM key of the client certificate, when not in its file."
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_SSL, SASL_PLAINTEXT)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="The SASL user of the service.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Its SASL password.")
+    kafka_replication_factor: int = Field(
+        1, ge=1, le=32_767, description="Replicas of each topic a service creates."
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of each topic a service creates; unset: the broker's "
+        "default.",
+    )
     config_file: Path = Field(Path("deploy/config/slawatch.yaml"), description="Policy YAML.")
     http_host: str = "127.0.0.1"
     environment: str = Field(
@@ -85,6 +121,14 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _kafka_settings_work(self) -> ServiceSettings:
+        """Kafka settings that cannot work together, or TLS files that cannot be read, fail
+        here, at start, naming each setting (``kafka.settings_problems``)."""
+        if problems := kafka_problems(self):
+            raise KafkaSettingsError("invalid Kafka settings: " + "; ".join(problems))
+        return self
+
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
@@ -129,6 +173,8 @@ class ServiceSettings(BaseSettings):
             found.append(f"SLAWATCH_ADMIN_TOKENS: holds the development token {DEV_ADMIN_TOKEN!r}")
         if self.jwt_jwks is not None and self.jwt_jwks.startswith("http://"):
             found.append("SLAWATCH_JWT_JWKS: keys fetched over plain http can be forged")
+        if (self.kafka_security_protocol, self.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "PLAIN"):
+            found.append("SLAWATCH_KAFKA_SECURITY_PROTOCOL: SASL PLAIN sends the password in clear")
         return found
 
     def refuse_development_values(self, more: Iterable[str] = ()) -> None:

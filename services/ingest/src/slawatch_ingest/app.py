@@ -22,12 +22,13 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from slawatch_common.kafka import ensure_topics
+from slawatch_common.kafka import client_options, ensure_topics
 from slawatch_ingest.events_api import EVENTS_PATH, EventIntake, events_operation
 from slawatch_ingest.metrics import IngestMetrics
 from slawatch_ingest.openapi import event_schemas
 from slawatch_ingest.probes import probes_router
 from slawatch_ingest.publishing import Publisher
+from slawatch_ingest.ratelimit import FailureLimit
 from slawatch_ingest.settings import IngestSettings
 from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.webhook_config import default_sources
@@ -89,12 +90,22 @@ def create_app(
     metrics = IngestMetrics.register(
         registry, [name for name, cfg in sources.items() if cfg.enabled]
     )
-    publisher = Publisher(settings.kafka_bootstrap, settings.topics, settings.produce_timeout_s)
+    kafka = client_options(settings)  # TLS and SASL of every Kafka client
+    publisher = Publisher(
+        settings.kafka_bootstrap, settings.topics, settings.produce_timeout_s, options=kafka
+    )
+    # One limit of failed authentication per client address for both intakes.
+    failures = FailureLimit.of(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
-            settings.kafka_bootstrap, settings.topics.all(), settings.kafka_partitions
+            settings.kafka_bootstrap,
+            settings.topics.all(),
+            settings.kafka_partitions,
+            options=kafka,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         await publisher.start()
         try:
@@ -103,13 +114,17 @@ def create_app(
             await publisher.stop()
 
     app = IngestAPI(
-        events=EventIntake(settings, publisher, metrics, clock=clock or wall_clock),
+        events=EventIntake(
+            settings, publisher, metrics, clock=clock or wall_clock, failures=failures
+        ),
         title="slawatch ingest",
         version="1",
         description="Webhooks in, validated canonical events onto Kafka.",
         lifespan=lifespan,
     )
-    app.include_router(webhooks_router(settings, sources, publisher, metrics, clock=clock))
+    app.include_router(
+        webhooks_router(settings, sources, publisher, metrics, clock=clock, failures=failures)
+    )
     app.include_router(
         probes_router(publisher, registry, settings.produce_timeout_s, settings.metrics_access())
     )

@@ -2,11 +2,16 @@
 
 The steps, in order; each refusal ends the request and stores nothing:
 
-1. bearer token (``auth``)                          → 401
+0. the client address has not failed authentication too often lately
+   (``ratelimit.FailureLimit``, shared with the webhooks) → 429 with ``Retry-After``
+1. bearer token (``auth``)                          → 401 (spends a token of the
+   address's bucket), 403 without the scope; a JWT is verified in a worker thread
 2. read the body, at most ``max_body_bytes``        → 413
 3. decode it (``parsing.read_items``)               → 415, 400 (malformed JSON)
 4. validate every event (``parsing.validate_items``), its instants inside the
    accepted window (``window``)                     → 422 listing every bad field
+   and, for a token bound to sources, each event's ``source`` among them
+                                                    → 403 listing each other one
 5. publish them all (``publishing.Publisher``)      → 503 with ``Retry-After``
 6. → 202 ``{"accepted": N, "event_ids": [...]}``, only once the broker has
    acknowledged every event.
@@ -27,7 +32,9 @@ FastAPI still describes it in the OpenAPI document (``events_operation``).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,7 +43,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.types import Message, Receive, Scope, Send
 
+from slawatch_common.auth import Principal, bearer_token
 from slawatch_common.auth import Scope as TokenScope
+from slawatch_common.jwt_auth import looks_like_jwt
 from slawatch_ingest.auth import BEARER
 from slawatch_ingest.metrics import BrokerFailure, IngestMetrics, Rejection, TypeSeries, type_label
 from slawatch_ingest.openapi import events_request_body
@@ -54,6 +63,7 @@ from slawatch_ingest.parsing import (
     validate_items,
 )
 from slawatch_ingest.publishing import BrokerUnavailableError, Publisher
+from slawatch_ingest.ratelimit import FailureLimit
 from slawatch_ingest.settings import IngestSettings
 from slawatch_ingest.window import Bounds, Clock, InstantWindow, OutOfWindow, reason, wall_clock
 
@@ -87,6 +97,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": Refusal, "description": "The body exceeds the size limit."},
     415: {"model": Refusal, "description": "Neither application/json nor NDJSON."},
     422: {"model": Invalid, "description": "Every invalid field; nothing was stored."},
+    429: {
+        "model": Refusal,
+        "description": "The client address failed authentication too often; see Retry-After.",
+    },
     503: {"model": Refusal, "description": "The broker did not store the events; retry."},
 }
 
@@ -105,7 +119,9 @@ class EventIntake:
         metrics: IngestMetrics,
         *,
         clock: Clock = wall_clock,
+        failures: FailureLimit | None = None,
     ) -> None:
+        self._failures = FailureLimit.of(settings) if failures is None else failures
         self._tokens = settings.token_book({TokenScope.EVENTS_WRITE: settings.ingest_tokens})
         self._max_body_bytes = settings.max_body_bytes
         self._max_events = settings.max_events_per_request
@@ -121,25 +137,52 @@ class EventIntake:
         if scope["method"] != "POST":
             await answer(send, 405, _json({"detail": "Method Not Allowed"}), [(b"allow", b"POST")])
             return
+        client = scope.get("client")
+        host: str | None = client[0] if client else None
+        wait = self._failures.wait(host)
+        if wait > 0:
+            self._metrics.requests_rejected.labels(reason=Rejection.ADDRESS_LIMITED).inc()
+            retry_after = str(max(1, math.ceil(wait)))
+            detail = _json(
+                {
+                    "detail": "too many failed authentications from this address;"
+                    f" retry in {retry_after} s"
+                }
+            )
+            await answer(send, 429, detail, [(b"retry-after", retry_after.encode())])
+            return
         headers = _headers(scope, b"authorization", b"content-type", b"content-length")
-        refusal = self._tokens.check(headers.get(b"authorization"), TokenScope.EVENTS_WRITE)
-        if refusal is not None:
+        refusal = await self._caller(headers.get(b"authorization"))
+        if not isinstance(refusal, Principal):
             self._metrics.requests_rejected.labels(reason=Rejection.UNAUTHORIZED).inc()
             if refusal == 403:
                 detail = _json({"detail": "the token lacks the scope 'events:write'"})
                 await answer(send, 403, detail)
                 return
+            self._failures.charge(host)
             detail = _json({"detail": "a valid bearer token is required"})
             await answer(send, 401, detail, [(b"www-authenticate", b"Bearer")])
             return
         with self._metrics.request_duration.time():
             try:
-                code, body, extra = await self._post_events(headers, receive)
+                code, body, extra = await self._post_events(headers, receive, refusal)
             except ClientGoneError:
                 return
             await answer(send, code, body, extra)
 
-    async def _post_events(self, headers: dict[bytes, str], receive: Receive) -> _Answer:
+    async def _caller(self, authorization: str | None) -> Principal | int:
+        """The request's principal with ``events:write``, or 401/403. A JWT may need its keys
+        fetched (``jwt_auth``), so it is verified in a worker thread; a static token here."""
+        token = bearer_token(authorization)
+        if token is not None and self._tokens.verifies_jwt and looks_like_jwt(token):
+            return await asyncio.to_thread(
+                self._tokens.authenticate, authorization, TokenScope.EVENTS_WRITE
+            )
+        return self._tokens.authenticate(authorization, TokenScope.EVENTS_WRITE)
+
+    async def _post_events(
+        self, headers: dict[bytes, str], receive: Receive, caller: Principal
+    ) -> _Answer:
         """Validate every event of the request, publish them all, then answer 202."""
         try:
             body = await read_capped(receive, headers.get(b"content-length"), self._max_body_bytes)
@@ -147,6 +190,10 @@ class EventIntake:
             events = self._events(body, headers.get(b"content-type"), bounds)
         except BodyError as exc:
             return self._refuse(exc)
+        foreign = _foreign_sources(events, caller, self._max_errors)
+        if foreign:
+            self._metrics.requests_rejected.labels(reason=Rejection.SOURCE_NOT_ALLOWED).inc()
+            return status.HTTP_403_FORBIDDEN, _json({"detail": foreign}), []
         try:
             await self._publisher.publish_encoded(events)
         except BrokerUnavailableError as exc:
@@ -195,6 +242,30 @@ class EventIntake:
         detail = f"{exc}; the events may not be stored: retry the whole request"
         retry_after = [(b"retry-after", str(RETRY_AFTER_S).encode())]
         return status.HTTP_503_SERVICE_UNAVAILABLE, _json({"detail": detail}), retry_after
+
+
+def _foreign_sources(
+    events: Sequence[Encoded], caller: Principal, max_errors: int
+) -> list[dict[str, Any]]:
+    """A problem per event whose ``source`` the caller's token is not bound to (at most
+    ``max_errors``, then one that counts the rest); none for a token bound to no source."""
+    if caller.sources is None:
+        return []
+    allowed = ", ".join(sorted(caller.sources))
+    found = [
+        {
+            "loc": ["body", index, "source"],
+            "msg": f"this token may post events of the sources {allowed} only",
+            "type": "source_not_allowed",
+        }
+        for index, encoded in enumerate(events)
+        if not caller.may_post_for(encoded.event.source)
+    ]
+    if len(found) > max_errors:
+        rest = len(found) - max_errors
+        found = found[:max_errors]
+        found.append({"loc": ["body"], "msg": f"and {rest} more", "type": "source_not_allowed"})
+    return found
 
 
 _Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]

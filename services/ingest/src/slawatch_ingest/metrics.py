@@ -22,6 +22,10 @@ Requests and events are counted apart because a request refused before its
 body is read (401, 413, malformed JSON) has no countable events. Webhook
 series are labelled by the configured source names (known at start-up);
 a request for an unknown source counts as ``requests_rejected{reason="unknown_source"}``.
+A request refused because its client address failed authentication too
+often (``ratelimit.FailureLimit``) counts as ``address_limited``: in
+``webhooks{outcome}`` for a webhook, in ``requests_rejected{reason}`` for
+``POST /v1/events``.
 Events a webhook produced count in ``events_produced`` like any other.
 
 ``event_skew_seconds`` observes, for every event produced, its ``occurred_at``
@@ -63,6 +67,8 @@ class Rejection(StrEnum):
     INVALID = "invalid"
     BROKER_UNAVAILABLE = "broker_unavailable"
     UNKNOWN_SOURCE = "unknown_source"
+    SOURCE_NOT_ALLOWED = "source_not_allowed"  # 403: an event of a source the token is not bound to
+    ADDRESS_LIMITED = "address_limited"  # 429: its client address failed authentication too often
 
 
 class WebhookOutcome(StrEnum):
@@ -72,7 +78,9 @@ class WebhookOutcome(StrEnum):
     IGNORED = "ignored"  # 202, nothing of use in it
     UNAUTHORIZED = "unauthorized"  # 401
     TOO_LARGE = "too_large"  # 413
-    RATE_LIMITED = "rate_limited"  # 429
+    RATE_LIMITED = "rate_limited"  # 429: over the source's rate limit
+    SOURCE_NOT_ALLOWED = "source_not_allowed"  # 403: an event of a source the token is not bound to
+    ADDRESS_LIMITED = "address_limited"  # 429: its client address failed authentication too often
     MALFORMED = "malformed"  # 400: not JSON
     INVALID = "invalid"  # 422: JSON, but not what the source sends
     BROKER_UNAVAILABLE = "broker_unavailable"  # 503

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -88,8 +88,16 @@ class Publisher:
     ``stop`` after; ``publish`` and ``ready`` may run concurrently.
     """
 
-    def __init__(self, bootstrap: str, topics: Topics, timeout_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        timeout_s: float,
+        *,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
+        self._options = dict(options or {})  # kafka.client_options: TLS, SASL
         self._topics = topics
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
@@ -108,7 +116,10 @@ class Publisher:
     async def start(self) -> None:
         """Connect, waiting (about 30 s at most) for a broker that is starting."""
         self._producer = await start_producer(
-            self._bootstrap, request_timeout_ms=self._request_timeout_ms, linger_ms=LINGER_MS
+            self._bootstrap,
+            request_timeout_ms=self._request_timeout_ms,
+            linger_ms=LINGER_MS,
+            options=self._options,
         )
         log.info("producer connected to %s", self._bootstrap)
 
@@ -240,7 +251,10 @@ class Publisher:
 
     async def _connect(self) -> AIOKafkaProducer:
         producer = durable_producer(
-            self._bootstrap, request_timeout_ms=self._request_timeout_ms, linger_ms=LINGER_MS
+            self._bootstrap,
+            request_timeout_ms=self._request_timeout_ms,
+            linger_ms=LINGER_MS,
+            options=self._options,
         )
         try:
             await producer.start()

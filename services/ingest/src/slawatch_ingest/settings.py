@@ -51,6 +51,24 @@ class IngestSettings(ServiceSettings):
         le=10_000,
         description="A 422 lists at most this many problems (then says it stopped).",
     )
+    # Failed authentication (401 on the webhooks and on POST /v1/events) per
+    # client address: a token bucket each; an address with none left is
+    # answered 429 before anything of its request is read (``ratelimit``).
+    unauth_per_minute: float = Field(
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Failed authentications a client address may have per minute, sustained.",
+    )
+    unauth_burst: int = Field(
+        30, ge=1, description="Failed authentications a client address may have at once."
+    )
+    unauth_addresses: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Client addresses whose failures are remembered (least recent forgotten).",
+    )
     # The window of instants an event may carry (occurred_at and every other
     # instant field); one outside it is refused with 422 naming the field.
     earliest_instant: AwareDatetime = Field(

@@ -16,6 +16,12 @@ users (Alertmanager's ``http_config`` sends only those). A request must pass
 one configured method, and fails if any credential it presents is wrong.
 Signed timestamps older (or further ahead) than the replay window fail too.
 
+``screen`` decides all the headers alone can, before the body is read
+(nothing configured, nothing presented, a wrong token, an unreadable or stale
+signed timestamp); a presented signature is then checked against the body
+(``verify_body``). Any header value, however long, garbled or out of range,
+is a ``UnauthenticatedError`` at worst (401), never another exception.
+
 Everything here is pure: ``now`` is passed in, comparisons use
 ``hmac.compare_digest``. Header names are looked up in lower case.
 """
@@ -81,24 +87,54 @@ def authenticate(
 ) -> None:
     """Return if the request passes one configured method; else ``UnauthenticatedError``.
 
-    ``headers`` must have lower-case names.
+    ``screen`` then, if a signature is presented, ``verify_body``. ``headers``
+    must have lower-case names.
+    """
+    pending = screen(credentials, headers, now)
+    if pending is not None:
+        verify_body(pending, body)
+
+
+BodyCheck = Callable[[bytes], None]
+"""A presented signature whose headers passed: checks it against the body (``SignatureError``)."""
+
+
+def screen(credentials: Credentials, headers: Mapping[str, str], now: datetime) -> BodyCheck | None:
+    """Everything the headers alone decide, before the body is read; ``UnauthenticatedError``
+    if they already fail the request.
+
+    They fail it when the source has no credentials configured, when no
+    configured credential is presented, when a presented bearer token or
+    basic-auth user is wrong, and when a presented signature's header or
+    timestamp is unreadable, missing or outside the replay window. Returns the
+    check of a presented signature that is still due against the body, or
+    ``None`` when a token or basic auth proved the request and no signature
+    came with it.
     """
     if not credentials.configured:
         raise UnauthenticatedError("no credentials are configured for this source")
-    checks: list[Callable[[], Verdict]] = []
-    if credentials.secret is not None and credentials.scheme is not Scheme.NONE:
-        secret = credentials.secret
-        checks.append(lambda: verify_signature(credentials, secret, body, headers, now))
-    if credentials.tokens:
-        checks.append(lambda: verify_bearer(headers.get(AUTHORIZATION), credentials.tokens))
-    if credentials.basic_auth:
-        checks.append(lambda: verify_basic(headers.get(AUTHORIZATION), credentials.basic_auth))
+    pending: BodyCheck | None = None
+    verdicts: list[Verdict] = []
     try:
-        verdicts = [check() for check in checks]
+        if credentials.secret is not None and credentials.scheme is not Scheme.NONE:
+            pending = read_signature(credentials, credentials.secret, headers, now)
+        if credentials.tokens:
+            verdicts.append(verify_bearer(headers.get(AUTHORIZATION), credentials.tokens))
+        if credentials.basic_auth:
+            verdicts.append(verify_basic(headers.get(AUTHORIZATION), credentials.basic_auth))
     except SignatureError as exc:
         raise UnauthenticatedError(str(exc)) from exc
-    if Verdict.VALID not in verdicts:
+    if pending is None and Verdict.VALID not in verdicts:
         raise UnauthenticatedError(f"missing credentials: send {expected(credentials)}")
+    return pending
+
+
+def verify_body(pending: BodyCheck, body: bytes) -> None:
+    """Check the signature ``screen`` left pending against the body (401 if wrong)."""
+    try:
+        pending(body)
+    except SignatureError as exc:
+        raise UnauthenticatedError(str(exc)) from exc
 
 
 def expected(credentials: Credentials) -> str:
@@ -128,36 +164,28 @@ def signature_header(credentials: Credentials) -> str:
     return (credentials.signature_header or "x-slawatch-signature").lower()
 
 
-def verify_signature(
-    credentials: Credentials,
-    secret: bytes,
-    body: bytes,
-    headers: Mapping[str, str],
-    now: datetime,
-) -> Verdict:
-    """Check the signature of ``credentials.scheme``; ``ABSENT`` when its header is missing."""
+def read_signature(
+    credentials: Credentials, secret: bytes, headers: Mapping[str, str], now: datetime
+) -> BodyCheck | None:
+    """The signature of ``credentials.scheme`` as its headers present it; ``None`` when its
+    header is missing. ``SignatureError`` when a header is unreadable or the signed
+    timestamp is missing or outside the replay window: all before the body is read."""
     window = credentials.replay_window_s
     scheme = credentials.scheme
     if scheme is Scheme.HUB_SHA1:
-        return verify_hub(body, headers.get(HUB_HEADER), secret, ("sha1",))
+        return read_hub(headers.get(HUB_HEADER), secret, ("sha1",))
     if scheme is Scheme.HUB_SHA256:
-        return verify_hub(body, headers.get(HUB_HEADER), secret, ("sha256", "sha1"))
+        return read_hub(headers.get(HUB_HEADER), secret, ("sha256", "sha1"))
     if scheme is Scheme.ZENDESK:
-        return verify_zendesk(
-            body,
-            headers.get(ZENDESK_SIGNATURE),
-            headers.get(ZENDESK_TIMESTAMP),
-            secret,
-            now,
-            window,
+        return read_zendesk(
+            headers.get(ZENDESK_SIGNATURE), headers.get(ZENDESK_TIMESTAMP), secret, now, window
         )
     if scheme is Scheme.GLPI:
-        return verify_glpi(
-            body, headers.get(GLPI_SIGNATURE), headers.get(GLPI_TIMESTAMP), secret, now, window
+        return read_glpi(
+            headers.get(GLPI_SIGNATURE), headers.get(GLPI_TIMESTAMP), secret, now, window
         )
     timestamp_name = credentials.timestamp_header
-    return verify_hmac(
-        body,
+    return read_hmac(
         headers.get(signature_header(credentials)),
         secret,
         timestamp=headers.get(timestamp_name.lower()) if timestamp_name else None,
@@ -167,60 +195,69 @@ def verify_signature(
     )
 
 
-def verify_hub(
-    body: bytes, header: str | None, secret: bytes, algorithms: Sequence[str]
-) -> Verdict:
+def read_hub(header: str | None, secret: bytes, algorithms: Sequence[str]) -> BodyCheck | None:
     """``X-Hub-Signature: <algorithm>=<hex HMAC of the body>`` (Jira, Zammad)."""
     if not header:
-        return Verdict.ABSENT
+        return None
     algorithm, _, presented = header.strip().partition("=")
     algorithm = algorithm.lower()
     if algorithm not in algorithms or not presented:
         raise SignatureError(
             f"{HUB_HEADER} must read <algorithm>=<hex> with algorithm {' or '.join(algorithms)}"
         )
-    digest = hmac.new(secret, body, getattr(hashlib, algorithm)).hexdigest()
-    return _compare(presented.lower(), digest, HUB_HEADER)
+    digest, expected_hex = getattr(hashlib, algorithm), presented.lower()
+
+    def check(body: bytes) -> None:
+        _compare(expected_hex, hmac.new(secret, body, digest).hexdigest(), HUB_HEADER)
+
+    return check
 
 
-def verify_zendesk(
-    body: bytes,
+def read_zendesk(
     signature: str | None,
     timestamp: str | None,
     secret: bytes,
     now: datetime,
     window_s: float | None,
-) -> Verdict:
+) -> BodyCheck | None:
     """Base64 HMAC-SHA256 of the timestamp header's text followed by the body."""
     if not signature:
-        return Verdict.ABSENT
+        return None
     if not timestamp:
         raise SignatureError(f"{ZENDESK_TIMESTAMP} is missing")
     _check_fresh(_iso_instant(timestamp, ZENDESK_TIMESTAMP), now, window_s)
-    digest = hmac.new(secret, timestamp.encode() + body, hashlib.sha256).digest()
-    return _compare(signature.strip(), base64.b64encode(digest).decode(), ZENDESK_SIGNATURE)
+    signed, presented = _utf8(timestamp), signature.strip()
+
+    def check(body: bytes) -> None:
+        digest = hmac.new(secret, signed + body, hashlib.sha256).digest()
+        _compare(presented, base64.b64encode(digest).decode(), ZENDESK_SIGNATURE)
+
+    return check
 
 
-def verify_glpi(
-    body: bytes,
+def read_glpi(
     signature: str | None,
     timestamp: str | None,
     secret: bytes,
     now: datetime,
     window_s: float | None,
-) -> Verdict:
+) -> BodyCheck | None:
     """Hex HMAC-SHA256 of the body followed by the timestamp (GLPI 11 ``Webhook::raise``)."""
     if not signature:
-        return Verdict.ABSENT
+        return None
     if not timestamp:
         raise SignatureError(f"{GLPI_TIMESTAMP} is missing")
     _check_fresh(_epoch_instant(timestamp, GLPI_TIMESTAMP), now, window_s)
-    digest = hmac.new(secret, body + timestamp.strip().encode(), hashlib.sha256).hexdigest()
-    return _compare(signature.strip().lower(), digest, GLPI_SIGNATURE)
+    signed, presented = _utf8(timestamp.strip()), signature.strip().lower()
+
+    def check(body: bytes) -> None:
+        digest = hmac.new(secret, body + signed, hashlib.sha256).hexdigest()
+        _compare(presented, digest, GLPI_SIGNATURE)
+
+    return check
 
 
-def verify_hmac(
-    body: bytes,
+def read_hmac(
     signature: str | None,
     secret: bytes,
     *,
@@ -228,27 +265,30 @@ def verify_hmac(
     timestamped: bool,
     now: datetime,
     window_s: float | None,
-) -> Verdict:
+) -> BodyCheck | None:
     """HMAC-SHA256 of the body, or of ``<timestamp>:<body>`` when the source sends a timestamp.
 
     The digest may be hex (Grafana; ``sha256=`` prefix allowed) or base64
     (what ServiceNow's ``GlideCertificateEncryption.generateMac`` returns).
     """
     if not signature:
-        return Verdict.ABSENT
-    signed = body
+        return None
+    prefix = b""
     if timestamped:
         if not timestamp:
             raise SignatureError("the signature's timestamp header is missing")
         _check_fresh(_epoch_instant(timestamp, "timestamp"), now, window_s)
-        signed = timestamp.strip().encode() + b":" + body
-    digest = hmac.new(secret, signed, hashlib.sha256).digest()
-    presented = signature.strip().removeprefix("sha256=")
-    hex_ok = hmac.compare_digest(presented.lower().encode(), digest.hex().encode())
-    b64_ok = hmac.compare_digest(presented.encode(), base64.b64encode(digest))
-    if hex_ok or b64_ok:
-        return Verdict.VALID
-    raise SignatureError("the signature does not match the body")
+        prefix = _utf8(timestamp.strip()) + b":"
+    presented = _utf8(signature.strip().removeprefix("sha256="))
+
+    def check(body: bytes) -> None:
+        digest = hmac.new(secret, prefix + body, hashlib.sha256).digest()
+        hex_ok = hmac.compare_digest(presented.lower(), digest.hex().encode())
+        b64_ok = hmac.compare_digest(presented, base64.b64encode(digest))
+        if not (hex_ok or b64_ok):
+            raise SignatureError("the signature does not match the body")
+
+    return check
 
 
 def verify_bearer(authorization: str | None, tokens: Sequence[str]) -> Verdict:
@@ -256,7 +296,8 @@ def verify_bearer(authorization: str | None, tokens: Sequence[str]) -> Verdict:
     scheme, _, presented = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer":
         return Verdict.ABSENT
-    matches = [hmac.compare_digest(presented.strip().encode(), t.encode()) for t in tokens]
+    offered = _utf8(presented.strip())
+    matches = [hmac.compare_digest(offered, _utf8(token)) for token in tokens]
     if any(matches):
         return Verdict.VALID
     raise SignatureError("the bearer token is not accepted")
@@ -268,20 +309,26 @@ def verify_basic(authorization: str | None, users: Mapping[str, str]) -> Verdict
     if scheme.lower() != "basic":
         return Verdict.ABSENT
     try:
-        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        decoded = base64.b64decode(_utf8(encoded.strip()), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise SignatureError("the basic credentials are not base64 of user:password") from exc
+    user, _, password = decoded.partition(":")
     expected_password = users.get(user, "")
-    password_ok = hmac.compare_digest(password.encode(), expected_password.encode())
+    password_ok = hmac.compare_digest(_utf8(password), _utf8(expected_password))
     if user in users and password_ok:
         return Verdict.VALID
     raise SignatureError("the basic-auth user or password is not accepted")
 
 
-def _compare(presented: str, digest: str, header: str) -> Verdict:
-    if hmac.compare_digest(presented.encode(), digest.encode()):
-        return Verdict.VALID
-    raise SignatureError(f"{header} does not match the body")
+def _compare(presented: str, digest: str, header: str) -> None:
+    if not hmac.compare_digest(_utf8(presented), digest.encode()):
+        raise SignatureError(f"{header} does not match the body")
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as bytes for a comparison or a digest; any text encodes, lone surrogates
+    (which no HTTP header decodes to) as replacement characters."""
+    return text.encode("utf-8", "replace")
 
 
 def _check_fresh(signed_at: datetime, now: datetime, window_s: float | None) -> None:

@@ -3,17 +3,38 @@
 The steps, in order; each refusal ends the request and produces nothing:
 
 1. the source is configured and enabled                → 404
-2. the source's rate limit (a token bucket)            → 429 with ``Retry-After``
-3. read the body, at most the source's size cap        → 413
-4. authenticate as the source signs (``signatures``)   → 401
-5. decode the JSON object                              → 400
-6. normalise it (``sources.registry``, a pure function) → 422 with the reason
+2. the client address has not failed authentication too often lately
+   (``ratelimit.FailureLimit``, shared with ``POST /v1/events``)
+                                                       → 429 with ``Retry-After``
+3. what the headers alone decide (``signatures.screen``): credentials are
+   configured and presented, a bearer token or basic-auth user is right, a
+   signature's timestamp is readable and inside the replay window → 401
+4. a presented signature: read the body, at most the source's size cap
+   (→ 413), and check the signature against it (``signatures.verify_body``)
+                                                       → 401
+5. the source's rate limit (a token bucket), spent only by authenticated
+   deliveries                                          → 429 with ``Retry-After``
+6. read the body if step 4 did not                     → 413
+7. decode the JSON object                              → 400
+8. count its parts (Alertmanager's and Grafana's ``alerts``): more than
+   ``SLAWATCH_MAX_EVENTS_PER_REQUEST``                 → 422, none read
+9. normalise it (``sources.registry``, a pure function) → 422 with the reason
    and check its events' instants against the window (``window``) → 422 naming
-   each instant outside it, as ``events[<index>].<field>``
-7. nothing of use in it                                → 202 ``{"ignored": reason}``
-8. publish the events not acknowledged lately (``recent``, ``publishing.Publisher``)
+   each instant outside it, as ``events[<index>].<field>``, at most
+   ``SLAWATCH_MAX_ERRORS_LISTED`` of them
+10. nothing of use in it                               → 202 ``{"ignored": reason}``
+    (at most ``SLAWATCH_MAX_ERRORS_LISTED`` reasons, then how many more)
+11. publish the events not acknowledged lately (``recent``, ``publishing.Publisher``)
                                                        → 503 with ``Retry-After``
-9. → 202 ``{"accepted": N, "event_ids": [...]}`` once the broker has them all.
+12. → 202 ``{"accepted": N, "event_ids": [...]}`` once the broker has them all.
+
+Every 401 spends a token of the client address's bucket, and so does a 413
+or a disconnect while the body of a signature still unchecked is read: an
+address that keeps failing is answered 429 before anything of its request
+is read, and an unauthenticated flood never spends a source's own bucket,
+so the source's genuine deliveries go on. The client address is the one
+uvicorn gives the app (behind a proxy, the ``X-Forwarded-For`` of a proxy
+trusted by ``FORWARDED_ALLOW_IPS``).
 
 Event ids derive from the source's delivery id or from the change itself
 (``sources.canonical.event_id``), so a retried delivery repeats them: this
@@ -36,14 +57,21 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from slawatch_ingest.events_api import Accepted, read_capped
+from slawatch_ingest.events_api import Accepted, ClientGoneError, read_capped
 from slawatch_ingest.metrics import IngestMetrics, Rejection, WebhookOutcome
 from slawatch_ingest.parsing import BodyTooLargeError, Inbound
 from slawatch_ingest.publishing import BrokerUnavailableError, Publisher
-from slawatch_ingest.ratelimit import TokenBucket
+from slawatch_ingest.ratelimit import FailureLimit, TokenBucket
 from slawatch_ingest.recent import RecentIds
 from slawatch_ingest.settings import IngestSettings
-from slawatch_ingest.signatures import Credentials, Scheme, UnauthenticatedError, authenticate
+from slawatch_ingest.signatures import (
+    BodyCheck,
+    Credentials,
+    Scheme,
+    UnauthenticatedError,
+    screen,
+    verify_body,
+)
 from slawatch_ingest.sources.canonical import Normalised, PayloadError
 from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.sources.registry import KINDS
@@ -71,20 +99,31 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": WebhookRefusal, "description": "The body exceeds the source's size limit."},
     422: {
         "model": WebhookRefusal,
-        "description": "Not what this source sends, or a time outside the accepted window;"
-        " says why.",
+        "description": "Not what this source sends, more events than a request may carry, or a"
+        " time outside the accepted window; says why.",
     },
-    429: {"model": WebhookRefusal, "description": "Over the source's rate limit; see Retry-After."},
+    429: {
+        "model": WebhookRefusal,
+        "description": "Over the source's rate limit, or the client address failed"
+        " authentication too often; see Retry-After.",
+    },
     503: {"model": WebhookRefusal, "description": "The broker did not store the events; retry."},
 }
 
 
 class _RefusedError(Exception):
     def __init__(
-        self, code: int, outcome: WebhookOutcome, detail: str, headers: dict[str, str] | None = None
+        self,
+        code: int,
+        outcome: WebhookOutcome,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        *,
+        failed_auth: bool = False,
     ) -> None:
         super().__init__(detail)
         self.code, self.outcome, self.detail, self.headers = code, outcome, detail, headers
+        self.failed_auth = failed_auth  # spends a token of the client address's bucket
 
 
 class WebhookIntake:
@@ -99,9 +138,13 @@ class WebhookIntake:
         *,
         clock: Clock,
         monotonic: Monotonic = time.monotonic,
+        failures: FailureLimit | None = None,
     ) -> None:
         self._sources = {name: cfg for name, cfg in sources.items() if cfg.enabled}
         self._default_cap = settings.max_body_bytes
+        self._max_events = settings.max_events_per_request
+        self._max_errors = settings.max_errors_listed
+        self._failures = FailureLimit.of(settings, monotonic) if failures is None else failures
         self._window = InstantWindow.of(settings)
         self._publisher = publisher
         self._metrics = metrics
@@ -123,31 +166,48 @@ class WebhookIntake:
             known = ", ".join(sorted(self._sources)) or "none"
             detail = f"no webhook source {source!r} is configured (configured: {known})"
             return JSONResponse({"detail": detail}, status_code=status.HTTP_404_NOT_FOUND)
+        host = request.client.host if request.client else None
         with self._metrics.webhook_duration.labels(source=source).time():
             try:
-                response = await self._handle(config, request)
+                response = await self._handle(config, request, host)
             except _RefusedError as refused:
+                if refused.failed_auth:
+                    self._failures.charge(host)
                 response = JSONResponse(
                     {"detail": refused.detail}, status_code=refused.code, headers=refused.headers
                 )
                 self._metrics.webhooks.labels(source=source, outcome=refused.outcome).inc()
-                log.info("webhook %s refused (%d): %s", source, refused.code, refused.detail)
+                # An address over its limit may send thousands: those go unlogged at INFO.
+                limited = refused.outcome is WebhookOutcome.ADDRESS_LIMITED
+                level = logging.DEBUG if limited else logging.INFO
+                log.log(level, "webhook %s refused (%d): %s", source, refused.code, refused.detail)
+            except ClientGoneError:
+                return Response(status_code=status.HTTP_400_BAD_REQUEST)  # no one to answer
         return response
 
-    async def _handle(self, config: SourceConfig, request: Request) -> Response:
-        self._throttle(config.name)
-        body = await self._read(config, request)
+    async def _handle(self, config: SourceConfig, request: Request, host: str | None) -> Response:
+        self._admit(host)
         headers = {name.lower(): value for name, value in request.headers.items()}
         now = self._clock()
-        self._authenticate(config, body, headers, now)
-        normalised = self._normalise(config, _object(body), headers)
+        pending = self._screen(config, headers, now)
+        if pending is None:  # a token or basic auth proved it, before a byte of the body
+            self._throttle(config.name)
+            body = await self._read(config, request, authenticated=True)
+        else:
+            body = await self._read(config, request, authenticated=False)
+            self._verify(config, pending, body)
+            self._throttle(config.name)
+        document = _object(body)
+        self._count_parts(config, document)
+        normalised = self._normalise(config, document, headers)
+        self._limit_events(len(normalised.events))  # whatever a kind makes of a delivery
         bounds = self._window.at(now)
         self._check_window(normalised.events, bounds)
         for ignored in normalised.ignored:
             self._metrics.webhook_ignored.labels(source=config.name, reason=ignored.reason).inc()
         if not normalised.events:
             self._metrics.webhooks.labels(source=config.name, outcome=WebhookOutcome.IGNORED).inc()
-            answer = IgnoredDelivery(ignored=normalised.summary)
+            answer = IgnoredDelivery(ignored=self._summary(normalised))
             return JSONResponse(answer.model_dump(), status_code=status.HTTP_202_ACCEPTED)
         fresh = [event for event in normalised.events if event.event_id not in self._recent]
         if fresh:
@@ -161,6 +221,18 @@ class WebhookIntake:
         accepted = Accepted(accepted=len(ids), event_ids=ids)
         return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
+    def _admit(self, host: str | None) -> None:
+        """Refuse a client address whose failed authentications have spent its bucket."""
+        wait = self._failures.wait(host)
+        if wait > 0:
+            retry_after = str(max(1, math.ceil(wait)))
+            raise _RefusedError(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                WebhookOutcome.ADDRESS_LIMITED,
+                f"too many failed authentications from this address; retry in {retry_after} s",
+                {"Retry-After": retry_after},
+            )
+
     def _throttle(self, source: str) -> None:
         wait = self._buckets[source].take(self._monotonic())
         if wait > 0:
@@ -172,7 +244,9 @@ class WebhookIntake:
                 {"Retry-After": retry_after},
             )
 
-    async def _read(self, config: SourceConfig, request: Request) -> bytes:
+    async def _read(self, config: SourceConfig, request: Request, *, authenticated: bool) -> bytes:
+        """The body, at most the source's cap; unauthenticated, a failure spends the address's
+        bucket, so that unproven senders cannot have bodies read for nothing without limit."""
         try:
             return await read_capped(
                 request.receive,
@@ -181,21 +255,53 @@ class WebhookIntake:
             )
         except BodyTooLargeError as exc:
             raise _RefusedError(
-                status.HTTP_413_CONTENT_TOO_LARGE, WebhookOutcome.TOO_LARGE, str(exc)
-            ) from exc
-
-    def _authenticate(
-        self, config: SourceConfig, body: bytes, headers: Mapping[str, str], now: datetime
-    ) -> None:
-        try:
-            authenticate(self._credentials[config.name], body, headers, now)
-        except UnauthenticatedError as exc:
-            raise _RefusedError(
-                status.HTTP_401_UNAUTHORIZED,
-                WebhookOutcome.UNAUTHORIZED,
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                WebhookOutcome.TOO_LARGE,
                 str(exc),
-                {"WWW-Authenticate": _challenge(config)},
+                failed_auth=not authenticated,
             ) from exc
+        except ClientGoneError:
+            if not authenticated:
+                self._failures.charge(request.client.host if request.client else None)
+            raise
+
+    def _screen(
+        self, config: SourceConfig, headers: Mapping[str, str], now: datetime
+    ) -> BodyCheck | None:
+        try:
+            return screen(self._credentials[config.name], headers, now)
+        except UnauthenticatedError as exc:
+            raise self._unauthorized(config, exc) from exc
+
+    def _verify(self, config: SourceConfig, pending: BodyCheck, body: bytes) -> None:
+        try:
+            verify_body(pending, body)
+        except UnauthenticatedError as exc:
+            raise self._unauthorized(config, exc) from exc
+
+    def _unauthorized(self, config: SourceConfig, exc: UnauthenticatedError) -> _RefusedError:
+        return _RefusedError(
+            status.HTTP_401_UNAUTHORIZED,
+            WebhookOutcome.UNAUTHORIZED,
+            str(exc),
+            {"WWW-Authenticate": _challenge(config)},
+            failed_auth=True,
+        )
+
+    def _count_parts(self, config: SourceConfig, document: Mapping[str, Any]) -> None:
+        """Refuse a delivery of more parts than a request may carry events, before reading any."""
+        count = KINDS[config.kind].parts
+        if count is not None:
+            self._limit_events(count(document))
+
+    def _limit_events(self, count: int) -> None:
+        if count > self._max_events:
+            raise _RefusedError(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                WebhookOutcome.INVALID,
+                f"at most {self._max_events} events a request; this one has {count}:"
+                " send them in several requests",
+            )
 
     def _normalise(
         self, config: SourceConfig, body: Mapping[str, Any], headers: Mapping[str, str]
@@ -208,19 +314,38 @@ class WebhookIntake:
             ) from exc
 
     def _check_window(self, events: Sequence[Inbound], bounds: Bounds) -> None:
-        """Refuse the delivery if an instant of one of its events is outside the window."""
+        """Refuse the delivery if an instant of one of its events is outside the window.
+
+        Names at most ``max_errors_listed`` instants, then says how many more there are.
+        """
         described: list[str] = []
+        problems_found = 0
         for index, event in enumerate(events):
             problems = bounds.problems(event)
             if problems:
                 self._metrics.events_out_of_window.labels(reason=reason(problems)).inc()
-            for problem in problems:
+            problems_found += len(problems)
+            for problem in problems[: max(0, self._max_errors - len(described))]:
                 field = ".".join(str(part) for part in problem.loc)
                 described.append(f"events[{index}].{field}: {problem.msg}")
+        if problems_found > len(described):
+            described.append(
+                f"and {problems_found - len(described)} more: listing stopped after"
+                f" {self._max_errors} problems"
+            )
         if described:
             raise _RefusedError(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, WebhookOutcome.INVALID, "; ".join(described)
             )
+
+    def _summary(self, normalised: Normalised) -> str:
+        """Why nothing was produced: the first ``max_errors_listed`` ignored parts, then how
+        many more."""
+        ignored = normalised.ignored
+        if len(ignored) <= self._max_errors:
+            return normalised.summary
+        shown = "; ".join(part.detail for part in ignored[: self._max_errors])
+        return f"{shown}; and {len(ignored) - self._max_errors} more"
 
     async def _publish(self, events: Sequence[Inbound]) -> None:
         try:
@@ -280,8 +405,13 @@ def webhooks_router(
     *,
     clock: Clock | None = None,
     monotonic: Monotonic = time.monotonic,
+    failures: FailureLimit | None = None,
 ) -> APIRouter:
-    """The router serving ``POST /v1/webhooks/{source}``."""
+    """The router serving ``POST /v1/webhooks/{source}``.
+
+    ``failures`` is the app's limit of failed authentication per client
+    address (one of its own, from ``settings``, if not given).
+    """
     intake = WebhookIntake(
         settings,
         sources,
@@ -289,6 +419,7 @@ def webhooks_router(
         metrics,
         clock=clock or wall_clock,
         monotonic=monotonic,
+        failures=failures,
     )
     router = APIRouter()
     enabled = sorted(name for name, cfg in sources.items() if cfg.enabled)

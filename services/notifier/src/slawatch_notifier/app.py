@@ -44,11 +44,12 @@ from slawatch_common.consumer import reachable
 from slawatch_common.db import create_engine
 from slawatch_common.deadletter_ops import dead_letter_router
 from slawatch_common.events import Channel
-from slawatch_common.kafka import ensure_topics, start_producer
+from slawatch_common.kafka import client_options, ensure_topics, start_producer
 from slawatch_common.runtime import start_worker, stop_workers
-from slawatch_notifier import reports, store
+from slawatch_notifier import reports, retention, store
 from slawatch_notifier.acklink import DEV_SECRET, AckLinks
 from slawatch_notifier.acks import acks_router
+from slawatch_notifier.addresses import AddressHasher
 from slawatch_notifier.channels.email import EmailChannel
 from slawatch_notifier.channels.port import ChannelPort
 from slawatch_notifier.channels.setup import ChannelSettings, build_channels, parse_channels
@@ -61,7 +62,7 @@ from slawatch_notifier.metrics import NotifierMetrics
 from slawatch_notifier.oncall_api import router as oncall_router
 from slawatch_notifier.outbox import Outbox
 from slawatch_notifier.planner import Planner
-from slawatch_notifier.rate_limits import limit_for
+from slawatch_notifier.rate_limits import cap_for, limit_for
 from slawatch_notifier.scheduler import Scheduler
 from slawatch_notifier.settings import NotifierSettings
 
@@ -103,6 +104,7 @@ def create_app(
     metrics = NotifierMetrics(registry)
     workers = Workers()
     clock = clock or SystemClock()
+    pruning = retention.pruner(settings, registry, clock.now)
     config = config if config is not None else load_config(settings.config_file)
     metrics.initialise_contracts(config.reports)
     providers = parse_channels(config.channels, os.environ if env is None else env)
@@ -111,7 +113,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         planner = Planner(config, links)
-        async with running(settings, planner, providers, metrics, clock, workers):
+        async with (
+            running(settings, planner, providers, metrics, clock, workers),
+            pruning.running(workers.database()),  # entered once running has its database
+        ):
             yield
 
     app = FastAPI(title="slawatch notifier", lifespan=lifespan)
@@ -180,17 +185,22 @@ async def running(
         stack.push_async_callback(engine.dispose)
         await store.migrate(engine)
         topics = settings.topics
+        kafka = client_options(settings)  # TLS and SASL of every Kafka client
         await ensure_topics(
             settings.kafka_bootstrap,
             (topics.sla, topics.notifications, topics.reports),
             settings.kafka_partitions,
+            options=kafka,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
-        producer = await start_producer(settings.kafka_bootstrap)
+        producer = await start_producer(settings.kafka_bootstrap, options=kafka)
         stack.push_async_callback(producer.stop)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.send_timeout_s))
         email = EmailChannel(settings, clock)
         stack.push_async_callback(email.aclose)
         doorbell, outbox_bell, scheduler_bell = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        hasher = AddressHasher(planner.links.secret)  # records and logs show no address
         dispatcher = Dispatcher(
             engine,
             _channels(settings, providers, http, clock, email),
@@ -203,6 +213,7 @@ async def running(
             concurrency=settings.concurrency(),
             limits=partial(limit_for, planner.config),
             links=planner.links,
+            caps=partial(cap_for, planner.config),
         )
         await dispatcher.recover()
         engine_api = await stack.enter_async_context(reports.engine_client(settings))
@@ -216,6 +227,7 @@ async def running(
             rand=random.Random(),
             bell=report_bell,
             outbox_bell=report_outbox_bell,
+            hasher=hasher,
         )
         await delivery.recover()
         consumer = await start_consumer(settings)
@@ -237,13 +249,21 @@ async def running(
         scheduler = Scheduler(
             engine, planner, metrics=metrics, clock=clock, bell=scheduler_bell, doorbell=doorbell
         )
-        outbox = Outbox(engine, producer, topics.notifications, metrics=metrics, bell=outbox_bell)
+        outbox = Outbox(
+            engine,
+            producer,
+            topics.notifications,
+            metrics=metrics,
+            bell=outbox_bell,
+            hasher=hasher,
+        )
         report_outbox = Outbox(
             engine,
             producer,
             topics.notifications,
             metrics=metrics,
             bell=report_outbox_bell,
+            hasher=hasher,
             source=reports.RECORDS,
             loop="report_outbox",
         )

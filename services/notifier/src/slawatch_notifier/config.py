@@ -17,6 +17,11 @@
       quiet_hours: {from: "22:00", to: "07:00", time_zone: Asia/Shanghai}
                                      # warnings wait till the end of them (quiet_hours.py);
                                      # a person may have their own rate_limits and quiet_hours
+      event_addresses:               # addresses only an event carries (routing.py); without
+        sources: [jira]              # this section none is ever used
+        mail_domains: [example.com]
+        phone_prefixes: ["+86"]      # quoted: E.164, "+" and the country code
+        sms_per_number: {max: 10, per: 1h}   # the default; more is refused
       escalations:
         standard:
           - on: warning              # every warning stage; "warning:90" or
@@ -42,6 +47,17 @@ the notification on the one before ends ``failed`` (``routing.py``). A group
 target's list is all member channels (email, sms) or all chat robots, so each
 channel reaches the same recipients.
 
+The addresses of a configured person are the only ones they are reached at:
+an event's assignee with the id of a configured person gets the configured
+email, phone and chat ids, whatever the event says. An address only the
+event carries (the assignee is not configured, or lacks that field) is used
+only if the ticket's source is one of ``event_addresses.sources`` and the
+address is inside its allow-lists: an email address whose domain is one of
+``mail_domains`` (exactly, lower-case), a phone number in international form
+starting with one of ``phone_prefixes``. Any other is refused, and recorded
+(``routing.py``). SMS to a number only an event gave are capped per number
+(``sms_per_number``, enforced when a send is admitted: ``folding.py``).
+
 Who gets a contract's compliance report is read from the same file, from the
 SLA engine's ``contracts:`` section: each contract's ``report_to`` (person ids
 of ``notifier.people``, or ``group:<id>`` of ``notifier.groups``) becomes
@@ -58,6 +74,7 @@ to the SLA engine and are ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -76,6 +93,7 @@ from pydantic import (
 from slawatch_common.durations import Duration, parse_duration
 from slawatch_common.events import Channel, Identifier, Name
 from slawatch_common.runtime import ConfigError, describe_errors, read_yaml
+from slawatch_notifier.addresses import mail_domain, phone_number
 from slawatch_notifier.messages import DEFAULT_LOCALE, known_locale
 from slawatch_notifier.oncall import Schedule, schedule_errors
 from slawatch_notifier.quiet_hours import QuietHours
@@ -166,6 +184,74 @@ class Group(_Model):
     locale: Locale | None = None
     members: tuple[Identifier, ...] = ()
     robots: dict[Channel, ChatAddress] = Field(default_factory=dict)
+
+
+_DOMAIN_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = rf"(?=.{{1,253}}$){_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*"
+_PHONE_PREFIX = r"\+[1-9][0-9]{0,14}"
+
+
+def _mail_domain(value: Any) -> Any:
+    """A domain, lower-case and without a final dot: ``Example.COM.`` → ``example.com``."""
+    if not isinstance(value, str):
+        return value
+    domain = value.strip().lower().rstrip(".")
+    if not re.fullmatch(_DOMAIN, domain):
+        raise ValueError(
+            f"{value!r} is not a mail domain: write it as example.com, without '@' "
+            "(an internationalised one in its xn-- form)"
+        )
+    return domain
+
+
+def _phone_prefix(value: Any) -> Any:
+    """E.164: ``+``, the country code, and more digits to narrow it (``+86``, ``+8613``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'YAML read {value} as a number: quote the prefix, e.g. "+{value}"')
+    if not isinstance(value, str):
+        return value
+    prefix = value.strip()
+    if not re.fullmatch(_PHONE_PREFIX, prefix):
+        raise ValueError(f'{value!r} is not a phone prefix: "+" and the country code, e.g. "+86"')
+    return prefix
+
+
+MailDomain = Annotated[str, BeforeValidator(_mail_domain)]
+PhonePrefix = Annotated[str, BeforeValidator(_phone_prefix)]
+
+DEFAULT_SMS_PER_NUMBER = RateLimit(max=10, per=3600)
+"""At most 10 SMS an hour to one number only an event gave, unless configured otherwise."""
+
+
+class EventAddresses(_Model):
+    """Which addresses that only an event carries may be used (``routing.assignee_of``).
+
+    ``sources``: the ticket sources (``ticket.source``) whose events may give
+    an address; none by default, so no event-only address is ever used.
+    ``mail_domains`` and ``phone_prefixes`` bound what such a source may give
+    (empty: no email address, no phone number). ``sms_per_number``: at most
+    ``max`` SMS per ``per`` to one such number (``folding.py``).
+    """
+
+    sources: tuple[Identifier, ...] = ()
+    mail_domains: tuple[MailDomain, ...] = ()
+    phone_prefixes: tuple[PhonePrefix, ...] = ()
+    sms_per_number: RateLimit = DEFAULT_SMS_PER_NUMBER
+
+    def trusts(self, source: str) -> bool:
+        """Whether events of ``source`` may give addresses at all."""
+        return source in self.sources
+
+    def admits(self, channel: Channel, address: str) -> bool:
+        """Whether ``address`` on ``channel`` is inside the allow-lists: an email address of
+        one of ``mail_domains``, a phone number in international form starting with one of
+        ``phone_prefixes``; nothing on any other channel."""
+        if channel is Channel.EMAIL:
+            return mail_domain(address) in self.mail_domains
+        if channel is Channel.SMS:
+            number = phone_number(address)
+            return number.startswith("+") and number.startswith(self.phone_prefixes)
+        return False
 
 
 def _target_text(value: str) -> str:
@@ -261,6 +347,8 @@ class NotifierConfig(_Model):
     """Per channel, for every recipient without a limit of their own (``rate_limits.py``)."""
     quiet_hours: QuietHours | None = None
     """For every person without quiet hours of their own (``quiet_hours.py``)."""
+    event_addresses: EventAddresses = Field(default_factory=EventAddresses)
+    """Which addresses only an event carries may be used; by default none."""
     channels: dict[str, Any] = Field(default_factory=dict)
     """Providers and robots per channel, validated with their secrets at start-up
     (``channels/setup.py``); here only the robot names are checked."""

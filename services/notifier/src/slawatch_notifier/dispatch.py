@@ -5,8 +5,10 @@ For each due notification (``pending`` and ``next_attempt_at <= now``):
 1. claim: in one transaction mark it ``sending`` and count the attempt
    (``store.claim_due``), then hold its first attempt against its
    recipient's rate limit (``folding.admit``): over the limit it becomes
-   ``folded`` into the window's digest instead; COMMIT, before any byte
-   leaves the process;
+   ``folded`` into the window's digest instead; an SMS to a number only an
+   event gave is first held against that number's cap, over which it becomes
+   ``refused`` (logged, counted) and its fallback takes over; COMMIT, before
+   any byte leaves the process;
 2. send it through its channel's port (``channels/``), outside any transaction;
 3. record the attempt and move the notification to its next state
    (``retry.next_step``) — one recorder writes every attempt that ended since
@@ -83,7 +85,7 @@ from slawatch_notifier import fallback, folding, store
 from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.channels.port import ChannelPort, Delivered, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
-from slawatch_notifier.folding import Admission, Limits, unlimited
+from slawatch_notifier.folding import Admission, Caps, Limits, uncapped, unlimited
 from slawatch_notifier.metrics import FinalReason, NotifierMetrics
 from slawatch_notifier.retry import (
     NextStep,
@@ -129,11 +131,13 @@ class Dispatcher:
         concurrency: Mapping[Channel, int],
         limits: Limits = unlimited,
         links: AckLinks | None = None,
+        caps: Caps = uncapped,
     ) -> None:
         """``policy``: backoff, retry budgets, fallback delay, interruption cap;
         ``concurrency``: each channel's slots (a channel it omits is never sent on);
         ``limits``: the rate limit of a recipient on a channel (``rate_limits.limit_for``);
-        ``links``: signs a digest's acknowledgement link."""
+        ``links``: signs a digest's acknowledgement link; ``caps``: the cap on SMS to a
+        number only an event gave (``rate_limits.cap_for``)."""
         self._engine = engine
         self._channels = channels
         self._policy = policy
@@ -149,6 +153,7 @@ class Dispatcher:
         }
         self._limits = limits
         self._links = links
+        self._caps = caps
         self._ended: list[_Ended] = []
         self._record_bell = asyncio.Event()
         self._room = asyncio.Event()
@@ -250,11 +255,14 @@ class Dispatcher:
         now = self._clock.now()
         async with self._engine.begin() as conn:
             claimed = await store.claim_due(conn, now, wants)
-            admission = await folding.admit(conn, claimed, self._limits, now, self._links)
+            admission = await folding.admit(
+                conn, claimed, self._limits, now, self._links, caps=self._caps
+            )
             got = Counter(item.channel for item in claimed)
             short = [channel for channel, want in wants.items() if got[channel] < want]
             due = await store.next_due_by_channel(conn, short) if short else {}
         self._count_folded(admission)
+        self._count_refused(admission)
         if admission.folded:
             self._outbox_bell.set()
         for sending in admission.send:
@@ -458,6 +466,22 @@ class Dispatcher:
             log.info("notification %s folded into %s", folded.claimed.id, folded.digest_id)
         for _recipient, channel in admission.digests_opened:
             self._metrics.digests.labels(channel).inc()
+
+    def _count_refused(self, admission: Admission) -> None:
+        for refused in admission.refused:
+            channel, refused_id = refused.claimed.channel, refused.claimed.id
+            self._metrics.notifications.labels(channel, Status.REFUSED, FinalReason.SMS_CAP).inc()
+            log.warning(
+                "notification %s to %s refused: %s",
+                refused_id,
+                refused.claimed.recipient,
+                refused.reason,
+            )
+            for promoted in refused.promoted:
+                self._metrics.fallbacks.labels(promoted.channel).inc()
+                log.warning("%s was refused: falling back to %s", refused_id, promoted.id)
+            if refused.promoted:
+                self._doorbell.set()
 
     def _count_fallbacks(
         self, notification_id: str, settled: fallback.Settled, step: NextStep | None = None

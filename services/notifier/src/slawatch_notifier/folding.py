@@ -1,7 +1,12 @@
 """Folding: claimed notifications over their recipient's rate limit become one digest.
 
 Runs inside the dispatcher's claim transaction, right after ``store.claim_due``
-marked the notifications ``sending`` (``admit``). For each recipient and
+marked the notifications ``sending`` (``admit``). First the cap on SMS to a
+number only an event gave (``rate_limits.cap_for``): for each such number, in
+key order, its window row (``rate_limits.cap_window``) is locked as below and
+each first attempt counted in it; one over the cap becomes ``refused``, its
+attempt given back, the reason in ``last_error`` and ``note``, and its standby
+fallback takes over (``fallback.take_over``). Then, for each recipient and
 channel with a limit (``rate_limits.limit_for``), in key order:
 
 1. lock the recipient's window row in ``notifier_rate_windows`` (created if
@@ -33,22 +38,38 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slawatch_common.events import Channel
-from slawatch_notifier import rate_limits
+from slawatch_notifier import fallback, rate_limits
 from slawatch_notifier.acklink import AckLinks
+from slawatch_notifier.addresses import mask
 from slawatch_notifier.config import RateLimit
 from slawatch_notifier.digest import Held, Limit, render_digest
 from slawatch_notifier.messages import language
 from slawatch_notifier.rate_limits import DIGEST, Fold, Send, Window
 from slawatch_notifier.retry import Status
-from slawatch_notifier.store import Claimed, content_json, new_row, notifications, rate_windows
+from slawatch_notifier.store import (
+    Claimed,
+    NotificationRef,
+    content_json,
+    new_row,
+    notifications,
+    rate_windows,
+)
 
 Limits = Callable[[str, Channel], RateLimit | None]
 """The limit of a recipient on a channel, if any (``rate_limits.limit_for`` bound to a config)."""
+Caps = Callable[[str, Channel, str], RateLimit | None]
+"""The cap on sends to an address (recipient, channel, address), if any
+(``rate_limits.cap_for`` bound to a config)."""
 Key = tuple[str, Channel]
 
 
 def unlimited(recipient: str, channel: Channel) -> RateLimit | None:
     """``Limits`` when no recipient has a limit on any channel."""
+    return None
+
+
+def uncapped(recipient: str, channel: Channel, address: str) -> RateLimit | None:
+    """``Caps`` when no address has a cap."""
     return None
 
 
@@ -60,13 +81,24 @@ class Folded:
     digest_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A claimed notification over the cap of its number: ``refused``, never sent; the
+    standby fallbacks that took over for it."""
+
+    claimed: Claimed
+    reason: str
+    promoted: tuple[NotificationRef, ...] = ()
+
+
 @dataclass
 class Admission:
-    """The claimed notifications to send now, and those folded into a digest."""
+    """The claimed notifications to send now, those folded into a digest, those refused."""
 
     send: list[Claimed] = field(default_factory=list)
     folded: list[Folded] = field(default_factory=list)
     digests_opened: list[tuple[str, Channel]] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
 
 
 async def admit(
@@ -75,13 +107,20 @@ async def admit(
     limits: Limits,
     now: datetime,
     links: AckLinks | None = None,
+    *,
+    caps: Caps = uncapped,
 ) -> Admission:
-    """Split ``claimed`` (all ``sending``) into what to send and what was folded.
+    """Split ``claimed`` (all ``sending``) into what to send, what was folded and what was
+    refused.
 
-    ``links``: a digest carries the link that acknowledges all it holds."""
+    ``links``: a digest carries the link that acknowledges all it holds; ``caps``: the cap
+    of a number only an event gave."""
     admission = Admission()
+    refused = await _apply_caps(conn, claimed, caps, now, admission)
     limited: dict[Key, list[Claimed]] = {}
     for item in claimed:
+        if item.id in refused:
+            continue
         first = item.attempts == 1 and not item.digest
         if first and limits(item.recipient, item.channel) is not None:
             limited.setdefault((item.recipient, item.channel), []).append(item)
@@ -140,8 +179,67 @@ async def _decide(
     return Send(replace(decision.window, sent=decision.window.sent + 1))
 
 
-async def _lock_window(conn: AsyncConnection, key: Key, now: datetime) -> Window | None:
-    """The recipient's latest window, locked; None if there is none (or only a placeholder)."""
+async def _apply_caps(
+    conn: AsyncConnection,
+    claimed: Sequence[Claimed],
+    caps: Caps,
+    now: datetime,
+    admission: Admission,
+) -> set[str]:
+    """Count each first attempt with a cap in its number's window, number by number in key
+    order; refuse those over it (in ``admission``). The ids refused."""
+    capped: dict[tuple[str, str], list[tuple[Claimed, RateLimit]]] = {}
+    for item in claimed:
+        if item.attempts != 1 or item.digest:
+            continue
+        cap = caps(item.recipient, item.channel, item.outbound.address)
+        if cap is not None:
+            capped.setdefault(rate_limits.cap_window(item.outbound.address), []).append((item, cap))
+    refused: set[str] = set()
+    for key in sorted(capped):
+        window = await _lock_window(conn, key, now)
+        for item, cap in capped[key]:
+            counted = rate_limits.within_cap(window, cap, now)
+            if counted is not None:
+                window = counted
+                continue
+            assert window is not None  # a window without room has counted someone
+            admission.refused.append(await _refuse(conn, item, cap, window, now))
+            refused.add(item.id)
+        if window is not None:
+            await _save_window(conn, key, window, now)
+    return refused
+
+
+async def _refuse(
+    conn: AsyncConnection, item: Claimed, cap: RateLimit, window: Window, now: datetime
+) -> Refused:
+    """``item`` (claimed by this transaction) becomes ``refused``; its attempt is given back
+    and its standby fallbacks take over."""
+    reason = (
+        f"refused: {mask(item.channel, item.outbound.address)}, a number only the event "
+        f"gave, had its {cap.max} SMS per {cap.per}s until {window.ends_at.isoformat()} "
+        "(notifier.event_addresses.sms_per_number)"
+    )
+    await conn.execute(
+        sa.update(notifications)
+        .where(notifications.c.id == item.id, notifications.c.status == Status.SENDING)
+        .values(
+            status=Status.REFUSED,
+            attempts=notifications.c.attempts - 1,
+            last_error=reason,
+            note=reason,
+            published=True,
+            updated_at=now,
+        )
+    )
+    note = f"fallback: {item.id} was refused on {item.channel}: {reason}"
+    return Refused(item, reason, await fallback.take_over(conn, item, note, now))
+
+
+async def _lock_window(conn: AsyncConnection, key: tuple[str, str], now: datetime) -> Window | None:
+    """The latest window of ``key`` (a recipient and channel, or a number's cap), locked;
+    None if there is none (or only a placeholder)."""
     recipient, channel = key
     placeholder = {
         "recipient": recipient,
@@ -169,7 +267,9 @@ async def _lock_window(conn: AsyncConnection, key: Key, now: datetime) -> Window
     )
 
 
-async def _save_window(conn: AsyncConnection, key: Key, window: Window, now: datetime) -> None:
+async def _save_window(
+    conn: AsyncConnection, key: tuple[str, str], window: Window, now: datetime
+) -> None:
     recipient, channel = key
     await conn.execute(
         sa.update(rate_windows)

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.consumer import DeadLetter, Isolator, PoisonRecordError, keep_dead_letters
 from slawatch_common.events import SlaEvent
+from slawatch_common.kafka import client_options
 from slawatch_notifier import escalation_store, store
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.escalation import (
@@ -106,6 +107,7 @@ async def start_consumer(
             group_id=group or consumer_group(settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **client_options(settings),
         )
         try:
             await consumer.start()
@@ -237,7 +239,10 @@ class Intake:
 
     def _count(self, recorded: Recorded) -> None:
         for event, skip in recorded.skipped:
-            log.info("event %s: skipped target (%s): %s", event.event_id, skip.reason, skip.detail)
+            level = logging.WARNING if skip.refusal else logging.INFO
+            log.log(
+                level, "event %s: skipped target (%s): %s", event.event_id, skip.reason, skip.detail
+            )
             self._metrics.skipped_targets.labels(skip.reason).inc()
         fresh = set(recorded.inserted)
         for draft in recorded.drafts:

@@ -45,6 +45,7 @@ from fastapi import FastAPI
 
 from slawatch_common import deadletter_ops, runtime
 from slawatch_common.db import create_engine
+from slawatch_common.kafka import client_options
 from slawatch_common.runtime import ConfigError, configure_logging
 from slawatch_common.settings import DevelopmentValuesError
 from slawatch_notifier import store
@@ -71,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "dead-letters":
         return asyncio.run(
             deadletter_ops.run_command(
-                args, store.dead_letters, settings.database_url, settings.kafka_bootstrap
+                args,
+                store.dead_letters,
+                settings.database_url,
+                settings.kafka_bootstrap,
+                options=client_options(settings),
             )
         )
     if command == "redrive":

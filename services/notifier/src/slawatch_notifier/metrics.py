@@ -37,9 +37,15 @@ record published as ``notification.failed``, and ``slawatch-notifier
 redrive`` sends it again); folded (rate_limited: into a digest); cancelled
 (acknowledged, stopped: the escalation ended; superseded: a warning quiet
 hours held back when the clock breached; not_needed: a fallback whose
-channel before it delivered). ``send_duration_seconds`` is one attempt,
-``delivery_seconds`` from the instant a notification fell due to its
-delivery (retries and queueing included). ``deferred_total`` counts warnings
+channel before it delivered); refused (untrusted_source, address_not_allowed:
+an address only the event gave that ``notifier.event_addresses`` does not
+allow, counted when its row is first stored; sms_cap: a number only an event
+gave that had its SMS for the window). A refusal is also logged as a warning,
+kept as a ``refused`` row with its reason, and, for the first two, counted in
+``skipped_targets_total`` under the same reason each time a step names it.
+``send_duration_seconds`` is one attempt, ``delivery_seconds`` from the
+instant a notification fell due to its delivery (retries and queueing
+included). ``deferred_total`` counts warnings
 deferred by quiet hours, ``fallbacks_total`` fallbacks that took over (by
 their channel; also those released while the one before kept retrying),
 ``digests_total`` digests opened. ``escalation_steps_total``
@@ -143,6 +149,9 @@ class FinalReason(StrEnum):
     STOPPED = "stopped"
     SUPERSEDED = "superseded"
     NOT_NEEDED = "not_needed"
+    UNTRUSTED_SOURCE = "untrusted_source"
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
+    SMS_CAP = "sms_cap"
 
 
 FINAL_REASONS: dict[Status, tuple[FinalReason, ...]] = {
@@ -159,6 +168,11 @@ FINAL_REASONS: dict[Status, tuple[FinalReason, ...]] = {
         FinalReason.STOPPED,
         FinalReason.SUPERSEDED,
         FinalReason.NOT_NEEDED,
+    ),
+    Status.REFUSED: (
+        FinalReason.UNTRUSTED_SOURCE,
+        FinalReason.ADDRESS_NOT_ALLOWED,
+        FinalReason.SMS_CAP,
     ),
 }
 """Every (final status, reason) pair ``notifications_total`` may carry."""
@@ -296,8 +310,15 @@ class NotifierMetrics:
 
 
 def count_planned(metrics: NotifierMetrics, draft: Draft, new: bool) -> None:
-    """Count one planned notification: new or already known, and deferred if it is."""
+    """Count one planned notification: new or already known, and deferred if it is; a
+    refused one as a notification in its final state, once."""
     channel = draft.planned.channel
+    refused = draft.planned.refused
+    if refused is not None:
+        if new:
+            reason = FinalReason(refused.reason.value)
+            metrics.notifications.labels(channel, Status.REFUSED, reason).inc()
+        return
     metrics.planned.labels(channel, PlanResult.NEW if new else PlanResult.DUPLICATE).inc()
     if new and draft.deferred_until is not None and draft.planned.fallback_of is None:
         metrics.deferred.labels(channel).inc()

@@ -18,6 +18,12 @@ fits, else its head and a hash). A row whose record still cannot be built is
 logged, counted (``records_unpublishable``) and marked published with the
 reason in its note, and the outbox goes on with the rest.
 
+A record names its recipient by id and the address by its keyed hash
+(``addresses.AddressHasher``: ``hmac-sha256:<16 hex digits>``), never the
+address itself, which the row keeps for sending; a provider's error that
+quotes the address has it replaced by the hash as well. (The contract's field
+is still called ``address``.) A ``refused`` notification has no record.
+
 The rows come from a ``RecordSource``: the notifications (``NOTIFICATIONS``,
 the default), or another table whose rows end as notifications do, published
 by an outbox of its own (``reports.RECORDS``: compliance-report mails).
@@ -42,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from slawatch_common.events import Notification, NotificationRecord, bounded_id
 from slawatch_common.runtime import Backoff
 from slawatch_notifier import store
+from slawatch_notifier.addresses import AddressHasher, normalise
 from slawatch_notifier.metrics import NotifierMetrics
 from slawatch_notifier.retry import Status
 
@@ -81,9 +88,17 @@ def event_id(finished: store.Finished) -> str:
     return bounded_id(f"notification:{finished.id}:{finished.status.value}{generation}")
 
 
-def record_for(finished: store.Finished) -> NotificationRecord:
-    """The record of a finished notification; its ``event_id`` is stable across republishing."""
-    error = finished.last_error[:ERROR_LIMIT] if finished.last_error else None
+def record_for(finished: store.Finished, hasher: AddressHasher) -> NotificationRecord:
+    """The record of a finished notification; its ``event_id`` is stable across republishing.
+    ``hasher`` stands in for the address (in ``address`` and in the error's words)."""
+    # a row without an address has no hash: its record stays invalid (``flush``)
+    hashed = hasher(finished.channel, finished.address) if finished.address.strip() else ""
+    error = finished.last_error
+    if error:
+        spellings = {finished.address, normalise(finished.channel, finished.address)}
+        for spelling in sorted(spellings - {""}, key=len, reverse=True):
+            error = error.replace(spelling, hashed)
+        error = error[:ERROR_LIMIT]
     digest_id = finished.digest_id if finished.status is Status.FOLDED else None
     return NotificationRecord(
         event_id=event_id(finished),
@@ -99,7 +114,7 @@ def record_for(finished: store.Finished) -> NotificationRecord:
             ticket_id=bounded_id(finished.ticket_id),
             recipient=bounded_id(finished.recipient),
             channel=finished.channel,
-            address=finished.address,
+            address=hashed,
             attempts=max(finished.attempts, 1),
             error=error if finished.status is Status.FAILED else None,
             digest_id=bounded_id(digest_id) if digest_id else None,
@@ -120,10 +135,12 @@ class Outbox:
         bell: asyncio.Event,
         interval_s: float = 5.0,
         gather_s: float = GATHER_S,
+        hasher: AddressHasher,
         source: RecordSource = NOTIFICATIONS,
         loop: str = "outbox",
     ) -> None:
-        """``loop``: the name its heartbeat and transient faults are shown under."""
+        """``hasher``: what a record shows for an address (``record_for``); ``loop``: the name
+        its heartbeat and transient faults are shown under."""
         self._engine = engine
         self._producer = producer
         self._topic = topic
@@ -131,6 +148,7 @@ class Outbox:
         self._bell = bell
         self._interval_s = interval_s
         self._gather_s = gather_s
+        self._hasher = hasher
         self._source = source
         self._loop = loop
 
@@ -169,7 +187,7 @@ class Outbox:
         try:
             for item in finished:
                 try:
-                    record = record_for(item)
+                    record = record_for(item, self._hasher)
                     value, key = record.model_dump_json().encode(), record.key.encode()
                 except Exception as exc:
                     log.exception("the record of notification %s cannot be built", item.id)

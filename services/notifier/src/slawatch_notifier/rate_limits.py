@@ -31,6 +31,14 @@ Fixed windows are cheap to keep (one row per recipient and channel, locked
 by whoever decides) and make the digest's key deterministic; the price is the
 edge of two windows, where up to twice ``max`` may arrive within ``per``
 (``max`` at the end of one window, ``max`` at the start of the next).
+
+A phone number only an event gave (``notifier.event_addresses``: not the
+configured phone of the recipient) has a cap besides: at most
+``sms_per_number.max`` SMS per ``per`` to that number, whoever the recipient
+(``cap_for``). It is counted in fixed windows as above, one per number
+(``cap_window``), before the recipient's rate limit is applied; a first
+attempt over it is *refused*, never folded or sent (``folding.py``).
+Configured people are trusted: their numbers have no cap.
 """
 
 from __future__ import annotations
@@ -39,10 +47,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from slawatch_common.events import Channel
+from slawatch_notifier.addresses import phone_number
 from slawatch_notifier.config import NotifierConfig, RateLimit
 
 DIGEST = "digest"
 """The ``stage`` of a digest notification, and the prefix of its id."""
+
+CAP_CHANNEL = "sms-number"
+"""The ``channel`` of a cap window's row in ``notifier_rate_windows``; its ``recipient`` is
+the number (``cap_window``). No channel is spelt so, so it shares no row with a limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +126,30 @@ def admit(
 def closed(window: Window, now: datetime) -> Window:
     """``window`` ended at ``now``: its digest left already (another claimer took it)."""
     return replace(window, ends_at=min(window.ends_at, now))
+
+
+def cap_for(
+    config: NotifierConfig, recipient: str, channel: Channel, address: str
+) -> RateLimit | None:
+    """The cap of an SMS to ``address``: ``notifier.event_addresses.sms_per_number`` unless it
+    is the configured phone of ``recipient``; None on other channels."""
+    if channel is not Channel.SMS:
+        return None
+    person = config.people.get(recipient)
+    phone = person.phone if person is not None else None
+    if phone is not None and phone_number(phone) == phone_number(address):
+        return None
+    return config.event_addresses.sms_per_number
+
+
+def cap_window(address: str) -> tuple[str, str]:
+    """The ``notifier_rate_windows`` key that counts the SMS to one number."""
+    return phone_number(address), CAP_CHANNEL
+
+
+def within_cap(previous: Window | None, cap: RateLimit, now: datetime) -> Window | None:
+    """The window counting one more message at ``now``; None when the cap is reached."""
+    window = window_at(previous, cap, now)
+    if window.sent >= window.max:
+        return None
+    return replace(window, sent=window.sent + 1)

@@ -101,6 +101,7 @@ from slawatch_common.consumer import (
 from slawatch_common.events import Channel, ReportEvent, bounded_id
 from slawatch_common.runtime import Backoff
 from slawatch_notifier import intake, store
+from slawatch_notifier.addresses import AddressHasher
 from slawatch_notifier.channels.email import (
     UnusableAddressError,
     address_header,
@@ -769,9 +770,11 @@ class ReportDelivery:
         bell: asyncio.Event,
         outbox_bell: asyncio.Event,
         policy: RetryPolicy | None = None,
+        hasher: AddressHasher | None = None,
     ) -> None:
         """``client``: the engine's report API (``engine_client``); ``policy``: backoff, the
-        retry budget and the interruption cap (``settings.report_retry_policy()``)."""
+        retry budget and the interruption cap (``settings.report_retry_policy()``);
+        ``hasher``: what the log shows for an address (without it, nothing)."""
         self._engine = engine
         self._client = client
         self._settings = settings
@@ -781,6 +784,7 @@ class ReportDelivery:
         self._bell = bell
         self._outbox_bell = outbox_bell
         self._policy = policy or settings.report_retry_policy()
+        self._hasher = hasher
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -930,7 +934,10 @@ class ReportDelivery:
             log.warning("could not give back %d claimed report mails", len(claimed), exc_info=True)
 
     def _count(self, report: ClaimedReport, step: NextStep, now: datetime) -> None:
-        attempt = f"report mail {report.id} to {report.address}, attempt {report.attempts}"
+        to = report.recipient
+        if self._hasher is not None:
+            to = f"{to} ({self._hasher(Channel.EMAIL, report.address)})"
+        attempt = f"report mail {report.id} to {to}, attempt {report.attempts}"
         if step.status is Status.SENT:
             log.info("%s: sent", attempt)
             self._metrics.reports_sent.labels(report.contract).inc()

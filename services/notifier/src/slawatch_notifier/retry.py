@@ -6,9 +6,16 @@
      │ ▲                  │──Permanent, a send that raised, or Retryable
      │ │                  │   once the retry budget is spent──────────────▶ failed
      │ └──Retryable: wait backoff(attempt)───┘                               │
-     │                    └──over its recipient's rate limit (first attempt only)──▶ folded
+     │                    ├──over its recipient's rate limit (first attempt only)──▶ folded
+     │                    └──a number only an event gave, over its cap (first attempt)──▶ refused
      ├──ack, or the escalation stopped──▶ cancelled (never sent; see escalation.py)
      └◀──────────────────────────── redrive (an operator: ``main.py redrive``) ──┘
+
+A notification whose address only the event gave and may not be used is
+stored ``refused`` from the start (``routing.py``), and the next channel of its
+step is planned to go at once; one the per-number SMS cap refuses at its first
+claim (``folding.py``) has its standby take over as after ``failed``.
+``refused`` is final and never retried or redriven.
 
 A ``folded`` notification is told in its digest (``digest_id``), a notification
 of its own that goes through the same life (``rate_limits.py``). A warning
@@ -56,6 +63,8 @@ class Status(StrEnum):
     FAILED = "failed"
     FOLDED = "folded"
     CANCELLED = "cancelled"
+    REFUSED = "refused"
+    """Never sent: an address only the event gave that may not be used, or over its cap."""
 
 
 class AttemptOutcome(StrEnum):

@@ -4,15 +4,26 @@ A ``Firing`` (``escalation.py``) names a step of the snapshotted chain; each of
 its targets (``targets.py``) is resolved against the current people, groups
 and schedules at ``now``:
 
-- a person, the assignee (as the source sent them, completed by the
-  configured person of the same id), the person a schedule has on call, or a
-  person's ``supervisor``: one notification each;
+- a person, the assignee (``assignee_of``: the configured person of the
+  id the event names, else as the source sent them), the person a schedule
+  has on call, or a person's ``supervisor``: one notification each;
 - a group: one per member on ``email``/``sms``, one to the group's robot on
   a chat channel (recipient ``group:<id>``).
 
 Each notification carries the ``locale`` its words are in (``templates.py``):
 the person's (for the assignee, the configured person's of the same id), the
 group's for its robot, else the notifier's ``locale``.
+
+Event data never chooses where a message goes. A configured person's
+addresses win over the ones the event carries; an address only the event
+carries is used only if ``notifier.event_addresses`` allows it (its source
+trusted, the address inside the allow-lists). Otherwise it is *refused*: a
+``Skip`` (``untrusted_source``, ``address_not_allowed``) whose detail names the
+source and field and shows the address masked, and a planned notification
+with ``refused`` set (``Route.refused``), which the store keeps as a
+``refused`` row with that detail and never sends; the next channel of a
+fallback list reaches the recipient straight away, as when an address is
+missing.
 
 Each notification's id is ``escalation.notification_id``, the dedup key; the
 same step reaches one recipient on one channel once, even when two targets
@@ -33,12 +44,15 @@ the direct one wins.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from slawatch_common.events import Channel, SlaEvent, TicketRef
+from slawatch_notifier.addresses import mask
 from slawatch_notifier.config import (
     MEMBER_CHANNELS,
+    EventAddresses,
     Group,
     NotifierConfig,
     Notify,
@@ -65,7 +79,17 @@ from slawatch_notifier.targets import (
     Target,
 )
 
-__all__ = ["PlannedNotification", "Route", "Skip", "SkipReason", "notification_id", "plan", "route"]
+__all__ = [
+    "Assigned",
+    "PlannedNotification",
+    "Route",
+    "Skip",
+    "SkipReason",
+    "assignee_of",
+    "notification_id",
+    "plan",
+    "route",
+]
 
 Resolved = Person | Skip
 
@@ -86,6 +110,9 @@ class PlannedNotification:
     event: SlaEvent
     fallback_of: str | None = None
     """The notification this one stands in for if it fails; None: sent as soon as due."""
+    refused: Skip | None = None
+    """Why it is never sent: the address the event gave may not be used. Its ``address`` is
+    then masked (``addresses.mask``)."""
 
     @property
     def stage(self) -> str:
@@ -100,6 +127,9 @@ class PlannedNotification:
 class Route:
     notifications: tuple[PlannedNotification, ...] = ()
     skipped: tuple[Skip, ...] = ()
+    refused: tuple[PlannedNotification, ...] = ()
+    """Notifications whose address the event gave and may not be used (each also in
+    ``skipped``), to be recorded, never sent."""
 
 
 def plan(
@@ -111,22 +141,30 @@ def plan(
 ) -> Route:
     """The notifications of ``firings`` about ``event``, deduplicated by id, in chain order."""
     planned: dict[str, PlannedNotification] = {}
+    refused: dict[str, PlannedNotification] = {}
     skipped: list[Skip] = []
     for firing in firings:
         for notify in chain.steps[firing.step].notify:
             found, missed = _fallback_chain(notify, firing, event, config, now)
             skipped += missed
             for result in found:
+                if result.refused is not None:
+                    refused.setdefault(result.notification_id, result)
+                    continue
                 known = planned.get(result.notification_id)
                 if known is None or (known.fallback_of and not result.fallback_of):
                     planned[result.notification_id] = result
-    return Route(tuple(planned.values()), tuple(skipped))
+    kept = tuple(item for key, item in refused.items() if key not in planned)
+    return Route(tuple(planned.values()), tuple(skipped), kept)
 
 
 def _fallback_chain(
     notify: Notify, firing: Firing, event: SlaEvent, config: NotifierConfig, now: datetime
 ) -> tuple[list[PlannedNotification], list[Skip]]:
-    """One target on each of its channels in order, each a standby for the one before."""
+    """One target on each of its channels in order, each a standby for the one before.
+
+    A refused notification (its ``refused`` set) is in the first list and its skip in the
+    second; it stands in for nothing and nothing stands in for it."""
     found: list[PlannedNotification] = []
     skipped: list[Skip] = []
     latest: dict[str, str] = {}  # recipient → their notification on the latest channel
@@ -140,6 +178,10 @@ def _fallback_chain(
             result = _notification(contact, firing, via, event, config.locale)
             if isinstance(result, Skip):
                 unreached.setdefault(contact.id, result)
+                continue
+            if result.refused is not None:
+                found.append(result)
+                skipped.append(result.refused)
                 continue
             found.append(replace(result, fallback_of=latest.get(result.recipient)))
             latest[result.recipient] = result.notification_id
@@ -163,10 +205,14 @@ def _notification(
     found: Person | Contact, firing: Firing, via: Channel, event: SlaEvent, default_locale: str
 ) -> PlannedNotification | Skip:
     contact = found if isinstance(found, Contact) else Contact.of(found)
+    refusal: Refusal | None = None
     address = contact.addresses.get(via)
     if address is None:
-        detail = f"{event.key}: {contact.id} has no {address_field(via)} for {via}"
-        return Skip(SkipReason.NO_ADDRESS, detail)
+        refusal = contact.refused.get(via)
+        if refusal is None:
+            detail = f"{event.key}: {contact.id} has no {address_field(via)} for {via}"
+            return Skip(SkipReason.NO_ADDRESS, detail)
+        address = refusal.shown
     clock = event.data.clock
     return PlannedNotification(
         notification_id=notification_id(
@@ -187,17 +233,29 @@ def _notification(
         channel=via,
         address=address,
         event=event,
+        refused=refusal.skip if refusal is not None else None,
     )
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """An address the event gave that may not be used: why, and what of it may be shown."""
+
+    skip: Skip
+    shown: str
+    """The address masked (``addresses.mask``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
-    """A person, or a group's robot, with an address per channel."""
+    """A person, or a group's robot, with an address per channel; for the assignee, the
+    addresses the event gave that were refused, per channel."""
 
     id: str
     name: str | None
     locale: str | None
     addresses: Mapping[Channel, str]
+    refused: Mapping[Channel, Refusal] = field(default_factory=dict)
 
     @classmethod
     def of(cls, person: Person) -> Contact:
@@ -209,6 +267,11 @@ def _contacts(
     target: Target, via: Channel, ticket: TicketRef, config: NotifierConfig, at: datetime
 ) -> list[Resolved | Contact]:
     match target:
+        case Assignee():
+            assigned = assignee_of(ticket, config)
+            if assigned is None:
+                return [Skip(SkipReason.NO_ASSIGNEE, f"{ticket.source}:{ticket.id}: no assignee")]
+            return [replace(Contact.of(assigned.person), refused=assigned.refused)]
         case AssigneeGroup():
             if ticket.group is None:
                 return [Skip(SkipReason.NO_GROUP, f"{ticket.source}:{ticket.id}: no group")]
@@ -244,10 +307,10 @@ def _people(
     """The people a person-valued target stands for at ``at``."""
     match target:
         case Assignee():
-            assignee = assignee_of(ticket, config)
-            if assignee is None:
+            assigned = assignee_of(ticket, config)
+            if assigned is None:
                 return [Skip(SkipReason.NO_ASSIGNEE, f"{ticket.source}:{ticket.id}: no assignee")]
-            return [assignee]
+            return [assigned.person]
         case PersonRef(person_id):
             return [_person(person_id, config)]
         case OnCallRef(name):
@@ -279,13 +342,80 @@ def _supervisor(found: Resolved, config: NotifierConfig) -> Resolved:
     return _person(found.supervisor, config)
 
 
-def assignee_of(ticket: TicketRef, config: NotifierConfig) -> Person | None:
-    """The ticket's assignee as the source sent them; the configured person of the same id
-    (if any) fills in what the source did not send (locale, supervisor, other addresses)."""
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """The ticket's assignee as routing reaches them, and the event's addresses it refused."""
+
+    person: Person
+    refused: Mapping[Channel, Refusal] = field(default_factory=dict)
+    """Per channel: an address only the event carried that may not be used, and why."""
+
+
+EVENT_CHANNELS = (Channel.EMAIL, Channel.SMS)
+"""The channels whose address an event's assignee may carry (``email``, ``phone``)."""
+
+
+def assignee_of(ticket: TicketRef, config: NotifierConfig) -> Assigned | None:
+    """The ticket's assignee, None if the event names none.
+
+    The configured person of the id the event names, with all their fields:
+    their addresses win over the event's. An address the event carries that
+    the configured person lacks (or every address, for an assignee who is
+    not configured) is used only if ``config.event_addresses`` allows it: the
+    ticket's source trusted and the address inside the allow-lists; else it
+    is refused. An assignee who is not configured keeps the name the event
+    gives.
+    """
     sent = ticket.assignee
     if sent is None:
         return None
     known = config.people.get(sent.id)
-    values = known.model_dump(exclude_none=True) if known is not None else {}
-    values.update(sent.model_dump(exclude_none=True))
-    return Person.model_validate(values)
+    values: dict[str, Any]
+    if known is not None:
+        values = known.model_dump(exclude_none=True)
+    else:
+        values = sent.model_dump(include={"id", "name"}, exclude_none=True)
+    refused: dict[Channel, Refusal] = {}
+    filled = False
+    for channel in EVENT_CHANNELS:
+        name = address_field(channel)
+        given: str | None = getattr(sent, name)
+        if given is None or name in values:
+            continue
+        refusal = _refusal(ticket, sent.id, channel, given, config.event_addresses)
+        if refusal is None:
+            values[name] = given
+            filled = True
+        else:
+            refused[channel] = refusal
+    if known is not None and not filled:
+        return Assigned(known, refused)
+    return Assigned(Person.model_validate(values), refused)
+
+
+def _refusal(
+    ticket: TicketRef, who: str, channel: Channel, address: str, allowed: EventAddresses
+) -> Refusal | None:
+    """Why ``address`` (only the event carries it) may not be used; None if it may."""
+    shown = mask(channel, address)
+    name = address_field(channel)
+    given = f"{ticket.source}:{ticket.id}: the {name} of {who} that the event gives ({shown})"
+    if not allowed.trusts(ticket.source):
+        return Refusal(
+            Skip(
+                SkipReason.UNTRUSTED_SOURCE,
+                f"{given} is not used: source {ticket.source!r} is not in "
+                "notifier.event_addresses.sources",
+            ),
+            shown,
+        )
+    if not allowed.admits(channel, address):
+        listing = "mail_domains" if channel is Channel.EMAIL else "phone_prefixes"
+        return Refusal(
+            Skip(
+                SkipReason.ADDRESS_NOT_ALLOWED,
+                f"{given} is not used: outside notifier.event_addresses.{listing}",
+            ),
+            shown,
+        )
+    return None

@@ -115,7 +115,10 @@ class Scheduler:
             return
         self._metrics.escalation_steps.labels(StepResult.FIRED).inc()
         for skip in outcome.skipped:
-            log.info("step %s: skipped target (%s): %s", outcome.step_id, skip.reason, skip.detail)
+            level = logging.WARNING if skip.refusal else logging.INFO
+            log.log(
+                level, "step %s: skipped target (%s): %s", outcome.step_id, skip.reason, skip.detail
+            )
             self._metrics.skipped_targets.labels(skip.reason).inc()
         for draft in outcome.drafts:
             count_planned(self._metrics, draft, draft.planned.notification_id in outcome.inserted)

@@ -16,6 +16,10 @@ after a redrive), ``failing_since`` its first failed attempt since then,
 ``interrupted`` how many of its sends a crash cut short since then and
 ``redrives`` how often an operator sent it again after it failed
 (``redrive``); its records' event ids carry that generation.
+A notification whose address only the event gave and may not be used is
+kept ``refused`` (``routing.py``): its ``address`` masked, ``last_error`` the
+refusal's detail, never claimed and never published; one the per-number SMS
+cap refuses at its first claim becomes ``refused`` too (``folding.py``).
 ``notifier_attempts`` keeps one row per attempt (the delivery log);
 ``notifier_dead_letters`` every input record that could not be used, with the
 reason. ``notifier_escalations`` and ``notifier_scheduled_steps`` are defined
@@ -237,7 +241,8 @@ class Draft:
 
 async def insert_new(conn: AsyncConnection, drafts: Sequence[Draft], now: datetime) -> set[str]:
     """Insert ``drafts`` as pending notifications, due ``now`` or when deferred to; the ids
-    actually inserted. A fallback is inserted as ``standby`` (``routing.py``).
+    actually inserted. A fallback is inserted as ``standby``, a refused one as ``refused``
+    (``routing.py``).
 
     A notification whose id exists already is left untouched (dedup by key).
     """
@@ -258,8 +263,14 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
     planned, event, firing = draft.planned, draft.planned.event, draft.planned.firing
     due = draft.deferred_until or now
     note = None
+    status = Status.STANDBY if planned.fallback_of else Status.PENDING
+    refused: dict[str, Any] = {}
     if draft.deferred_until is not None:
         note = f"deferred to {draft.deferred_until.isoformat()}: quiet hours of {planned.recipient}"
+    if planned.refused is not None:
+        # recorded, never sent; no record type tells a refusal, so there is nothing to publish
+        status, note = Status.REFUSED, f"refused ({planned.refused.reason}): never sent"
+        refused = {"last_error": planned.refused.detail, "published": True}
     return new_row(
         id=planned.notification_id,
         sla_event_id=event.event_id,
@@ -278,7 +289,7 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
         channel=str(planned.channel),
         address=planned.address,
         content=content_json(draft.content),
-        status=Status.STANDBY if planned.fallback_of else Status.PENDING,
+        status=status,
         due=due,
         now=now,
         deferred_until=draft.deferred_until,
@@ -286,6 +297,7 @@ def _new_row(draft: Draft, now: datetime) -> dict[str, Any]:
         deadline=event.data.clock.deadline,
         priority=str(event.data.ticket.priority),
         note=note,
+        **refused,
     )
 
 

@@ -1,6 +1,7 @@
 """The ``to:`` of a step: who a target names. Pure; resolution is in ``routing.py``.
 
-    assignee             the ticket's assignee, as the source sent it with the event
+    assignee             the ticket's assignee: the configured person of the id the
+                         event names, else as the source sent it (``routing.assignee_of``)
     assignee_group       the ticket's ``group``, looked up in ``notifier.groups``
     <person id>          a person of ``notifier.people``
     group:<id>           every member of a group, or the group's robot on a chat channel
@@ -9,7 +10,8 @@
                          (nests: ``supervisor:supervisor:assignee``; never a group)
 
 A target that reaches no one when a step fires (no assignee, nobody on call, a
-person without the channel's address) becomes a ``Skip`` with its reason.
+person without the channel's address, an address the event gave that may not
+be used) becomes a ``Skip`` with its reason.
 """
 
 from __future__ import annotations
@@ -90,6 +92,14 @@ class SkipReason(StrEnum):
     NO_SUPERVISOR = "no_supervisor"
     UNKNOWN_TARGET = "unknown_target"
     NO_ADDRESS = "no_address"
+    UNTRUSTED_SOURCE = "untrusted_source"
+    """An address only the event carries, from a source not allowed to give addresses."""
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
+    """An address only the event carries, outside the allowed mail domains or phone prefixes."""
+
+
+REFUSALS = frozenset({SkipReason.UNTRUSTED_SOURCE, SkipReason.ADDRESS_NOT_ALLOWED})
+"""Skips that refuse an address an event gave: logged as warnings, kept as ``refused`` rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +108,8 @@ class Skip:
 
     reason: SkipReason
     detail: str
+
+    @property
+    def refusal(self) -> bool:
+        """An address the event gave was refused (rather than nobody being there to reach)."""
+        return self.reason in REFUSALS

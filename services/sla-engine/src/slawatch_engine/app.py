@@ -32,9 +32,9 @@ from slawatch_common.auth import Scope
 from slawatch_common.consumer import is_fatal, is_transient, reachable
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.deadletter_ops import dead_letter_router
-from slawatch_common.kafka import ensure_topics, start_producer
+from slawatch_common.kafka import client_options, ensure_topics, start_producer
 from slawatch_common.runtime import every, start_worker, stop_workers
-from slawatch_engine import store
+from slawatch_engine import retention, store
 from slawatch_engine.budgets import KIND, BudgetWatch
 from slawatch_engine.intake import Intake
 from slawatch_engine.issuing import ReportWatch
@@ -84,6 +84,7 @@ def create_app(
     tokens = settings.token_book({Scope.REPORTS_READ: settings.report_tokens})
     metrics = EngineMetrics(registry)
     compliance_metrics = ComplianceMetrics(registry, book)
+    pruning = retention.pruner(settings, registry, now)
     state: dict[str, Runtime] = {}
 
     @asynccontextmanager
@@ -91,8 +92,16 @@ def create_app(
         db = create_engine(settings.database_url)
         await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
         topics = settings.topics
-        await ensure_topics(settings.kafka_bootstrap, topics.all(), settings.kafka_partitions)
-        producer = await start_producer(settings.kafka_bootstrap)
+        kafka = client_options(settings)  # TLS and SASL of every Kafka client
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            topics.all(),
+            settings.kafka_partitions,
+            options=kafka,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
+        )
+        producer = await start_producer(settings.kafka_bootstrap, options=kafka)
         consumer = _consumer(settings, settings.consumer_group)
         ledger = Ledger(book, topics.sla)
         index = DueIndex()
@@ -174,7 +183,8 @@ def create_app(
         ]
         try:
             with metrics.timing_gc():
-                yield
+                async with pruning.running(db, lock):
+                    yield
         finally:
             state.pop("rt", None)
             await stop_workers(*workers)
@@ -300,6 +310,7 @@ def _consumer(settings: EngineSettings, group: str, *topics: str) -> AIOKafkaCon
         # session expires: keep that short (the broker's minimum is 6 s)
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.session_timeout_ms // 4,
+        **client_options(settings),
     )
 
 

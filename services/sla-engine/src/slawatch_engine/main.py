@@ -28,6 +28,7 @@ import uvicorn
 
 from slawatch_common import deadletter_ops
 from slawatch_common.db import create_engine, upgrade
+from slawatch_common.kafka import client_options
 from slawatch_common.runtime import ConfigError, configure_logging, serve
 from slawatch_common.settings import DevelopmentValuesError
 from slawatch_engine import compliance, store
@@ -97,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dead-letters":
         return asyncio.run(
             deadletter_ops.run_command(
-                args, store.dead_letters, settings.database_url, settings.kafka_bootstrap
+                args,
+                store.dead_letters,
+                settings.database_url,
+                settings.kafka_bootstrap,
+                options=client_options(settings),
             )
         )
     try:
