@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 
-from notifier.factories import ESCALATING, NOW, sla_event
+from notifier.factories import CONFIG, ESCALATING, NOW, sla_event
 from slawatch_common.events import Channel, SlaEvent
 from slawatch_notifier.acklink import AckLinks
 from slawatch_notifier.channels.email import build_message
@@ -18,9 +19,11 @@ from slawatch_notifier.digest import Held, Limit, render_digest
 from slawatch_notifier.escalation import ChainSnapshot, Firing
 from slawatch_notifier.messages import CHINESE
 from slawatch_notifier.planner import Planner
+from slawatch_notifier.routing import route
 from slawatch_notifier.templates import (
     SMS_MAX_CHARS,
     duration,
+    render,
     render_email,
     render_sms,
     stage_label,
@@ -180,6 +183,18 @@ def test_every_message_ends_with_its_ack_link_and_an_sms_keeps_it_whole() -> Non
     assert sms.text.endswith(f" Ack: {link}")
     assert len(sms.text) <= SMS_MAX_CHARS
     assert "Ack:" not in render_sms(event, "breach").text
+
+
+def test_the_generic_webhook_gets_the_mails_subject_and_an_sms_none() -> None:
+    """The webhook contract (``channels/webhook.py``) carries a subject: a receiver may
+    refuse a delivery without one. SMS providers send the text alone."""
+    planned = route(sla_event("breach"), parse_config(CONFIG), NOW).notifications
+    sms = next(p for p in planned if p.channel is Channel.SMS)
+    hook = dataclasses.replace(sms, channel=Channel.WEBHOOK, address="itsm")
+    mail = render_email(sla_event("breach"), "breach", None, LINK)
+    assert render(hook, LINK).subject == mail.subject
+    assert render(hook, LINK).text == render(sms, LINK).text
+    assert render(sms, LINK).subject == ""
 
 
 # --- zh-CN ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import html
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -52,7 +52,10 @@ def render(notification: PlannedNotification, ack_url: str | None = None) -> Con
     words = messages.language(notification.locale)
     if notification.channel is Channel.EMAIL:
         return render_email(event, stage, notification.recipient_name, ack_url, language=words)
-    return render_sms(event, stage, ack_url, language=words)
+    content = render_sms(event, stage, ack_url, language=words)
+    if notification.channel is Channel.WEBHOOK:  # its contract has a subject (webhook.py)
+        return replace(content, subject=_subject(event, stage, words))
+    return content
 
 
 def render_email(
