@@ -8,7 +8,6 @@ connects; against another CA, or in clear, the connection is refused.
 from __future__ import annotations
 
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,23 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from slawatch_common.db import create_engine, tls_of
+from support.certs import self_signed
 from support.pg_instance import PgInstance
 
 pytestmark = pytest.mark.postgres
-
-
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture(scope="module")

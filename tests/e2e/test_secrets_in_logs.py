@@ -52,8 +52,9 @@ import pytest
 import yaml
 from deploy.dev.sms_sink import SmsSink
 
-from e2e.system import services, services_env, wait_until
+from e2e.system import created, services, services_env, wait_until
 from slawatch_common.topics import Topics
+from support.certs import self_signed
 from support.processes import ServiceProcess, started
 from support.providers_chat import (
     DingTalkRobots,
@@ -64,7 +65,7 @@ from support.providers_chat import (
     WeComRobots,
 )
 from support.providers_sms import AliyunSmsEmulator, FailMode, TencentSmsEmulator
-from support.smtp_auth import AuthSmtpSink, self_signed_certificate
+from support.smtp_auth import AuthSmtpSink
 from support.threaded import serving_in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
@@ -178,7 +179,7 @@ def creds() -> Secrets:
 
 @pytest.fixture
 def sinks(tmp_path: Path, creds: Secrets) -> Iterator[Sinks]:
-    cert, key = self_signed_certificate(tmp_path)
+    cert, key = self_signed(tmp_path, "smtp")
     aliyun = AliyunSmsEmulator(
         access_key_id="LTAI-slawatch",
         access_key_secret=creds.aliyun_secret,
@@ -423,21 +424,6 @@ def alertmanager_firing(at: datetime) -> bytes:
     return json.dumps(body).encode()
 
 
-def ticket_created(ticket: str, at: datetime, priority: str) -> dict[str, Any]:
-    return {
-        "event_id": f"e2e:{ticket}:created",
-        "type": "ticket.created",
-        "occurred_at": at.isoformat(),
-        "source": "e2e",
-        "data": {
-            "id": ticket,
-            "priority": priority,
-            "title": f"Incident {ticket}",
-            "assignee": {"id": f"agent-{ticket}", "email": f"agent-{ticket.lower()}@example.com"},
-        },
-    }
-
-
 def answered(response: httpx.Response, expected: int) -> httpx.Response:
     assert response.status_code == expected, (response.request.url.path, response.text[:500])
     return response
@@ -642,13 +628,13 @@ def drive(
             ),
             202,
         )
-        events = [ticket_created("E-1", t0, "P1")]
+        events = [created("E-1", t0, "P1")]
         answered(
             client.post(f"{ingest.url}/v1/events", json=events, headers=bearer(creds.ingest_token)),
             202,
         )
         # the API token (events:write for e2e), GLPI signed, Alertmanager by its token
-        quiet = [ticket_created("E-2", t0, "P4")]
+        quiet = [created("E-2", t0, "P4")]
         answered(
             client.post(f"{ingest.url}/v1/events", json=quiet, headers=bearer(creds.api_token)), 202
         )

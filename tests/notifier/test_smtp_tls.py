@@ -8,7 +8,6 @@ openssl; the notifier checks it against that certificate
 from __future__ import annotations
 
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from slawatch_notifier.channels.port import Delivered, Outbound, Permanent
 from slawatch_notifier.clock import SystemClock
 from slawatch_notifier.settings import NotifierSettings
 from slawatch_notifier.templates import Content
+from support.certs import self_signed
 from support.net import free_port
 
 pytestmark = pytest.mark.smtp
@@ -31,18 +31,7 @@ pytestmark = pytest.mark.smtp
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, and its key."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 class Mailbox:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import ssl
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -21,21 +20,6 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from support.net import free_port
 from support.smtp import Received
-
-
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (one day), and its key, in ``folder``."""
-    cert, key = folder / "smtp-cert.pem", folder / "smtp-key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @dataclass(frozen=True, slots=True)
