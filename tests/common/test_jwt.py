@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
 from common.jwt_keys import SigningKey, jwks, jwks_file
 from slawatch_common.auth import ApiToken, Principal, Scope, TokenBook
@@ -36,11 +38,19 @@ class JwksServer:
         self.body = json.dumps(jwks(KEY)).encode()
         self.fetches = 0
         self.up = True
+        self.hold = threading.Event()
+        self.hold.set()
+        """Cleared: each fetch waits until it is set again (a provider that is slow)."""
+        self.held = threading.Event()
+        """Set once a fetch is waiting on ``hold``."""
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.fetches += 1
+                if not server.hold.is_set():
+                    server.held.set()
+                    server.hold.wait(30)
                 if not server.up:
                     self.send_error(503)
                     return
@@ -195,3 +205,50 @@ def test_static_tokens_bound_to_sources_and_their_rotation() -> None:
 def test_keys_over_plain_http_are_a_development_value() -> None:
     settings = ServiceSettings(jwt_jwks="http://idp.example.com/jwks.json")
     assert any(v.startswith("SLAWATCH_JWT_JWKS") for v in settings.development_values())
+
+
+def test_a_slow_provider_delays_no_verification_the_keys_held_can_answer(
+    idp: JwksServer,
+) -> None:
+    clock = Clock()
+    tokens = book(JwksKeys(idp.url, clock=clock))
+    assert tokens.principal(token(scope="sla:read")) is not None
+    clock.now += REFRESH_S  # stale: the next verification fetches them again
+    idp.hold.clear()
+    fetching = threading.Thread(target=tokens.principal, args=(token(scope="sla:read"),))
+    fetching.start()
+    assert idp.held.wait(10)  # that fetch is under way, and stuck
+    assert tokens.principal(token(scope="sla:read")) is not None  # answered meanwhile
+    assert idp.fetches == 2
+    idp.hold.set()
+    fetching.join(10)
+    assert not fetching.is_alive()
+
+
+def test_only_rs256_and_es256_keys_of_a_set_are_used(tmp_path: Path) -> None:
+    other = SigningKey.rsa("ps")
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    entries = [
+        KEY.jwk(),
+        {**other.jwk(), "alg": "PS256"},
+        {**ECAlgorithm.to_jwk(p384.public_key(), as_dict=True), "kid": "p384"},
+        {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ", "kid": "oct", "alg": "HS256"},
+        {**NEXT.jwk(), "use": "enc", "kid": "enc"},
+    ]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps({"keys": entries}))
+    keys = JwksKeys(str(path))
+    assert keys.key("k1") is not None
+    for kid in ("ps", "p384", "oct", "enc"):
+        assert keys.key(kid) is None, kid
+    only_others = tmp_path / "others.json"
+    only_others.write_text(json.dumps({"keys": entries[1:]}))
+    with pytest.raises(JwksError, match="no RS256 or ES256 key"):
+        JwksKeys(str(only_others))
+
+
+def test_production_wants_the_audience_of_jwts() -> None:
+    found = ServiceSettings(jwt_jwks="https://idp.example.com/jwks.json").development_values()
+    assert any(v.startswith("SLAWATCH_JWT_AUDIENCE") for v in found)
+    given = ServiceSettings(jwt_jwks="https://idp.example.com/jwks.json", jwt_audience="slawatch")
+    assert not any(v.startswith("SLAWATCH_JWT") for v in given.development_values())

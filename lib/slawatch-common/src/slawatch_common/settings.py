@@ -173,6 +173,11 @@ class ServiceSettings(BaseSettings):
             found.append(f"SLAWATCH_ADMIN_TOKENS: holds the development token {DEV_ADMIN_TOKEN!r}")
         if self.jwt_jwks is not None and self.jwt_jwks.startswith("http://"):
             found.append("SLAWATCH_JWT_JWKS: keys fetched over plain http can be forged")
+        if self.jwt_jwks is not None and self.jwt_audience is None:
+            found.append(
+                "SLAWATCH_JWT_AUDIENCE: not set, so a token the provider issued for any other "
+                "application would be accepted"
+            )
         if (self.kafka_security_protocol, self.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "PLAIN"):
             found.append("SLAWATCH_KAFKA_SECURITY_PROTOCOL: SASL PLAIN sends the password in clear")
         return found
