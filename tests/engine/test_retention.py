@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from slawatch_engine.ledger import Ledger
 from slawatch_engine.periods import period_of
 from slawatch_engine.policy import PolicyBook, load_policies
 from slawatch_engine.reporting import read_events, stored_report
+from slawatch_engine.retention import month_start
 from slawatch_engine.settings import EngineSettings
 from support.serving import serving
 
@@ -191,7 +193,7 @@ async def test_the_running_engine_prunes_at_start(
     )
     book = load_policies(config)
     db = create_engine(settings.database_url)
-    long_ago = datetime.now(UTC) - timedelta(days=400)
+    long_ago = datetime.now(UTC) - timedelta(days=440)  # past the cutoff, month and all
     try:
         await upgrade(db, store.MIGRATIONS, store.VERSION_TABLE)
         events = [
@@ -215,3 +217,20 @@ async def test_the_running_engine_prunes_at_start(
         assert keys == ["helpdesk:OPEN"]
     finally:
         await db.dispose()
+
+
+def test_the_cutoff_goes_back_to_the_start_of_its_month_in_every_zone() -> None:
+    utc = ZoneInfo("UTC")
+    cases = {
+        datetime(2026, 11, 19, 9, 30, tzinfo=utc): datetime(2026, 10, 31, 10, tzinfo=utc),
+        datetime(2026, 11, 30, 10, 0, tzinfo=utc): datetime(2026, 11, 30, 10, tzinfo=utc),
+        datetime(2026, 11, 30, 9, 59, tzinfo=utc): datetime(2026, 10, 31, 10, tzinfo=utc),
+    }
+    for instant, start in cases.items():
+        assert month_start(instant) == start, instant
+    for zone in ("Pacific/Kiritimati", "Asia/Shanghai", "UTC", "America/New_York"):
+        local = datetime(2026, 11, 1, tzinfo=ZoneInfo(zone))  # a contract's month begins
+        assert month_start(local + timedelta(days=18)) <= local, zone
+    now = datetime(2027, 12, 20, 12, tzinfo=utc)
+    pruner = retention.pruner(EngineSettings(), CollectorRegistry(), lambda: now)
+    assert pruner.cutoff() == datetime(2026, 10, 31, 10, tzinfo=utc)  # November 2026 whole

@@ -79,8 +79,9 @@ def tls_of(url: str) -> tuple[str, dict[str, Any]]:
 
     ``?sslmode=verify-full&sslrootcert=/etc/slawatch/db-ca.pem`` means what it
     means to ``psql``: ``disable`` (never TLS), ``allow``/``prefer`` (TLS when the
-    server offers it, unverified), ``require`` (TLS, unverified — verified against
-    ``sslrootcert`` when one is given, as libpq does), ``verify-ca`` (the server's
+    server offers it, unverified; with ``sslcert``, TLS required), ``require``
+    (TLS, unverified — verified against ``sslrootcert`` when one is given, as
+    libpq does), ``verify-ca`` (the server's
     certificate chains to ``sslrootcert``, or to the system's CAs), ``verify-full``
     (and names the host). ``sslcert``/``sslkey``: a client certificate. Anything
     else is a ``ValueError`` naming the parameter.

@@ -161,6 +161,7 @@ class Pruner:
         pause_s: float = PAUSE_S,
         stop_timeout_s: float = STOP_TIMEOUT_S,
         rand: random.Random | None = None,
+        align: Callable[[datetime], datetime] | None = None,
     ) -> None:
         if batch < 1 or interval_s <= 0 or not 0 <= jitter < 1 or keep <= timedelta(0):
             raise ValueError("retention: batch ≥ 1, interval > 0, 0 ≤ jitter < 1, keep > 0")
@@ -177,10 +178,13 @@ class Pruner:
         self._pause_s = pause_s
         self._stop_timeout_s = stop_timeout_s
         self._rand = rand or random.Random()
+        self._align = align
 
     def cutoff(self) -> datetime:
-        """Rows that settled before this instant go."""
-        return self._now() - self.keep
+        """Rows that settled before this instant go: ``keep`` ago, moved back by ``align``
+        (to the start of a period, say)."""
+        cutoff = self._now() - self.keep
+        return cutoff if self._align is None else min(cutoff, self._align(cutoff))
 
     async def prune(
         self,

@@ -8,9 +8,13 @@
   cutoff. A ticket that still has an open clock is never deleted, however
   old. A compliance report counts the tickets created in its period, and a
   deleted ticket was created before its clocks ended, before the cutoff: the
-  reports of every period since the cutoff (the last 13 months by default)
-  stay whole. A ticket the engine never tracked (no policy, or no target for
-  its priority: no clock) goes once nothing changed it for as long. An event
+  reports of every period since the cutoff stay whole. The cutoff is moved
+  back to the start of its calendar month (``month_start``), so every
+  monthly report of the last 13 months (by default) stays whole, and a
+  yearly report while its year began less than the retention ago; an older
+  period's report lacks the tickets settled before the cutoff. A ticket the
+  engine never tracked (no policy, or no target for its priority: no clock)
+  goes once nothing changed it for as long. An event
   for a ticket deleted this way is refused as for an unknown ticket
   (``unknown_ticket``).
 - ``engine_dead_letters`` last seen before the cutoff (their raw records
@@ -24,7 +28,7 @@ and report issues name no person and stay.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -78,4 +82,13 @@ def pruner(
         keep=timedelta(days=settings.retention_days),
         now=now,
         service="sla-engine",
+        align=month_start,
     )
+
+
+def month_start(instant: datetime) -> datetime:
+    """The start of ``instant``'s calendar month in the zone furthest ahead of UTC (+14:00):
+    no contract's month that has begun after it is cut into by the pruning."""
+    ahead = instant.astimezone(UTC) + timedelta(hours=14)
+    first = ahead.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return first - timedelta(hours=14)
