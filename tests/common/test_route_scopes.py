@@ -10,14 +10,20 @@ route's scope passes, another scope is 403; an expired one, one signed by a
 foreign key under a known ``kid``, one for another audience and an unsigned
 one are 401. A route that is neither on the allow-list nor in ``SCOPES``
 fails the test, so no new route can go out unguarded.
+
+The token is judged before the body is read (``auth.RequireCredential``):
+without a known token, a malformed body is 401 (not FastAPI's 422), a large
+one streamed in is refused 401 with none of it received, and a real server
+answers 401 to a request whose 50 MB body has not even been sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,7 @@ from slawatch_ingest.app import create_app as ingest_app
 from slawatch_ingest.settings import IngestSettings
 from slawatch_notifier.app import create_app as notifier_app
 from slawatch_notifier.settings import NotifierSettings
+from support.serving import serving
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "slawatch.yaml"
 ADMIN = "admin-token-of-the-test"
@@ -193,3 +200,129 @@ async def test_metrics_behind_their_own_token_when_one_is_set(tmp_path: Path) ->
         assert right.status_code == 200, service
         assert "# TYPE" in right.text, service
         assert health.status_code in (200, 503), service
+
+
+GUARDED_SERVICES = ["engine", "notifier"]
+"""The services whose routes ``RequireCredential`` guards (ingest serves ``POST /v1/events``
+ahead of FastAPI, its token checked first there: ``events_api.EventIntake``)."""
+CHUNK = b"x" * 65536
+
+
+def guarded(app: FastAPI) -> list[tuple[str, str]]:
+    return [(m, p) for m, p in routes(app) if p not in OPEN | CAPABILITY | SIGNED]
+
+
+def refused_tokens() -> dict[str, str | None]:
+    return {
+        "no token": None,
+        "unknown token": "not-a-token-anyone-has",
+        "expired jwt": jwt_of(Scope.ADMIN, exp=int(time.time()) - 120),
+    }
+
+
+@pytest.mark.parametrize("service", GUARDED_SERVICES)
+async def test_without_a_known_token_a_malformed_body_is_401_not_422(
+    apps: dict[str, FastAPI], service: str
+) -> None:
+    app = apps[service]
+    transport = httpx.ASGITransport(app=app)
+    posts = 0
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        for method, path in guarded(app):
+            posts += method == "POST"
+            for why, token in refused_tokens().items():
+                headers = {"Content-Type": "application/json"}
+                if token is not None:
+                    headers["Authorization"] = f"Bearer {token}"
+                response = await client.request(
+                    method, concrete(path), headers=headers, content=b"{not json"
+                )
+                assert response.status_code == 401, (method, path, why, response.text)
+                assert response.headers["www-authenticate"] == "Bearer", (method, path, why)
+                assert response.json() == {"detail": "a bearer token is required"}
+            # a known token of the route's scope gets past: the body is the route's to judge
+            scope = scope_of(method, path)
+            for allowed in (token_of(scope), jwt_of(scope)):
+                headers = {"Authorization": f"Bearer {allowed}"}
+                headers["Content-Type"] = "application/json"
+                passed = await client.request(
+                    method, concrete(path), headers=headers, content=b"{not json"
+                )
+                assert passed.status_code not in (401, 403), (method, path)
+    assert posts >= {"engine": 2, "notifier": 2}[service]  # replay, preview; acks, replay
+
+
+@pytest.mark.parametrize("service", GUARDED_SERVICES)
+async def test_without_a_known_token_a_large_body_is_refused_unread(
+    apps: dict[str, FastAPI], service: str
+) -> None:
+    """The ASGI transport hands the app each chunk only when the app asks for it: a
+    refusal that asked for none read none."""
+    app = apps[service]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        for method, path in guarded(app):
+            for why, token in refused_tokens().items():
+                taken: list[int] = []
+
+                async def body(taken: list[int] = taken) -> AsyncIterator[bytes]:
+                    for _ in range(8 * 1024 * 1024 // len(CHUNK)):  # 8 MB
+                        taken.append(len(CHUNK))
+                        yield CHUNK
+
+                headers = {"Content-Type": "application/json"}
+                if token is not None:
+                    headers["Authorization"] = f"Bearer {token}"
+                response = await client.request(
+                    method, concrete(path), headers=headers, content=body()
+                )
+                assert response.status_code == 401, (method, path, why)
+                assert sum(taken) == 0, (method, path, why, sum(taken))
+
+
+async def test_a_real_server_refuses_before_a_50_mb_body_is_sent(
+    apps: dict[str, FastAPI],
+) -> None:
+    """Over TCP: the headers announce 50 MB, 64 KB of it follows, and the 401 comes back
+    while the client still holds the rest (without the check first, FastAPI waits for
+    the whole body and no answer comes)."""
+    asked = {
+        "engine": ["/v1/dead-letters/replay", "/v1/preview"],
+        "notifier": ["/v1/acks", "/v1/dead-letters/replay"],
+    }
+    for service, paths in asked.items():
+        async with serving(apps[service], lifespan="off") as base:
+            host, port = base.removeprefix("http://").split(":")
+            for path in paths:
+                reader, writer = await asyncio.open_connection(host, int(port))
+                try:
+                    head = (
+                        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+                        "Content-Type: application/json\r\n"
+                        f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+                    )
+                    writer.write(head.encode() + CHUNK)
+                    await writer.drain()
+                    async with asyncio.timeout(10):
+                        status_line = await reader.readline()
+                        answer = await reader.readuntil(b"\r\n\r\n")
+                finally:
+                    writer.close()
+                assert status_line.startswith(b"HTTP/1.1 401 "), (service, path, status_line)
+                assert b"www-authenticate: bearer\r\n" in answer.lower(), (service, path)
+
+
+@pytest.mark.parametrize("service", GUARDED_SERVICES)
+async def test_the_open_routes_need_no_token(apps: dict[str, FastAPI], service: str) -> None:
+    """Probes, docs and the signed links pass the check; ``POST /v1/acks`` itself does not."""
+    transport = httpx.ASGITransport(app=apps[service])
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        for path in ("/healthz", "/readyz", "/openapi.json", "/docs", "/redoc", "/metrics"):
+            response = await client.get(path)
+            assert response.status_code in (200, 503), (service, path)
+        if service == "notifier":
+            for method in ("GET", "POST"):
+                link = await client.request(method, "/v1/acks/not.a-link")
+                assert link.status_code != 401, method  # the link's own checks answer
+            bare = await client.post("/v1/acks", content=b"{not json")
+            assert bare.status_code == 401

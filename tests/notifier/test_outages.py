@@ -341,8 +341,11 @@ async def a_send_that_raises_fails_that_notification_and_nothing_else(engine: As
     assert await _outcomes(engine, bad) == [("permanent", "RuntimeError: boom on OPS-2")]
     labels = {"channel": "email", "outcome": "failed", "reason": "send_error"}
     assert _sample(registry, "slawatch_notifier_notifications_total", **labels) == 1
-    tracebacks = [r for r in logged.records if r.exc_info and bad in r.getMessage()]
+    tracebacks = [
+        r for r in logged.records if bad in r.getMessage() and "Traceback" in r.getMessage()
+    ]
     assert len(tracebacks) == 1
+    assert "RuntimeError: boom on OPS-2" in tracebacks[0].getMessage()
 
 
 class _Kept(logging.Handler):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
+import random
 import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.factories import CONFIG, HASHER, write_config
@@ -39,14 +42,16 @@ from slawatch_engine.policy import load_policies
 from slawatch_engine.reports_api import reports_router
 from slawatch_notifier import reports, store
 from slawatch_notifier.channels.email import message_id
+from slawatch_notifier.clock import SystemClock
 from slawatch_notifier.config import parse_config
-from slawatch_notifier.metrics import ReportSkip
+from slawatch_notifier.metrics import NotifierMetrics, ReportSkip
 from slawatch_notifier.retry import Status
 from slawatch_notifier.settings import NotifierSettings
 from support.kafka import TopicReader, produce
+from support.processes import started
 from support.prom import metric
 from support.serving import serving
-from support.smtp import SmtpSink
+from support.smtp import RefusingRelay, SmtpSink
 
 REPORT_TOKEN = "dev-report-token"
 BOOK = load_policies(Path(__file__).parents[1] / "engine" / "compliance" / "contract.yaml")
@@ -610,6 +615,53 @@ async def test_a_stop_ends_the_mail_in_flight_gives_back_the_rest_and_a_restart_
     # a batch after the restart fetched the same document as the first
     assert {r["as_of"] for r in fake.requests} == {AS_OF_UTC}
     assert len(fake.requests) == 4
+
+
+@pytest.mark.smtp
+async def test_a_relay_refusal_that_quotes_the_address_is_logged_with_its_hash(
+    engine: tuple[Engine, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay quotes each recipient (once in capitals); the log lines of the mails show
+    the addresses' hashes, never an address."""
+    caplog.set_level(logging.INFO)
+    _, url = engine
+    config = parse_config(NOTIFIER, contracts=CONTRACTS)
+    rows, _ = reports.plan(report_event(), config, datetime(2026, 11, 30, 17, tzinfo=UTC))
+    replies = ("450 4.2.1 <{address}>: mailbox busy", "550 5.1.1 <{upper}>: User unknown")
+    with started(RefusingRelay(*replies)) as relay:
+        settings = NotifierSettings(
+            smtp_port=relay.port, send_timeout_s=5, engine_url=url, retry_base_s=0.01
+        )
+        async with (
+            migrated(f"sqlite+aiosqlite:///{tmp_path}/notifier.db") as db,
+            reports.engine_client(settings) as client,
+        ):
+            async with db.begin() as conn:
+                await reports.insert_new(conn, rows)
+            delivery = reports.ReportDelivery(
+                db,
+                client,
+                settings,
+                NotifierMetrics(CollectorRegistry()),
+                clock=SystemClock(),
+                rand=random.Random(1),
+                bell=asyncio.Event(),
+                outbox_bell=asyncio.Event(),
+                hasher=HASHER,
+            )
+            assert await delivery.deliver_due() == 3
+            await asyncio.sleep(0.05)  # past every backoff drawn (at most retry_base_s)
+            assert await delivery.deliver_due() == 3
+    assert sorted(relay.asked) == ACME_ADDRESSES
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("slawatch")]
+    for address in ACME_ADDRESSES:
+        hashed = HASHER(Channel.EMAIL, address)
+        refusals = [line for line in lines if f"({hashed}), attempt" in line]
+        assert len(refusals) == 2, (address, lines)
+        assert f"<{hashed}>: mailbox busy" in refusals[0]
+        assert f"<{hashed}>: User unknown" in refusals[1]
+    everything = "\n".join(lines).lower()
+    assert not [address for address in ACME_ADDRESSES if address in everything]
 
 
 # --- the mail, pure ----------------------------------------------------------------

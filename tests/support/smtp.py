@@ -110,3 +110,46 @@ class SmtpSink:
         """Messages whose DATA the server is still taking (only with a ``delay_s``)."""
         with self.lock:
             return self.accepting
+
+
+class _Refuser:
+    def __init__(self, relay: RefusingRelay) -> None:
+        self._relay = relay
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        return self._relay.reply_to(address)
+
+
+class RefusingRelay:
+    """A real SMTP server that refuses every recipient, quoting its address as relays do.
+
+    The n-th ``RCPT TO`` of an address is answered ``replies[n]`` (the last one again
+    once they run out); ``{address}`` in a reply is the address as the client gave it,
+    ``{upper}`` the same in capitals. ``asked`` counts the RCPT commands per address.
+    """
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = replies or ("550 5.1.1 <{address}>: Recipient address rejected",)
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.asked: dict[str, int] = {}
+        self._controller: Controller | None = None
+
+    def reply_to(self, address: str) -> str:
+        with self.lock:
+            count = self.asked.get(address, 0)
+            self.asked[address] = count + 1
+        reply = self.replies[min(count, len(self.replies) - 1)]
+        return reply.format(address=address, upper=address.upper())
+
+    def start(self) -> None:
+        controller = Controller(_Refuser(self), hostname="127.0.0.1", port=self.port)
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None

@@ -28,10 +28,21 @@ scope: 403.
 
 Who a request is, the ``Principal`` (the token's name, or a JWT's ``sub``), is
 what a route records, e.g. as the author of an acknowledgement.
+
+FastAPI reads and parses a route's JSON body before it solves the route's
+dependencies, so ``require`` alone would answer a malformed body 422, and
+read a large one whole, before its 401. ``RequireCredential`` therefore runs
+ahead of the app, in the engine and the notifier: a request that is not open
+(``public_route``, and the notifier's signed ack links) without a token the
+book knows is answered 401 from its ``Authorization`` header alone, its body
+never read. A known token passes whatever its scopes; the route's
+``require`` answers 403 for one without the route's scope (after FastAPI has
+read the body).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,7 +51,10 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Header, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from slawatch_common.jwt_auth import JwtVerifier, looks_like_jwt
 
@@ -236,3 +250,80 @@ def authorised(authorization: str | None, accepted: Sequence[str]) -> bool:
     """Whether the ``Authorization`` header carries one of the ``accepted`` bearer tokens."""
     token = bearer_token(authorization)
     return token is not None and token_accepted(token, accepted)
+
+
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+"""Paths every request may ask without a bearer token: the probes, ``/metrics`` (which
+has its own token when ``SLAWATCH_METRICS_TOKEN`` is set) and the API documentation."""
+
+
+def public_route(method: str, path: str) -> bool:
+    """Whether ``path`` is one of ``PUBLIC_PATHS`` (on any method: their routes read no body)."""
+    return path in PUBLIC_PATHS
+
+
+class RequireCredential:
+    """ASGI middleware: a known bearer token before the app sees an HTTP request.
+
+    Every HTTP request whose ``(method, path)`` is not ``is_open`` is answered
+    401 (``{"detail": ...}``, ``WWW-Authenticate: Bearer``) unless its
+    ``Authorization`` header carries a token ``tokens`` knows, with any scope;
+    nothing but that header is read, so the body of a refused request is never
+    received. A token that looks like a JWT, when the book verifies JWTs, is
+    verified in a worker thread (its keys may have to be fetched); a static
+    token is compared inline. Requests that pass go
+    to the app unchanged, where the route's ``TokenBook.require`` decides on the
+    scope (403). The path is the route's path (without the ``root_path``), as
+    Starlette's router matches it.
+    """
+
+    def __init__(
+        self, app: ASGIApp, tokens: TokenBook, is_open: Callable[[str, str], bool]
+    ) -> None:
+        self._app = app
+        self._tokens = tokens
+        self._open = is_open
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._open(scope["method"], _route_path(scope)):
+            await self._app(scope, receive, send)
+            return
+        if await self._known(_header(scope, b"authorization")):
+            await self._app(scope, receive, send)
+            return
+        refusal = JSONResponse(
+            {"detail": "a bearer token is required"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await refusal(scope, receive, send)
+
+    async def _known(self, authorization: str | None) -> bool:
+        token = bearer_token(authorization)
+        if token is None:
+            return False
+        if self._tokens.verifies_jwt and looks_like_jwt(token):
+            return await asyncio.to_thread(self._tokens.principal, token) is not None
+        return self._tokens.principal(token) is not None
+
+
+def _header(scope: AsgiScope, name: bytes) -> str | None:
+    """The first value of the header ``name`` (lower case), as Starlette decodes it."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+def _route_path(scope: AsgiScope) -> str:
+    """The path the router matches: ``path`` without the ``root_path`` it starts with."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path

@@ -34,6 +34,7 @@ subject>"`` (``recorded_by``); a link's records its recipient.
 # No ``from __future__ import annotations``: the route signatures carry a
 # dependency bound in ``acks_router``, which FastAPI must see as an object.
 import logging
+import re
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime
@@ -46,7 +47,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from slawatch_common.auth import Principal, Scope, TokenBook
+from slawatch_common.auth import Principal, Scope, TokenBook, public_route
 from slawatch_common.events import Identifier, Name, SlaEvent
 from slawatch_notifier import ackpage, escalation_store, store
 from slawatch_notifier.acklink import (
@@ -64,6 +65,18 @@ from slawatch_notifier.metrics import AckMethod, FinalReason, NotifierMetrics, S
 from slawatch_notifier.retry import Status
 
 log = logging.getLogger(__name__)
+
+
+LINK_PATH = re.compile(r"/v1/acks/[^/]+")
+"""The path of a signed link (``/v1/acks/{token}``); not ``POST /v1/acks`` itself."""
+
+
+def open_route(method: str, path: str) -> bool:
+    """Whether a request needs no bearer token (``auth.RequireCredential``): the probes and
+    docs (``auth.public_route``), and a signed link's page and button, whose token is the
+    credential."""
+    link = method in ("GET", "HEAD", "POST") and LINK_PATH.fullmatch(path) is not None
+    return link or public_route(method, path)
 
 
 BY_MAX_CHARS = 200
@@ -145,8 +158,11 @@ def acks_router(
     writer = tokens.require(Scope.ACKS_WRITE)
     Caller = Annotated[Principal, Depends(writer)]  # noqa: N806
 
-    # The credential is checked first (the route's own dependency, run before those of its
-    # parameters); the parameter reuses that answer.
+    # FastAPI reads and parses the body before it solves any dependency, so a request
+    # without a known token is answered 401 earlier, its body unread, by
+    # ``auth.RequireCredential`` (app.py). Here the route's own dependency, solved before
+    # those of its parameters, answers 403 to a known token without ``acks:write`` (after
+    # the body was parsed: a malformed one is 422 first); the parameter reuses its answer.
     @api.post(
         "/v1/acks",
         response_model=AckAnswer,

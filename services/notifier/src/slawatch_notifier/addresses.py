@@ -5,6 +5,9 @@ recipient's provider. What the notifier publishes about a notification
 (``outbox.record_for``: the ``NotificationRecord`` on ``<prefix>.notifications``)
 and its log lines about a send name the recipient by id and the address by
 its hash (``AddressHasher``); a refusal's words show a masked form (``mask``).
+A provider's words (an SMTP reply, an SMS provider's error, an exception's
+message or traceback) often quote the address: in a record and in a log line
+every spelling of it there is replaced by the hash (``AddressHasher.redact``).
 The database keeps the address a notification is sent to.
 
 The hash is keyed: ``hmac-sha256:`` and the first 16 hex digits of
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from slawatch_common.events import Channel
 
@@ -62,6 +66,38 @@ def mask(channel: Channel | str, address: str) -> str:
     return "…"
 
 
+def spellings(channel: Channel | str, address: str) -> list[str]:
+    """How a provider's words may quote ``address``, longest first: as given, normalised,
+    escaped as ``repr`` writes it (as an exception's message may show it) and, for a phone
+    number, without its ``+`` (as some providers take it); none for a blank address."""
+    if not address.strip():
+        return []
+    found = {address, normalise(channel, address), repr(address)[1:-1]}
+    if channel == Channel.SMS:
+        number = phone_number(address)
+        if number.startswith("+") and len(number) >= 9:
+            found.add(number[1:])
+    return sorted(found - {""}, key=len, reverse=True)
+
+
+def replace_address(text: str, channel: Channel | str, address: str, stand_in: str) -> str:
+    """``text`` with every spelling of ``address`` (``spellings``, in any case) replaced by
+    ``stand_in``."""
+    quoted = spellings(channel, address)
+    if not quoted or not text:
+        return text
+    pattern = re.compile("|".join(re.escape(spelling) for spelling in quoted), re.IGNORECASE)
+    return pattern.sub(lambda _: stand_in, text)
+
+
+def redacted(text: str, channel: Channel | str, address: str, hasher: AddressHasher | None) -> str:
+    """``text`` as a log line may show it: every spelling of ``address`` replaced by its
+    hash (``hasher.redact``), or by its masked form when there is no ``hasher``."""
+    if hasher is not None:
+        return hasher.redact(channel, address, text)
+    return replace_address(text, channel, address, mask(channel, address))
+
+
 class AddressHasher:
     """The keyed hash that stands for an address wherever the address itself must not be."""
 
@@ -74,3 +110,10 @@ class AddressHasher:
         text = normalise(channel, address).encode("utf-8", "surrogatepass")
         digest = hmac.new(self._key, text, hashlib.sha256).hexdigest()
         return f"{HASH_PREFIX}{digest[:HASH_HEX_DIGITS]}"
+
+    def redact(self, channel: Channel | str, address: str, text: str) -> str:
+        """``text`` (a provider's words) as a record or a log line may show it: every
+        spelling of ``address`` in it replaced by the address's hash."""
+        if not address.strip():
+            return text
+        return replace_address(text, channel, address, self(channel, address))

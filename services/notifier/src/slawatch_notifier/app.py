@@ -40,6 +40,7 @@ from fastapi import Depends, FastAPI, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slawatch_common.auth import RequireCredential
 from slawatch_common.consumer import reachable
 from slawatch_common.db import create_engine
 from slawatch_common.deadletter_ops import dead_letter_router
@@ -48,7 +49,7 @@ from slawatch_common.kafka import client_options, ensure_topics, start_producer
 from slawatch_common.runtime import start_worker, stop_workers
 from slawatch_notifier import reports, retention, store
 from slawatch_notifier.acklink import DEV_SECRET, AckLinks
-from slawatch_notifier.acks import acks_router
+from slawatch_notifier.acks import acks_router, open_route
 from slawatch_notifier.addresses import AddressHasher
 from slawatch_notifier.channels.email import EmailChannel
 from slawatch_notifier.channels.port import ChannelPort
@@ -121,6 +122,8 @@ def create_app(
 
     app = FastAPI(title="slawatch notifier", lifespan=lifespan)
     tokens = settings.token_book()
+    # a known token before any body is read (FastAPI reads it before a route's dependencies)
+    app.add_middleware(RequireCredential, tokens=tokens, is_open=open_route)
     app.include_router(acks_router(workers.database, links.secret, metrics, clock.now, tokens))
     app.include_router(oncall_router(config.schedules, clock.now, tokens))
 
@@ -214,6 +217,7 @@ async def running(
             limits=partial(limit_for, planner.config),
             links=planner.links,
             caps=partial(cap_for, planner.config),
+            hasher=hasher,
         )
         await dispatcher.recover()
         engine_api = await stack.enter_async_context(reports.engine_client(settings))
@@ -235,7 +239,13 @@ async def running(
         report_consumer = await reports.start_consumer(settings)
         stack.push_async_callback(report_consumer.stop)
         report_intake = reports.ReportIntake(
-            report_consumer, engine, planner.config, metrics, bell=report_bell, clock=clock
+            report_consumer,
+            engine,
+            planner.config,
+            metrics,
+            bell=report_bell,
+            clock=clock,
+            hasher=hasher,
         )
         intake = Intake(
             consumer,

@@ -27,6 +27,11 @@ No send ends the dispatcher: whatever a channel's ``send`` raises (a bug in
 an adapter, a message that cannot be built) is logged once with its
 traceback and recorded as a permanent failure of that attempt, the exception's
 class and message its reason; the slot goes on with the next notification.
+
+The log lines name a notification by id; a provider's words they carry (an
+attempt's error, a traceback) show the address as its hash
+(``addresses.AddressHasher.redact``), as the published record does: SMTP
+replies and exceptions often quote the address they refused.
 A failed notification is sent again only by hand (``store.redrive``, the
 ``redrive`` command): pending, due now, with a fresh budget. The claimer
 looks for due rows at least every ``IDLE_WAIT_S`` even when no doorbell
@@ -70,6 +75,7 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Mapping
 from contextlib import suppress
@@ -83,6 +89,7 @@ from slawatch_common.events import Channel
 from slawatch_common.runtime import Backoff
 from slawatch_notifier import fallback, folding, store
 from slawatch_notifier.acklink import AckLinks
+from slawatch_notifier.addresses import AddressHasher, redacted
 from slawatch_notifier.channels.port import ChannelPort, Delivered, Outcome, Permanent, Retryable
 from slawatch_notifier.clock import Clock
 from slawatch_notifier.folding import Admission, Caps, Limits, uncapped, unlimited
@@ -132,12 +139,14 @@ class Dispatcher:
         limits: Limits = unlimited,
         links: AckLinks | None = None,
         caps: Caps = uncapped,
+        hasher: AddressHasher | None = None,
     ) -> None:
         """``policy``: backoff, retry budgets, fallback delay, interruption cap;
         ``concurrency``: each channel's slots (a channel it omits is never sent on);
         ``limits``: the rate limit of a recipient on a channel (``rate_limits.limit_for``);
         ``links``: signs a digest's acknowledgement link; ``caps``: the cap on SMS to a
-        number only an event gave (``rate_limits.cap_for``)."""
+        number only an event gave (``rate_limits.cap_for``); ``hasher``: what the log
+        shows for an address a provider's words quote (without it, its masked form)."""
         self._engine = engine
         self._channels = channels
         self._policy = policy
@@ -154,6 +163,7 @@ class Dispatcher:
         self._limits = limits
         self._links = links
         self._caps = caps
+        self._hasher = hasher
         self._ended: list[_Ended] = []
         self._record_bell = asyncio.Event()
         self._room = asyncio.Event()
@@ -328,8 +338,12 @@ class Dispatcher:
         try:
             return await self._channels[claimed.channel].send(claimed.outbound), False
         except Exception as exc:
-            log.exception(
-                "sending %s on %s raised; the notification fails", claimed.id, claimed.channel
+            trace = "".join(traceback.format_exception(exc)).rstrip()
+            log.error(  # the traceback in the message: its words may quote the address
+                "sending %s on %s raised; the notification fails\n%s",
+                claimed.id,
+                claimed.channel,
+                self._shown(claimed, trace),
             )
             text = str(exc)
             reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -441,7 +455,8 @@ class Dispatcher:
         self._metrics.send_seconds.labels(channel).observe(ended.latency)
         if step.status is Status.PENDING:
             self._metrics.retries.labels(channel).inc()
-            log.info("retrying %s at %s: %s", claimed.id, _iso(step.next_attempt_at), step.error)
+            error = self._shown(claimed, step.error or "")
+            log.info("retrying %s at %s: %s", claimed.id, _iso(step.next_attempt_at), error)
         elif step.final:
             reason = _reason(ended)
             self._metrics.notifications.labels(channel, step.status, reason).inc()
@@ -454,8 +469,13 @@ class Dispatcher:
                 claimed.id,
                 step.status,
                 claimed.attempts,
-                f": {step.error}" if step.error else "",
+                f": {self._shown(claimed, step.error)}" if step.error else "",
             )
+
+    def _shown(self, claimed: store.Claimed, text: str) -> str:
+        """``text`` (a provider's words, an exception's) as a log line shows it: every
+        spelling of the notification's address in it replaced by the address's hash."""
+        return redacted(text, claimed.channel, claimed.outbound.address, self._hasher)
 
     def _count_folded(self, admission: Admission) -> None:
         for folded in admission.folded:

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from slawatch_common.events import Notification, NotificationRecord, bounded_id
 from slawatch_common.runtime import Backoff
 from slawatch_notifier import store
-from slawatch_notifier.addresses import AddressHasher, normalise
+from slawatch_notifier.addresses import AddressHasher
 from slawatch_notifier.metrics import NotifierMetrics
 from slawatch_notifier.retry import Status
 
@@ -95,10 +95,7 @@ def record_for(finished: store.Finished, hasher: AddressHasher) -> NotificationR
     hashed = hasher(finished.channel, finished.address) if finished.address.strip() else ""
     error = finished.last_error
     if error:
-        spellings = {finished.address, normalise(finished.channel, finished.address)}
-        for spelling in sorted(spellings - {""}, key=len, reverse=True):
-            error = error.replace(spelling, hashed)
-        error = error[:ERROR_LIMIT]
+        error = hasher.redact(finished.channel, finished.address, error)[:ERROR_LIMIT]
     digest_id = finished.digest_id if finished.status is Status.FOLDED else None
     return NotificationRecord(
         event_id=event_id(finished),

@@ -71,6 +71,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,7 +102,7 @@ from slawatch_common.consumer import (
 from slawatch_common.events import Channel, ReportEvent, bounded_id
 from slawatch_common.runtime import Backoff
 from slawatch_notifier import intake, store
-from slawatch_notifier.addresses import AddressHasher
+from slawatch_notifier.addresses import AddressHasher, redacted
 from slawatch_notifier.channels.email import (
     UnusableAddressError,
     address_header,
@@ -331,13 +332,16 @@ class ReportIntake:
         *,
         bell: asyncio.Event,
         clock: Clock,
+        hasher: AddressHasher | None = None,
     ) -> None:
+        """``hasher``: what the log shows for a recipient's address (without it, nothing)."""
         self._consumer = consumer
         self._engine = engine
         self._config = config
         self._metrics = metrics
         self._bell = bell
         self._clock = clock
+        self._hasher = hasher
         self._inserted = False
         self._isolator = Isolator(
             "notifier-reports",
@@ -405,9 +409,10 @@ class ReportIntake:
             self._metrics.report_skipped.labels(skip.reason).inc()
         for row in rows:
             known = "" if row["id"] in inserted else " (known already)"
-            log.info(
-                "report %s: mail %s to %s%s", row["event_id"], row["id"], row["address"], known
-            )
+            to = row["recipient"]
+            if self._hasher is not None:
+                to = f"{to} ({self._hasher(Channel.EMAIL, row['address'])})"
+            log.info("report %s: mail %s to %s%s", row["event_id"], row["id"], to, known)
         self._inserted = self._inserted or bool(inserted)
 
     def _counted(self, letter: DeadLetter) -> None:
@@ -911,7 +916,10 @@ class ReportDelivery:
         except OSError as exc:  # refused connection, reset, overall timeout
             return Retryable(f"SMTP connection: {type(exc).__name__}: {exc}")
         except Exception as exc:
-            log.exception("sending report mail %s raised; it fails", report.id)
+            trace = "".join(traceback.format_exception(exc)).rstrip()
+            log.error(  # the traceback in the message: its words may quote the address
+                "sending report mail %s raised; it fails\n%s", report.id, self._shown(report, trace)
+            )
             return Permanent(f"{type(exc).__name__}: {exc}")
         return Delivered(str(message["Message-ID"]))
 
@@ -943,13 +951,19 @@ class ReportDelivery:
             self._metrics.reports_sent.labels(report.contract).inc()
             self._metrics.report_last_sent.labels(report.contract).set(now.timestamp())
         elif step.status is Status.FAILED:
-            log.error("%s: failed for good: %s", attempt, step.error)
+            log.error("%s: failed for good: %s", attempt, self._shown(report, step.error or ""))
             self._metrics.reports_failed.labels(report.contract).inc()
         else:
             retry_at = step.next_attempt_at.isoformat() if step.next_attempt_at else "now"
-            log.warning("%s: failed, retrying at %s: %s", attempt, retry_at, step.error)
+            error = self._shown(report, step.error or "")
+            log.warning("%s: failed, retrying at %s: %s", attempt, retry_at, error)
         if step.final:
             self._outbox_bell.set()
+
+    def _shown(self, report: ClaimedReport, text: str) -> str:
+        """``text`` (the relay's words, an exception's) as a log line shows it: the address
+        replaced by its hash (by its masked form without a ``hasher``)."""
+        return redacted(text, Channel.EMAIL, report.address, self._hasher)
 
 
 @dataclass(frozen=True, slots=True)

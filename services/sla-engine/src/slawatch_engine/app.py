@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from slawatch_common.auth import Scope
+from slawatch_common.auth import RequireCredential, Scope, public_route
 from slawatch_common.consumer import is_fatal, is_transient, reachable
 from slawatch_common.db import create_engine, upgrade
 from slawatch_common.deadletter_ops import dead_letter_router
@@ -194,6 +194,8 @@ def create_app(
             await db.dispose()
 
     app = FastAPI(title="slawatch SLA engine", version="0.1.0", lifespan=lifespan)
+    # a known token before any body is read (FastAPI reads it before a route's dependencies)
+    app.add_middleware(RequireCredential, tokens=tokens, is_open=public_route)
 
     @app.get("/metrics", dependencies=[Depends(settings.metrics_access())])
     async def prometheus_metrics() -> Response:
