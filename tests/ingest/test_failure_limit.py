@@ -71,6 +71,61 @@ def test_failures_past_the_burst_do_not_go_below_empty(clock: Monotonic) -> None
     assert limit.wait("10.0.0.1") == pytest.approx(1.0)
 
 
+def test_take_spends_a_token_while_one_is_left_else_says_how_long_to_wait(
+    clock: Monotonic,
+) -> None:
+    limit = FailureLimit(per_second=0.5, burst=2, max_addresses=10, monotonic=clock)
+
+    assert [limit.take("10.0.0.1") for _ in range(2)] == [0.0, 0.0]
+    assert limit.take("10.0.0.1") == pytest.approx(2.0)
+    assert limit.take("10.0.0.1") == pytest.approx(2.0)  # a refusal takes nothing
+    clock.now += 2.0
+    assert limit.take("10.0.0.1") == 0.0
+
+
+def test_a_refund_gives_back_what_take_took_and_a_full_bucket_is_forgotten(
+    clock: Monotonic,
+) -> None:
+    """A body read on a token, whose signature then verified, costs the address nothing."""
+    limit = FailureLimit(per_second=0.001, burst=2, max_addresses=10, monotonic=clock)
+    limit.take("10.0.0.1")
+    limit.take("10.0.0.1")
+    assert limit.wait("10.0.0.1") > 0
+
+    limit.refund("10.0.0.1")
+    assert limit.wait("10.0.0.1") == 0.0
+    assert limit.held == 1
+    limit.refund("10.0.0.1")
+    assert limit.held == 0  # full again: forgotten
+
+
+def test_a_refund_never_fills_a_bucket_past_its_burst_nor_holds_a_new_address(
+    clock: Monotonic,
+) -> None:
+    limit = FailureLimit(per_second=1.0, burst=3, max_addresses=10, monotonic=clock)
+    limit.refund("10.0.0.9")
+    assert limit.held == 0
+
+    limit.take("10.0.0.1")
+    clock.now += 5.0  # refilled meanwhile
+    limit.refund("10.0.0.1")
+    assert limit.held == 0
+    for _ in range(3):
+        limit.take("10.0.0.1")
+    assert limit.take("10.0.0.1") > 0  # three, not four
+
+
+def test_concurrent_takes_hold_an_address_to_its_burst(clock: Monotonic) -> None:
+    """Takes are granted up front, before any body is read: however many arrive together,
+    at most the burst are granted until refunds or the refill give tokens back."""
+    limit = FailureLimit(per_second=0.001, burst=3, max_addresses=10, monotonic=clock)
+    granted = [limit.take("10.0.0.1") == 0.0 for _ in range(50)]
+    assert granted.count(True) == 3
+    limit.refund("10.0.0.1")
+    assert limit.take("10.0.0.1") == 0.0
+    assert limit.take("10.0.0.1") > 0
+
+
 @pytest.mark.parametrize(
     ("host", "key"),
     [

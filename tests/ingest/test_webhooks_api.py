@@ -433,18 +433,47 @@ def firing(n: int, starts_at: str = "2026-11-26T01:00:00Z", **labels: str) -> di
     }
 
 
-async def test_a_notification_of_too_many_alerts_or_problems_is_refused_briefly(
+async def test_a_notification_of_more_alerts_than_a_request_of_events_may_carry_is_published(
     settings: IngestSettings, kafka_bootstrap: str, topics: Topics
 ) -> None:
-    """Alerts are counted before any is read, as POST /v1/events counts events; what a 422
-    or an ignored delivery lists is capped like a 422 of POST /v1/events."""
-    limited = settings.model_copy(update={"max_events_per_request": 3, "max_errors_listed": 2})
+    """SLAWATCH_MAX_EVENTS_PER_REQUEST caps POST /v1/events only: Alertmanager does not retry
+    a 4xx and sends the same group again, so a group refused for its size would never
+    arrive. A delivery is bounded by its source's size cap; every alert of it is published."""
+    config = f"""
+alertmanager: {{tokens: [am-token], max_body_bytes: 1048576}}
+grafana: {{secret: {SECRET}, max_body_bytes: 1048576}}
+"""
+    sources = parse_sources(yaml.safe_load(config), {})
+    # 1,200 alerts of a default SLAWATCH_MAX_EVENTS_PER_REQUEST of 1,000.
+    outage = notification(*(firing(n, service=f"svc-{n}") for n in range(1200)))
+    grafana = notification(*(firing(n, service="core") for n in range(1001)), version="1")
+    garbage = notification(*(["not an alert"] * 1001))
+    signed = {"X-Grafana-Alerting-Signature": payloads.grafana(SECRET, grafana)}
+    async with (
+        serving(create_app(settings, sources)) as base,
+        httpx.AsyncClient(base_url=base, timeout=60) as client,
+    ):
+        answers = [
+            await post(client, "alertmanager", outage, {"Authorization": "Bearer am-token"}),
+            await post(client, "grafana", grafana, signed),
+            await post(client, "alertmanager", garbage, {"Authorization": "Bearer am-token"}),
+        ]
+
+    assert [a.status_code for a in answers] == [202, 202, 422]
+    assert [a.json()["accepted"] for a in answers[:2]] == [1200, 1001]
+    assert answers[2].json() == {"detail": "alerts[0] is not an object"}
+    stored = await read_topic(kafka_bootstrap, topics.monitoring)
+    assert len(stored) == 2201
+    assert len({key for key, _ in stored}) == 1201  # svc-0 ... svc-1199, and core
+
+
+async def test_what_a_422_or_an_ignored_delivery_lists_is_capped(
+    settings: IngestSettings, kafka_bootstrap: str, topics: Topics
+) -> None:
+    """What a 422 or an ignored delivery lists is capped like a 422 of POST /v1/events."""
+    limited = settings.model_copy(update={"max_errors_listed": 2})
     sources = parse_sources(yaml.safe_load(CONFIG), {})
     am = {"Authorization": "Bearer am-token"}
-    many = notification(*(firing(n, service="core") for n in range(4)))
-    # Not even an alert: refused for the count alone.
-    garbage = notification(*(["not an alert"] * 1001))
-    grafana = notification(*(firing(n, service="core") for n in range(4)), version="1")
     early = notification(*(firing(n, "1999-01-01T00:00:00Z", service="core") for n in range(3)))
     no_service = notification(*(firing(n) for n in range(3)))
     async with (
@@ -452,30 +481,12 @@ async def test_a_notification_of_too_many_alerts_or_problems_is_refused_briefly(
         httpx.AsyncClient(base_url=base, timeout=30) as client,
     ):
         answers = [
-            await post(client, "alertmanager", many, am),
-            await post(client, "alertmanager", garbage, am),
-            await post(
-                client,
-                "grafana",
-                grafana,
-                {"X-Grafana-Alerting-Signature": payloads.grafana(SECRET, grafana)},
-            ),
             await post(client, "alertmanager", early, am),
             await post(client, "alertmanager", no_service, am),
         ]
 
-    assert [(a.status_code, a.json()) for a in answers[:3]] == [
-        (
-            422,
-            {
-                "detail": f"at most 3 events a request; this one has {n}: send them in several"
-                " requests"
-            },
-        )
-        for n in (4, 1001, 4)
-    ]
-    assert answers[3].status_code == 422
-    listed = answers[3].json()["detail"].split("; ")
+    assert answers[0].status_code == 422
+    listed = answers[0].json()["detail"].split("; ")
     assert listed == [
         "events[0].occurred_at: 1999-01-01T00:00:00+00:00 is before 2000-01-01T00:00:00+00:00,"
         " the earliest instant accepted",
@@ -483,7 +494,7 @@ async def test_a_notification_of_too_many_alerts_or_problems_is_refused_briefly(
         " 2000-01-01T00:00:00+00:00, the earliest instant accepted",
         "and 4 more: listing stopped after 2 problems",
     ]
-    assert answers[4].json() == {
+    assert answers[1].json() == {
         "ignored": "Alert0: no service or job label; Alert1: no service or job label; and 1 more"
     }
     assert await read_topic(kafka_bootstrap, topics.monitoring) == []

@@ -18,7 +18,7 @@ Tokens come from ``SLAWATCH_API_TOKENS`` (a JSON list of ``{"name", "sha256" or
 "token", "scopes"}``: store the SHA-256 of a token rather than the token, list
 two for one scope while rotating; ``"sources"`` binds an events:write token to
 the ticket sources it may post for) and from the older settings, each with its
-scope: ``SLAWATCH_INGEST_TOKENS`` (events:write, any source),
+scope: ``SLAWATCH_INGEST_TOKENS`` (events:write, any unprotected source),
 ``SLAWATCH_REPORT_TOKENS`` (reports:read), ``SLAWATCH_ADMIN_TOKENS`` (admin). A
 token is compared by its digest against every known one, in time independent
 of where they differ. A token that is none of them is tried as a JWT when
@@ -80,7 +80,8 @@ class ApiToken(BaseModel):
     sources: tuple[str, ...] | None = Field(
         None,
         min_length=1,
-        description="The ticket sources an events:write token may post for; absent: any.",
+        description="The ticket sources an events:write token may post for; absent: any source "
+        "no webhook or bound token protects (ingest events_api.protected_sources).",
     )
 
     @model_validator(mode="after")

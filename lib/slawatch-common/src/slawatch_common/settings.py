@@ -104,7 +104,7 @@ class ServiceSettings(BaseSettings):
     jwt_sources_claim: str = Field(
         "slawatch_sources",
         description="The JWT claim listing the sources an events:write token may post for; "
-        "absent: any.",
+        "absent: any source no webhook or bound token protects.",
     )
     metrics_token: str | None = Field(
         None,

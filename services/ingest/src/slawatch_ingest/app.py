@@ -23,7 +23,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from slawatch_common.kafka import client_options, ensure_topics
-from slawatch_ingest.events_api import EVENTS_PATH, EventIntake, events_operation
+from slawatch_ingest.events_api import (
+    EVENTS_PATH,
+    EventIntake,
+    events_operation,
+    protected_sources,
+)
 from slawatch_ingest.metrics import IngestMetrics
 from slawatch_ingest.openapi import event_schemas
 from slawatch_ingest.probes import probes_router
@@ -96,6 +101,8 @@ def create_app(
     )
     # One limit of failed authentication per client address for both intakes.
     failures = FailureLimit.of(settings)
+    # The sources an unbound events:write token may not post for: those with credentials.
+    protected = protected_sources(settings, sources)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -115,7 +122,12 @@ def create_app(
 
     app = IngestAPI(
         events=EventIntake(
-            settings, publisher, metrics, clock=clock or wall_clock, failures=failures
+            settings,
+            publisher,
+            metrics,
+            clock=clock or wall_clock,
+            failures=failures,
+            protected=protected,
         ),
         title="slawatch ingest",
         version="1",

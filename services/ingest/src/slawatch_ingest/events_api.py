@@ -2,19 +2,32 @@
 
 The steps, in order; each refusal ends the request and stores nothing:
 
-0. the client address has not failed authentication too often lately
-   (``ratelimit.FailureLimit``, shared with the webhooks) → 429 with ``Retry-After``
-1. bearer token (``auth``)                          → 401 (spends a token of the
-   address's bucket), 403 without the scope; a JWT is verified in a worker thread
+1. bearer token (``auth``), checked from the headers alone (a JWT in a worker
+   thread): a valid one goes on whatever the client address's record of failed
+   authentication (``ratelimit.FailureLimit``, shared with the webhooks)
+                                                    → 403 without the scope
+   no token or an unknown one                       → 401, spending a token of the
+   address's bucket; once that is empty             → 429 with ``Retry-After``
 2. read the body, at most ``max_body_bytes``        → 413
 3. decode it (``parsing.read_items``)               → 415, 400 (malformed JSON)
 4. validate every event (``parsing.validate_items``), its instants inside the
    accepted window (``window``)                     → 422 listing every bad field
-   and, for a token bound to sources, each event's ``source`` among them
-                                                    → 403 listing each other one
+   and each event's ``source`` for the caller: a token bound to sources posts
+   theirs only, and one bound to none (admin aside) no protected source
+   (``protected_sources``)                          → 403 listing each other one
 5. publish them all (``publishing.Publisher``)      → 503 with ``Retry-After``
 6. → 202 ``{"accepted": N, "event_ids": [...]}``, only once the broker has
    acknowledged every event.
+
+A protected source is one that speaks only through its own credentials: a
+webhook source with credentials configured, or a source an
+``SLAWATCH_API_TOKENS`` entry is bound to. What the notifier trusts a source
+for (``notifier.event_addresses``) holds only if no other sender can post for
+it, so an unbound ``events:write`` token (``SLAWATCH_INGEST_TOKENS``, an API
+token without ``sources``, a JWT without the sources claim) cannot.
+
+Senders sharing a client address share its budget of failed authentication,
+but a valid bearer token is never refused for what others at its address did.
 
 Steps 3 and 4 take ``parsing.valid_events`` first, which validates a good body
 straight from its bytes; only a body it does not accept goes through them.
@@ -35,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, status
@@ -65,6 +78,7 @@ from slawatch_ingest.parsing import (
 from slawatch_ingest.publishing import BrokerUnavailableError, Publisher
 from slawatch_ingest.ratelimit import FailureLimit
 from slawatch_ingest.settings import IngestSettings
+from slawatch_ingest.sources.config import SourceConfig
 from slawatch_ingest.window import Bounds, Clock, InstantWindow, OutOfWindow, reason, wall_clock
 
 EVENTS_PATH = "/v1/events"
@@ -94,6 +108,10 @@ class Invalid(BaseModel):
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Refusal, "description": "Not UTF-8 or malformed JSON; says where."},
     401: {"model": Refusal, "description": "Missing or wrong bearer token."},
+    403: {
+        "description": "The token lacks events:write, or may not post for the source of an"
+        " event (each named, as a 422 names fields); nothing was stored."
+    },
     413: {"model": Refusal, "description": "The body exceeds the size limit."},
     415: {"model": Refusal, "description": "Neither application/json nor NDJSON."},
     422: {"model": Invalid, "description": "Every invalid field; nothing was stored."},
@@ -120,8 +138,14 @@ class EventIntake:
         *,
         clock: Clock = wall_clock,
         failures: FailureLimit | None = None,
+        protected: Collection[str] | None = None,
     ) -> None:
+        """``protected``: the sources an unbound token may not post for (``protected_sources``;
+        by default those the settings' API tokens are bound to)."""
         self._failures = FailureLimit.of(settings) if failures is None else failures
+        self._protected = frozenset(
+            protected_sources(settings, {}) if protected is None else protected
+        )
         self._tokens = settings.token_book({TokenScope.EVENTS_WRITE: settings.ingest_tokens})
         self._max_body_bytes = settings.max_body_bytes
         self._max_events = settings.max_events_per_request
@@ -137,9 +161,27 @@ class EventIntake:
         if scope["method"] != "POST":
             await answer(send, 405, _json({"detail": "Method Not Allowed"}), [(b"allow", b"POST")])
             return
+        headers = _headers(scope, b"authorization", b"content-type", b"content-length")
+        refusal = await self._caller(headers.get(b"authorization"))
+        if not isinstance(refusal, Principal):
+            await self._refuse_caller(refusal, scope, send)
+            return
+        with self._metrics.request_duration.time():
+            try:
+                code, body, extra = await self._post_events(headers, receive, refusal)
+            except ClientGoneError:
+                return
+            await answer(send, code, body, extra)
+
+    async def _refuse_caller(self, refusal: int, scope: Scope, send: Send) -> None:
+        """403 for a known token without the scope; 401 for no token or an unknown one, which
+        spends a token of the client address's bucket, or 429 once that bucket is empty."""
+        if refusal == 403:
+            self._metrics.requests_rejected.labels(reason=Rejection.UNAUTHORIZED).inc()
+            await answer(send, 403, _json({"detail": "the token lacks the scope 'events:write'"}))
+            return
         client = scope.get("client")
-        host: str | None = client[0] if client else None
-        wait = self._failures.wait(host)
+        wait = self._failures.take(client[0] if client else None)
         if wait > 0:
             self._metrics.requests_rejected.labels(reason=Rejection.ADDRESS_LIMITED).inc()
             retry_after = str(max(1, math.ceil(wait)))
@@ -151,24 +193,9 @@ class EventIntake:
             )
             await answer(send, 429, detail, [(b"retry-after", retry_after.encode())])
             return
-        headers = _headers(scope, b"authorization", b"content-type", b"content-length")
-        refusal = await self._caller(headers.get(b"authorization"))
-        if not isinstance(refusal, Principal):
-            self._metrics.requests_rejected.labels(reason=Rejection.UNAUTHORIZED).inc()
-            if refusal == 403:
-                detail = _json({"detail": "the token lacks the scope 'events:write'"})
-                await answer(send, 403, detail)
-                return
-            self._failures.charge(host)
-            detail = _json({"detail": "a valid bearer token is required"})
-            await answer(send, 401, detail, [(b"www-authenticate", b"Bearer")])
-            return
-        with self._metrics.request_duration.time():
-            try:
-                code, body, extra = await self._post_events(headers, receive, refusal)
-            except ClientGoneError:
-                return
-            await answer(send, code, body, extra)
+        self._metrics.requests_rejected.labels(reason=Rejection.UNAUTHORIZED).inc()
+        detail = _json({"detail": "a valid bearer token is required"})
+        await answer(send, 401, detail, [(b"www-authenticate", b"Bearer")])
 
     async def _caller(self, authorization: str | None) -> Principal | int:
         """The request's principal with ``events:write``, or 401/403. A JWT may need its keys
@@ -190,7 +217,7 @@ class EventIntake:
             events = self._events(body, headers.get(b"content-type"), bounds)
         except BodyError as exc:
             return self._refuse(exc)
-        foreign = _foreign_sources(events, caller, self._max_errors)
+        foreign = _foreign_sources(events, caller, self._protected, self._max_errors)
         if foreign:
             self._metrics.requests_rejected.labels(reason=Rejection.SOURCE_NOT_ALLOWED).inc()
             return status.HTTP_403_FORBIDDEN, _json({"detail": foreign}), []
@@ -244,23 +271,52 @@ class EventIntake:
         return status.HTTP_503_SERVICE_UNAVAILABLE, _json({"detail": detail}), retry_after
 
 
+def protected_sources(
+    settings: IngestSettings, webhooks: Mapping[str, SourceConfig]
+) -> frozenset[str]:
+    """The sources that take events only from their own credentials: every enabled webhook
+    source with credentials configured (a secret, tokens or basic-auth users; a kind left
+    at its defaults has none), and every source an ``SLAWATCH_API_TOKENS`` entry is bound
+    to. A token bound to no source may post for any other (``_foreign_sources``)."""
+    signed = {
+        config.name
+        for config in webhooks.values()
+        if config.enabled and (config.secret or config.tokens or config.basic_auth)
+    }
+    bound = {source for token in settings.api_tokens for source in token.sources or ()}
+    return frozenset(signed | bound)
+
+
 def _foreign_sources(
-    events: Sequence[Encoded], caller: Principal, max_errors: int
+    events: Sequence[Encoded], caller: Principal, protected: frozenset[str], max_errors: int
 ) -> list[dict[str, Any]]:
-    """A problem per event whose ``source`` the caller's token is not bound to (at most
-    ``max_errors``, then one that counts the rest); none for a token bound to no source."""
-    if caller.sources is None:
+    """A problem per event whose ``source`` the caller may not post for (at most
+    ``max_errors``, then one that counts the rest): a token bound to sources posts theirs
+    only; one bound to none posts any but the ``protected`` ones; admin posts any."""
+    if TokenScope.ADMIN in caller.scopes:
         return []
-    allowed = ", ".join(sorted(caller.sources))
-    found = [
-        {
-            "loc": ["body", index, "source"],
-            "msg": f"this token may post events of the sources {allowed} only",
-            "type": "source_not_allowed",
-        }
-        for index, encoded in enumerate(events)
-        if not caller.may_post_for(encoded.event.source)
-    ]
+    if caller.sources is None:
+        found = [
+            {
+                "loc": ["body", index, "source"],
+                "msg": f"the source {encoded.event.source!r} takes events only from its own"
+                " webhook or a token bound to it",
+                "type": "source_not_allowed",
+            }
+            for index, encoded in enumerate(events)
+            if encoded.event.source in protected
+        ]
+    else:
+        allowed = ", ".join(sorted(caller.sources))
+        found = [
+            {
+                "loc": ["body", index, "source"],
+                "msg": f"this token may post events of the sources {allowed} only",
+                "type": "source_not_allowed",
+            }
+            for index, encoded in enumerate(events)
+            if not caller.may_post_for(encoded.event.source)
+        ]
     if len(found) > max_errors:
         rest = len(found) - max_errors
         found = found[:max_errors]

@@ -67,7 +67,7 @@ class Rejection(StrEnum):
     INVALID = "invalid"
     BROKER_UNAVAILABLE = "broker_unavailable"
     UNKNOWN_SOURCE = "unknown_source"
-    SOURCE_NOT_ALLOWED = "source_not_allowed"  # 403: an event of a source the token is not bound to
+    SOURCE_NOT_ALLOWED = "source_not_allowed"  # 403: the token may not post for an event's source
     ADDRESS_LIMITED = "address_limited"  # 429: its client address failed authentication too often
 
 
@@ -79,7 +79,7 @@ class WebhookOutcome(StrEnum):
     UNAUTHORIZED = "unauthorized"  # 401
     TOO_LARGE = "too_large"  # 413
     RATE_LIMITED = "rate_limited"  # 429: over the source's rate limit
-    SOURCE_NOT_ALLOWED = "source_not_allowed"  # 403: an event of a source the token is not bound to
+    SOURCE_NOT_ALLOWED = "source_not_allowed"  # 403: the token may not post for an event's source
     ADDRESS_LIMITED = "address_limited"  # 429: its client address failed authentication too often
     MALFORMED = "malformed"  # 400: not JSON
     INVALID = "invalid"  # 422: JSON, but not what the source sends

@@ -5,14 +5,19 @@ fails to authenticate.
 ``take`` either grants a request (0.0) or says how many seconds until one
 would be granted, which becomes the 429's ``Retry-After``.
 
-``FailureLimit`` keeps a bucket per client address, spent only by failed
-authentication (``charge``): an address whose bucket is empty is refused
-(``wait``) before anything of its request is read, whatever it presents.
-Only addresses that failed lately are held, at most ``max_addresses`` of
-them (the least recently seen is forgotten first), and a bucket that has
-filled up again is dropped, so a request from an address that never failed
-costs one dictionary lookup. IPv6 addresses count by their /64 network, the
-block one host usually has to itself.
+``FailureLimit`` keeps a bucket per client address, spent by failed
+authentication. A credential the headers alone prove (a bearer token, a
+basic-auth user) is checked whatever the bucket holds, and a valid one is
+served; one that fails spends a token (``take``), or is answered 429 when
+none is left. A body signature cannot be checked before the body is read,
+so reading it costs a token up front (``take``), given back once the
+signature verifies (``refund``): however many such requests arrive at once,
+an address has at most its burst of unproven bodies read. Only addresses
+that failed lately (or have a body being checked) are held, at most
+``max_addresses`` of them (the least recently seen is forgotten first), and
+a bucket that has filled up again is dropped, so a request from an address
+that never failed costs one dictionary lookup. IPv6 addresses count by their
+/64 network, the block one host usually has to itself.
 """
 
 from __future__ import annotations
@@ -110,9 +115,36 @@ class FailureLimit:
         return wait
 
     def charge(self, host: str | None) -> None:
-        """One failed authentication of the client at ``host``."""
-        key = address_key(host)
+        """One failed authentication of the client at ``host``, whatever its bucket holds
+        (it stays at empty, not below)."""
         now = self._monotonic()
+        bucket = self._held(address_key(host), now)
+        bucket.wait(now)  # refill up to now
+        bucket.tokens = max(0.0, bucket.tokens - 1.0)
+
+    def take(self, host: str | None) -> float:
+        """An attempt of the client at ``host`` that failed, or is not proven yet: 0.0 and
+        one token fewer if one is left; else the seconds until one will be (none taken)."""
+        now = self._monotonic()
+        return self._held(address_key(host), now).take(now)
+
+    def refund(self, host: str | None) -> None:
+        """Give back the token ``take`` took for an attempt that then proved itself.
+
+        Never above the burst; a bucket full again is dropped, and an address
+        forgotten meanwhile stays forgotten.
+        """
+        key = address_key(host)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return
+        bucket.wait(self._monotonic())  # refill up to now
+        bucket.tokens = min(float(bucket.burst), bucket.tokens + 1.0)
+        if bucket.is_full:
+            del self._buckets[key]
+
+    def _held(self, key: str, now: float) -> TokenBucket:
+        """The bucket of ``key``, a full one if it had none; now the most recently seen."""
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = TokenBucket.full(self._per_second, self._burst, now)
@@ -121,8 +153,7 @@ class FailureLimit:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        bucket.wait(now)  # refill up to now
-        bucket.tokens = max(0.0, bucket.tokens - 1.0)
+        return bucket
 
 
 def address_key(host: str | None) -> str:

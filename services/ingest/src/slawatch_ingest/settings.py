@@ -43,7 +43,8 @@ class IngestSettings(ServiceSettings):
         1000,
         ge=1,
         le=100_000,
-        description="A request carrying more events is refused with 422 before any is validated.",
+        description="A POST /v1/events request carrying more events is refused with 422 before"
+        " any is validated (a webhook delivery is bounded by its size cap instead).",
     )
     max_errors_listed: int = Field(
         100,
@@ -53,7 +54,9 @@ class IngestSettings(ServiceSettings):
     )
     # Failed authentication (401 on the webhooks and on POST /v1/events) per
     # client address: a token bucket each; an address with none left is
-    # answered 429 before anything of its request is read (``ratelimit``).
+    # answered 429 unless the headers alone prove its request (a valid bearer
+    # token or basic-auth user), before anything of its body is read
+    # (``ratelimit``).
     unauth_per_minute: float = Field(
         30.0,
         gt=0,

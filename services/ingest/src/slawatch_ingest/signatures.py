@@ -18,8 +18,9 @@ Signed timestamps older (or further ahead) than the replay window fail too.
 
 ``screen`` decides all the headers alone can, before the body is read
 (nothing configured, nothing presented, a wrong token, an unreadable or stale
-signed timestamp); a presented signature is then checked against the body
-(``verify_body``). Any header value, however long, garbled or out of range,
+signed timestamp), and says whether a bearer token or basic-auth user proved
+the request (``Screening.proven``); a presented signature is then checked
+against the body (``verify_body``). Any header value, however long, garbled or out of range,
 is a ``UnauthenticatedError`` at worst (401), never another exception.
 
 Everything here is pure: ``now`` is passed in, comparisons use
@@ -90,7 +91,7 @@ def authenticate(
     ``screen`` then, if a signature is presented, ``verify_body``. ``headers``
     must have lower-case names.
     """
-    pending = screen(credentials, headers, now)
+    pending = screen(credentials, headers, now).pending
     if pending is not None:
         verify_body(pending, body)
 
@@ -99,7 +100,18 @@ BodyCheck = Callable[[bytes], None]
 """A presented signature whose headers passed: checks it against the body (``SignatureError``)."""
 
 
-def screen(credentials: Credentials, headers: Mapping[str, str], now: datetime) -> BodyCheck | None:
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """What the headers decided of a request they did not fail."""
+
+    pending: BodyCheck | None
+    """The check of a presented signature, still due against the body; ``None``: none came."""
+    proven: bool
+    """A bearer token or basic-auth user presented is right: the sender is known before a
+    byte of the body is read (a signature presented besides must still match it)."""
+
+
+def screen(credentials: Credentials, headers: Mapping[str, str], now: datetime) -> Screening:
     """Everything the headers alone decide, before the body is read; ``UnauthenticatedError``
     if they already fail the request.
 
@@ -107,9 +119,8 @@ def screen(credentials: Credentials, headers: Mapping[str, str], now: datetime) 
     configured credential is presented, when a presented bearer token or
     basic-auth user is wrong, and when a presented signature's header or
     timestamp is unreadable, missing or outside the replay window. Returns the
-    check of a presented signature that is still due against the body, or
-    ``None`` when a token or basic auth proved the request and no signature
-    came with it.
+    check of a presented signature that is still due against the body, and
+    whether a token or basic auth proved the request.
     """
     if not credentials.configured:
         raise UnauthenticatedError("no credentials are configured for this source")
@@ -124,9 +135,10 @@ def screen(credentials: Credentials, headers: Mapping[str, str], now: datetime) 
             verdicts.append(verify_basic(headers.get(AUTHORIZATION), credentials.basic_auth))
     except SignatureError as exc:
         raise UnauthenticatedError(str(exc)) from exc
-    if pending is None and Verdict.VALID not in verdicts:
+    proven = Verdict.VALID in verdicts
+    if pending is None and not proven:
         raise UnauthenticatedError(f"missing credentials: send {expected(credentials)}")
-    return pending
+    return Screening(pending, proven)
 
 
 def verify_body(pending: BodyCheck, body: bytes) -> None:

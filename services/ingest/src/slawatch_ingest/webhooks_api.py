@@ -3,36 +3,48 @@
 The steps, in order; each refusal ends the request and produces nothing:
 
 1. the source is configured and enabled                → 404
-2. the client address has not failed authentication too often lately
-   (``ratelimit.FailureLimit``, shared with ``POST /v1/events``)
-                                                       → 429 with ``Retry-After``
-3. what the headers alone decide (``signatures.screen``): credentials are
+2. what the headers alone decide (``signatures.screen``): credentials are
    configured and presented, a bearer token or basic-auth user is right, a
-   signature's timestamp is readable and inside the replay window → 401
-4. a presented signature: read the body, at most the source's size cap
-   (→ 413), and check the signature against it (``signatures.verify_body``)
-                                                       → 401
-5. the source's rate limit (a token bucket), spent only by authenticated
+   signature's timestamp is readable and inside the replay window → 401,
+   spending a token of the client address's bucket (``ratelimit.FailureLimit``,
+   shared with ``POST /v1/events``); once that is empty → 429 with ``Retry-After``.
+   A right token or basic-auth user goes on whatever that bucket holds.
+3. a body signature, unproven until its body is read: the address's bucket is
+   empty → 429 with ``Retry-After``; else a token of it is taken, the body
+   read, at most the source's size cap (→ 413), and the signature checked
+   against it (``signatures.verify_body``) → 401; the token is given back only
+   once the signature matches
+4. the source's rate limit (a token bucket), spent only by authenticated
    deliveries                                          → 429 with ``Retry-After``
-6. read the body if step 4 did not                     → 413
-7. decode the JSON object                              → 400
-8. count its parts (Alertmanager's and Grafana's ``alerts``): more than
-   ``SLAWATCH_MAX_EVENTS_PER_REQUEST``                 → 422, none read
-9. normalise it (``sources.registry``, a pure function) → 422 with the reason
+5. read the body if step 3 did not                     → 413
+   (and check a signature presented besides a right token → 401)
+6. decode the JSON object                              → 400
+7. normalise it (``sources.registry``, a pure function) → 422 with the reason
    and check its events' instants against the window (``window``) → 422 naming
    each instant outside it, as ``events[<index>].<field>``, at most
    ``SLAWATCH_MAX_ERRORS_LISTED`` of them
-10. nothing of use in it                               → 202 ``{"ignored": reason}``
-    (at most ``SLAWATCH_MAX_ERRORS_LISTED`` reasons, then how many more)
-11. publish the events not acknowledged lately (``recent``, ``publishing.Publisher``)
+8. nothing of use in it                                → 202 ``{"ignored": reason}``
+   (at most ``SLAWATCH_MAX_ERRORS_LISTED`` reasons, then how many more)
+9. publish the events not acknowledged lately (``recent``, ``publishing.Publisher``)
                                                        → 503 with ``Retry-After``
-12. → 202 ``{"accepted": N, "event_ids": [...]}`` once the broker has them all.
+10. → 202 ``{"accepted": N, "event_ids": [...]}`` once the broker has them all.
 
-Every 401 spends a token of the client address's bucket, and so does a 413
-or a disconnect while the body of a signature still unchecked is read: an
-address that keeps failing is answered 429 before anything of its request
-is read, and an unauthenticated flood never spends a source's own bucket,
-so the source's genuine deliveries go on. The client address is the one
+A delivery is bounded by its source's size cap, not by how many events it
+makes: Alertmanager does not retry a 4xx and sends the same group again and
+again, so a group of more alerts than ``SLAWATCH_MAX_EVENTS_PER_REQUEST``
+(the cap of ``POST /v1/events``) is published whole.
+
+Every failed authentication spends a token of the client address's bucket,
+and so does a 413 or a disconnect while the body of a signature still
+unchecked is read. Since the token is taken before the body is read, an
+address has at most its burst of unproven bodies read however many requests
+it sends at once; past that it is answered 429 before anything of its
+request is read, and an unauthenticated flood never spends a source's own
+bucket, so the source's genuine deliveries go on. A delivery a token or
+basic auth proves is never refused for its address's failures; one signed
+over its body is, while its address is limited: senders sharing an address
+(a SaaS sender's pool of addresses, a proxy not in ``FORWARDED_ALLOW_IPS``)
+share its budget for signed deliveries. The client address is the one
 uvicorn gives the app (behind a proxy, the ``X-Forwarded-For`` of a proxy
 trusted by ``FORWARDED_ALLOW_IPS``).
 
@@ -68,6 +80,7 @@ from slawatch_ingest.signatures import (
     BodyCheck,
     Credentials,
     Scheme,
+    Screening,
     UnauthenticatedError,
     screen,
     verify_body,
@@ -99,8 +112,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": WebhookRefusal, "description": "The body exceeds the source's size limit."},
     422: {
         "model": WebhookRefusal,
-        "description": "Not what this source sends, more events than a request may carry, or a"
-        " time outside the accepted window; says why.",
+        "description": "Not what this source sends, or a time outside the accepted window;"
+        " says why.",
     },
     429: {
         "model": WebhookRefusal,
@@ -118,12 +131,9 @@ class _RefusedError(Exception):
         outcome: WebhookOutcome,
         detail: str,
         headers: dict[str, str] | None = None,
-        *,
-        failed_auth: bool = False,
     ) -> None:
         super().__init__(detail)
         self.code, self.outcome, self.detail, self.headers = code, outcome, detail, headers
-        self.failed_auth = failed_auth  # spends a token of the client address's bucket
 
 
 class WebhookIntake:
@@ -142,7 +152,6 @@ class WebhookIntake:
     ) -> None:
         self._sources = {name: cfg for name, cfg in sources.items() if cfg.enabled}
         self._default_cap = settings.max_body_bytes
-        self._max_events = settings.max_events_per_request
         self._max_errors = settings.max_errors_listed
         self._failures = FailureLimit.of(settings, monotonic) if failures is None else failures
         self._window = InstantWindow.of(settings)
@@ -171,8 +180,6 @@ class WebhookIntake:
             try:
                 response = await self._handle(config, request, host)
             except _RefusedError as refused:
-                if refused.failed_auth:
-                    self._failures.charge(host)
                 response = JSONResponse(
                     {"detail": refused.detail}, status_code=refused.code, headers=refused.headers
                 )
@@ -186,21 +193,27 @@ class WebhookIntake:
         return response
 
     async def _handle(self, config: SourceConfig, request: Request, host: str | None) -> Response:
-        self._admit(host)
         headers = {name.lower(): value for name, value in request.headers.items()}
         now = self._clock()
-        pending = self._screen(config, headers, now)
-        if pending is None:  # a token or basic auth proved it, before a byte of the body
+        screening = self._screen(config, headers, now, host)
+        if screening.proven:  # a token or basic auth, before a byte of the body
             self._throttle(config.name)
-            body = await self._read(config, request, authenticated=True)
-        else:
-            body = await self._read(config, request, authenticated=False)
-            self._verify(config, pending, body)
+            body = await self._read(config, request)
+            if screening.pending is not None:  # a signature besides: it must match too
+                try:
+                    self._verify(config, screening.pending, body)
+                except _RefusedError:
+                    self._failures.charge(host)
+                    raise
+        else:  # a signature: its body is read on a token of the address's bucket
+            assert screening.pending is not None
+            self._take(host)
+            body = await self._read(config, request)  # a 413 or disconnect keeps the token
+            self._verify(config, screening.pending, body)  # so does a 401
+            self._failures.refund(host)
             self._throttle(config.name)
         document = _object(body)
-        self._count_parts(config, document)
         normalised = self._normalise(config, document, headers)
-        self._limit_events(len(normalised.events))  # whatever a kind makes of a delivery
         bounds = self._window.at(now)
         self._check_window(normalised.events, bounds)
         for ignored in normalised.ignored:
@@ -221,9 +234,10 @@ class WebhookIntake:
         accepted = Accepted(accepted=len(ids), event_ids=ids)
         return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
-    def _admit(self, host: str | None) -> None:
-        """Refuse a client address whose failed authentications have spent its bucket."""
-        wait = self._failures.wait(host)
+    def _take(self, host: str | None) -> None:
+        """Take a token of the client address's bucket, for a failure or for a body read
+        unproven; refuse the request (429) if none is left."""
+        wait = self._failures.take(host)
         if wait > 0:
             retry_after = str(max(1, math.ceil(wait)))
             raise _RefusedError(
@@ -244,9 +258,9 @@ class WebhookIntake:
                 {"Retry-After": retry_after},
             )
 
-    async def _read(self, config: SourceConfig, request: Request, *, authenticated: bool) -> bytes:
-        """The body, at most the source's cap; unauthenticated, a failure spends the address's
-        bucket, so that unproven senders cannot have bodies read for nothing without limit."""
+    async def _read(self, config: SourceConfig, request: Request) -> bytes:
+        """The body, at most the source's cap (413). An unproven sender's read has already
+        cost a token of its address's bucket (``_take``), kept if the read fails."""
         try:
             return await read_capped(
                 request.receive,
@@ -255,22 +269,18 @@ class WebhookIntake:
             )
         except BodyTooLargeError as exc:
             raise _RefusedError(
-                status.HTTP_413_CONTENT_TOO_LARGE,
-                WebhookOutcome.TOO_LARGE,
-                str(exc),
-                failed_auth=not authenticated,
+                status.HTTP_413_CONTENT_TOO_LARGE, WebhookOutcome.TOO_LARGE, str(exc)
             ) from exc
-        except ClientGoneError:
-            if not authenticated:
-                self._failures.charge(request.client.host if request.client else None)
-            raise
 
     def _screen(
-        self, config: SourceConfig, headers: Mapping[str, str], now: datetime
-    ) -> BodyCheck | None:
+        self, config: SourceConfig, headers: Mapping[str, str], now: datetime, host: str | None
+    ) -> Screening:
+        """What the headers decide; when they fail the request, a 401 that spends a token of
+        the client address's bucket, or a 429 when none is left."""
         try:
             return screen(self._credentials[config.name], headers, now)
         except UnauthenticatedError as exc:
+            self._take(host)
             raise self._unauthorized(config, exc) from exc
 
     def _verify(self, config: SourceConfig, pending: BodyCheck, body: bytes) -> None:
@@ -285,23 +295,7 @@ class WebhookIntake:
             WebhookOutcome.UNAUTHORIZED,
             str(exc),
             {"WWW-Authenticate": _challenge(config)},
-            failed_auth=True,
         )
-
-    def _count_parts(self, config: SourceConfig, document: Mapping[str, Any]) -> None:
-        """Refuse a delivery of more parts than a request may carry events, before reading any."""
-        count = KINDS[config.kind].parts
-        if count is not None:
-            self._limit_events(count(document))
-
-    def _limit_events(self, count: int) -> None:
-        if count > self._max_events:
-            raise _RefusedError(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                WebhookOutcome.INVALID,
-                f"at most {self._max_events} events a request; this one has {count}:"
-                " send them in several requests",
-            )
 
     def _normalise(
         self, config: SourceConfig, body: Mapping[str, Any], headers: Mapping[str, str]

@@ -62,14 +62,6 @@ def normalise_alerts(
     return Normalised.combine(outcomes)
 
 
-def alert_count(body: Mapping[str, Any]) -> int:
-    """How many alerts a notification carries, counted before any is read: each may become
-    an event, so a notification of more than ``SLAWATCH_MAX_EVENTS_PER_REQUEST`` is refused
-    whole, like a request of ``POST /v1/events``."""
-    alerts = body.get("alerts")
-    return len(alerts) if isinstance(alerts, list) else 0
-
-
 def _one(alert: Any, index: int, body: Mapping[str, Any], config: SourceConfig) -> Normalised:
     where = f"alerts[{index}]"
     if not isinstance(alert, Mapping):

@@ -5,10 +5,8 @@ I/O, no clock), deterministic, header names in lower case. See
 ``canonical`` for what it returns and ``docs/SOURCES.md`` for what each
 kind's changes mean.
 
-A kind whose delivery carries a list of items, each of which may become an
-event (Alertmanager's and Grafana's ``alerts``), says how to count them
-(``parts``), so the intake refuses a delivery of too many before normalising
-any; the other kinds make a few events of a delivery at most.
+A delivery is bounded by its source's body size cap, not by how many events
+it makes (an Alertmanager or Grafana group may carry thousands of alerts).
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ from slawatch_ingest.sources.canonical import Normalised
 from slawatch_ingest.sources.config import Kind, SourceConfig
 
 Normaliser = Callable[[Mapping[str, Any], Mapping[str, str], SourceConfig], Normalised]
-PartCounter = Callable[[Mapping[str, Any]], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +38,6 @@ class SourceKind:
     normalise: Normaliser
     scheme: Scheme
     defaults: Mapping[str, Any]
-    parts: PartCounter | None = None
 
 
 KINDS: Mapping[Kind, SourceKind] = MappingProxyType(
@@ -51,12 +47,8 @@ KINDS: Mapping[Kind, SourceKind] = MappingProxyType(
         "zammad": SourceKind(zammad.normalise, Scheme.HUB_SHA1, zammad.DEFAULTS),
         "servicenow": SourceKind(servicenow.normalise, Scheme.HMAC, servicenow.DEFAULTS),
         "glpi": SourceKind(glpi.normalise, Scheme.GLPI, glpi.DEFAULTS),
-        "alertmanager": SourceKind(
-            alertmanager.normalise, Scheme.NONE, alertmanager.DEFAULTS, alertmanager.alert_count
-        ),
-        "grafana": SourceKind(
-            grafana.normalise, Scheme.HMAC, grafana.DEFAULTS, alertmanager.alert_count
-        ),
+        "alertmanager": SourceKind(alertmanager.normalise, Scheme.NONE, alertmanager.DEFAULTS),
+        "grafana": SourceKind(grafana.normalise, Scheme.HMAC, grafana.DEFAULTS),
         "generic": SourceKind(generic.normalise, Scheme.HMAC, generic.DEFAULTS),
     }
 )
