@@ -1,7 +1,7 @@
 """The retention pruner on SQLite and PostgreSQL: what settled before the cutoff goes, in
-batches and with its dependents; what is open or recent stays; a locked row is skipped, not
-waited for; a database that refuses connections fails rounds until it answers; the task
-stops at once on leaving ``running``."""
+batches and with its dependents; what is open or recent stays; a row a service changes
+meanwhile is waited for and kept; a database that refuses connections fails rounds until
+it answers; the task stops at once on leaving ``running``."""
 
 from __future__ import annotations
 
@@ -185,19 +185,23 @@ async def test_the_lock_given_is_held_around_each_batch(db: AsyncEngine) -> None
 
 
 @pytest.mark.postgres
-async def test_a_row_a_service_holds_is_skipped_not_waited_for(pg_url: str) -> None:
+async def test_a_row_a_service_changes_meanwhile_is_waited_for_and_kept(pg_url: str) -> None:
     engine = create_engine(pg_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         await fill(engine)
-        job = pruner(CollectorRegistry(), batch=4, pause_s=0)
-        async with engine.begin() as service:
-            await service.execute(sa.select(parcels).where(parcels.c.id == 3).with_for_update())
-            done = await asyncio.wait_for(job.prune(engine), 10)
-            assert done.deleted["parcels"] == 9
+        job = pruner(CollectorRegistry(), batch=20, pause_s=0)
+        async with engine.begin() as service:  # a service works on parcel 3: it is recent now
+            await service.execute(
+                sa.update(parcels).where(parcels.c.id == 3).values(settled_at=NOW)
+            )
+            pruning = asyncio.create_task(job.prune(engine))
+            await asyncio.sleep(0.5)
+            assert not pruning.done()  # its delete waits for the service's transaction
+        done = await asyncio.wait_for(pruning, 10)
+        assert done.deleted["parcels"] == 9
         assert await ids(engine, parcels.c.id) == [3, 10, 11, 12, 13, 14]
-        assert (await job.prune(engine)).deleted["parcels"] == 1  # the next round takes it
     finally:
         await engine.dispose()
 

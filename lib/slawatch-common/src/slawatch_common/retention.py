@@ -15,10 +15,11 @@ notification's attempts). ``Pruner`` applies the rules:
 - a *round* runs at start and then every ``interval_s`` (an hour by default),
   each wait drawn within ± ``jitter`` of it, so that replicas spread out;
 - a round deletes rule by rule in batches of at most ``batch`` rows (1,000 by
-  default): one short transaction selects the keys of a batch (on PostgreSQL
-  ``FOR UPDATE SKIP LOCKED``: a row a service is working on is left for the
-  next round, never waited for), deletes their dependents and then the rows,
-  each statement checking the condition again, and commits; the next batch
+  default): one short transaction selects the keys of a batch (locking
+  nothing: a ``FOR UPDATE`` there was seen to stall a notifier's intake on
+  PostgreSQL), deletes their dependents and then the rows, each statement
+  checking the condition again — a row a service is changing is waited for
+  and, changed, kept — and commits; the next batch
   follows after ``pause_s``, so no lock is held for long and the service's
   own transactions get in between;
 - a round that fails (the database away, or anything else) is logged and
@@ -221,8 +222,6 @@ class Pruner:
         where = rule.where(cutoff)
         key = list(table.primary_key.columns)
         query = sa.select(*key).where(where).limit(self._batch)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
         keys = [tuple(row) for row in await conn.execute(query)]
         if not keys:
             return 0, {}
