@@ -306,3 +306,21 @@ async def test_a_database_that_refuses_connections_fails_rounds_until_it_answers
         assert await ids(check, parcels.c.id) == [10, 11, 12, 13, 14]
     finally:
         await check.dispose()
+
+
+async def test_the_first_round_waits_its_time_after_start(db: AsyncEngine) -> None:
+    await fill(db)
+    registry = CollectorRegistry()
+    job = Pruner(
+        [PARCELS],
+        registry,
+        keep=KEEP,
+        now=lambda: NOW,
+        service="test",
+        interval_s=3600.0,
+        first_wait_s=3600.0,
+    )
+    async with job.running(db):
+        await asyncio.sleep(0.5)
+        assert rounds(registry, "ok") == 0  # not yet: the service is catching up
+    assert len(await ids(db, parcels.c.id)) == 15

@@ -14,10 +14,11 @@ from support.secure_kafka import SecureBroker
 from support.smtp import SmtpSink
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def secure_kafka() -> Iterator[SecureBroker]:
-    """A broker of the session's own that takes only TLS + SASL clients (and TLS with a client
-    certificate), on free ports (``support.secure_kafka``); stopped and deleted at the end."""
+    """A broker of the module's own that takes only TLS + SASL clients (and TLS with a client
+    certificate), on free ports (``support.secure_kafka``); stopped and deleted after the
+    module, so its JVM does not share the two cores with the tests that follow."""
     broker = SecureBroker()
     try:
         broker.start()

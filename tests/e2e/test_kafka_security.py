@@ -1,6 +1,6 @@
 """Kafka with TLS and SASL, on a broker that takes only encrypted, authenticated clients.
 
-The broker is the session's ``secure_kafka`` (``deploy/kafka/kafka.sh`` with
+The broker is the module's ``secure_kafka`` (``deploy/kafka/kafka.sh`` with
 ``KAFKA_SECURE=1``: a CA and certificates made by openssl, SCRAM users made by
 ``kafka-storage format --add-scram``). The three services connect with
 SASL_SSL and SCRAM-SHA-512, checking the broker against its CA, and a P1

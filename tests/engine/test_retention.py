@@ -179,7 +179,7 @@ policies:
 
 
 @pytest.mark.kafka
-async def test_the_running_engine_prunes_at_start(
+async def test_the_running_engine_prunes_once_started(
     tmp_path: Path, kafka_bootstrap: str, topics: Topics
 ) -> None:
     config = tmp_path / "policy.yaml"
@@ -190,6 +190,7 @@ async def test_the_running_engine_prunes_at_start(
         kafka_partitions=2,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/engine.db",
         config_file=config,
+        retention_first_round_s=0.5,
     )
     book = load_policies(config)
     db = create_engine(settings.database_url)

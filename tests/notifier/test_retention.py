@@ -227,8 +227,8 @@ test_on_sqlite, test_on_postgresql = on_sqlite_and_postgresql(
 
 @pytest.mark.kafka
 @pytest.mark.smtp
-async def test_the_running_notifier_prunes_at_start(make_settings: SettingsMaker) -> None:
-    settings = make_settings()
+async def test_the_running_notifier_prunes_once_started(make_settings: SettingsMaker) -> None:
+    settings = make_settings().model_copy(update={"retention_first_round_s": 0.5})
     long_ago = datetime.now(UTC) - timedelta(days=400)
     async with migrated(settings.database_url) as db:
         async with db.begin() as conn:

@@ -12,7 +12,8 @@ keeps whatever is still open or pending (``settled``, given the cutoff), and
 the ``Dependent`` rows of other tables that go with each row (a
 notification's attempts). ``Pruner`` applies the rules:
 
-- a *round* runs at start and then every ``interval_s`` (an hour by default),
+- a *round* runs ``first_wait_s`` after start (a service's first minutes are
+  for catching up with its topics) and then every ``interval_s`` (an hour by default),
   each wait drawn within ± ``jitter`` of it, so that replicas spread out;
 - a round deletes rule by rule in batches of at most ``batch`` rows (1,000 by
   default): one short transaction selects the keys of a batch (locking
@@ -163,6 +164,7 @@ class Pruner:
         stop_timeout_s: float = STOP_TIMEOUT_S,
         rand: random.Random | None = None,
         align: Callable[[datetime], datetime] | None = None,
+        first_wait_s: float = 0.0,
     ) -> None:
         if batch < 1 or interval_s <= 0 or not 0 <= jitter < 1 or keep <= timedelta(0):
             raise ValueError("retention: batch ≥ 1, interval > 0, 0 ≤ jitter < 1, keep > 0")
@@ -180,6 +182,7 @@ class Pruner:
         self._stop_timeout_s = stop_timeout_s
         self._rand = rand or random.Random()
         self._align = align
+        self._first_wait_s = first_wait_s
 
     def cutoff(self) -> datetime:
         """Rows that settled before this instant go: ``keep`` ago, moved back by ``align``
@@ -251,9 +254,13 @@ class Pruner:
         stopping: asyncio.Event | None = None,
         lock: asyncio.Lock | None = None,
     ) -> None:
-        """A round now and then one every ``next_wait_s`` until ``stopping`` is set (or the
-        task is cancelled). A failed round is logged and counted; nothing ends the loop."""
+        """A round after ``first_wait_s`` and then one every ``next_wait_s`` until
+        ``stopping`` is set (or the task is cancelled). A failed round is logged and counted;
+        nothing ends the loop."""
         stopping = stopping or asyncio.Event()
+        if self._first_wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._first_wait_s)
         while not stopping.is_set():
             await self._round(db, stopping, lock)
             with contextlib.suppress(TimeoutError):

@@ -119,6 +119,14 @@ class ServiceSettings(BaseSettings):
         description="Days a record is kept once it is settled (sent notifications, resolved "
         "tickets' snapshots, dead letters); 396 (13 months) covers a yearly review.",
     )
+    retention_first_round_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Seconds after start before the first retention round: a service's "
+        "first minutes are for catching up with its topics.",
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

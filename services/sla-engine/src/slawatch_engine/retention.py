@@ -80,6 +80,7 @@ def pruner(
         RULES,
         registry,
         keep=timedelta(days=settings.retention_days),
+        first_wait_s=settings.retention_first_round_s,
         now=now,
         service="sla-engine",
         align=month_start,
