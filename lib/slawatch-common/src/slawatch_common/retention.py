@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from slawatch_common.consumer import is_transient
+from slawatch_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,28 @@ class Pruner:
         self._rand = rand or random.Random()
         self._align = align
         self._first_wait_s = first_wait_s
+
+    @classmethod
+    def of_settings(
+        cls,
+        rules: Sequence[Rule],
+        settings: ServiceSettings,
+        registry: CollectorRegistry,
+        now: Callable[[], datetime],
+        service: str,
+        align: Callable[[datetime], datetime] | None = None,
+    ) -> Pruner:
+        """A service's pruner: ``rules`` kept ``SLAWATCH_RETENTION_DAYS`` after they settled,
+        the first round ``SLAWATCH_RETENTION_FIRST_ROUND_S`` after start."""
+        return cls(
+            rules,
+            registry,
+            keep=timedelta(days=settings.retention_days),
+            now=now,
+            service=service,
+            first_wait_s=settings.retention_first_round_s,
+            align=align,
+        )
 
     def cutoff(self) -> datetime:
         """Rows that settled before this instant go: ``keep`` ago, moved back by ``align``

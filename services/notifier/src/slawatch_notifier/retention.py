@@ -27,7 +27,7 @@ unset after a restart (``ReportDelivery.recover`` reads it from the rows).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -132,11 +132,4 @@ def pruner(
 ) -> Pruner:
     """The notifier's pruner (``RULES``), keeping rows ``settings.retention_days`` after
     they settled."""
-    return Pruner(
-        RULES,
-        registry,
-        keep=timedelta(days=settings.retention_days),
-        first_wait_s=settings.retention_first_round_s,
-        now=now,
-        service="notifier",
-    )
+    return Pruner.of_settings(RULES, settings, registry, now, "notifier")

@@ -76,15 +76,7 @@ def pruner(
 ) -> Pruner:
     """The engine's pruner (``RULES``), keeping rows ``settings.retention_days`` after they
     settled; run it with the lock the intake and the timer hold around their transactions."""
-    return Pruner(
-        RULES,
-        registry,
-        keep=timedelta(days=settings.retention_days),
-        first_wait_s=settings.retention_first_round_s,
-        now=now,
-        service="sla-engine",
-        align=month_start,
-    )
+    return Pruner.of_settings(RULES, settings, registry, now, "sla-engine", align=month_start)
 
 
 def month_start(instant: datetime) -> datetime:
